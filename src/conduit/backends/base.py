@@ -1,0 +1,95 @@
+"""The protocol every storage engine implements.
+
+An engine appends validated, encoded batches (:class:`~conduit.events.NewEvent`)
+to one stream, and reads pages back as :class:`~conduit.events.Event` values.
+Iteration, validation and dispatch live above it, in the store, so that each
+engine is only its storage. Every engine must pass the contract kit in
+:mod:`conduit.testing` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A storage engine. Engines are safe to share between threads."""
+
+    scheme: str
+    """The URL scheme that names the engine: ``memory``, ``sqlite``, ``postgresql``."""
+
+    def setup(self) -> None:
+        """Create the engine's schema, or migrate it to this release's version.
+
+        Safe to call when it exists, and from several processes at once.
+
+        Raises:
+            SchemaError: the schema is newer than this release.
+            BackendError: the engine failed.
+        """
+
+    def append(
+        self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
+    ) -> list[Event]:
+        """Append a batch to one stream, atomically, and return the recorded events.
+
+        ``expected_version``: ``None`` for any, ``0`` for a stream that must not
+        exist yet, ``n`` for a stream whose last version is ``n``. When every
+        event id of the batch is already recorded in this stream (a retried
+        push), the recorded events are returned and nothing is written.
+
+        Raises:
+            WrongExpectedVersion: the stream is at another version; nothing written.
+            DuplicateEvent: an event id is recorded elsewhere; nothing written.
+            BackendError: the engine failed; nothing written, or the outcome is
+                unknown (retry with the same event ids).
+        """
+        ...
+
+    def read_stream(
+        self,
+        stream: StreamKey,
+        *,
+        start: int | None,
+        backwards: bool,
+        since: datetime | None,
+        limit: int,
+    ) -> list[Event]:
+        """One page of a stream, in version order (or reverse).
+
+        Forwards: versions from ``start`` (``None`` = 1) up. Backwards: versions
+        from ``start`` (``None`` = the last) down. ``since`` keeps the events
+        recorded at or after that time. An unknown stream gives an empty page.
+        """
+        ...
+
+    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
+        """One page of the global log: events whose position is after ``after``.
+
+        In log order, each event once; an event that commits later never
+        appears behind a position this method has already returned.
+        """
+        ...
+
+    def stream_version(self, stream: StreamKey) -> int:
+        """The version of the stream's last event, 0 when it has none."""
+        ...
+
+    def streams(self, *, after: str | None, prefix: str | None, limit: int) -> list[StreamInfo]:
+        """One page of streams, ordered by their id's text, after ``after``."""
+        ...
+
+    def head_position(self) -> int:
+        """The position of the last event in the global log (0 when empty)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. The engine is unusable afterwards."""
+        ...

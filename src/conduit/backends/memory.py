@@ -1,0 +1,129 @@
+"""The in-memory engine: lists and dicts behind a lock. Nothing survives the process."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from conduit import codec
+from conduit.backends.common import resolve_retry
+from conduit.errors import WrongExpectedVersion
+from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend:
+    """Events held in this process's memory; safe to share between threads."""
+
+    scheme = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._log: list[Event] = []
+        self._streams: dict[str, list[Event]] = {}
+        self._sorted_ids: list[str] = []
+        self._by_id: dict[object, Event] = {}
+        self._last_time = datetime.fromtimestamp(0, UTC)
+
+    def setup(self) -> None:
+        """Nothing to create."""
+
+    def append(
+        self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
+    ) -> list[Event]:
+        with self._lock:
+            recorded = self._streams.get(stream.text, [])
+            version = len(recorded)
+            known = [self._by_id[new.id] for new in events if new.id in self._by_id]
+            retried = resolve_retry(stream, events, known)
+            if retried is not None:
+                return retried
+            if expected_version is not None and expected_version != version:
+                raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
+            now = max(datetime.now(UTC), self._last_time)
+            self._last_time = now
+            stream_id = recorded[0].stream_id if recorded else stream.stream_id()
+            result = [
+                Event(
+                    id=new.id,
+                    stream_id=stream_id,
+                    name=new.name,
+                    data=codec.decode(new.data),
+                    metadata=codec.decode(new.metadata),
+                    version=version + i,
+                    position=len(self._log) + i,
+                    recorded_at=now,
+                )
+                for i, new in enumerate(events, 1)
+            ]
+            if not recorded:
+                self._streams[stream.text] = recorded
+                bisect.insort(self._sorted_ids, stream.text)
+            recorded.extend(result)
+            self._log.extend(result)
+            for event in result:
+                self._by_id[event.id] = event
+            return result
+
+    def read_stream(
+        self,
+        stream: StreamKey,
+        *,
+        start: int | None,
+        backwards: bool,
+        since: datetime | None,
+        limit: int,
+    ) -> list[Event]:
+        with self._lock:
+            recorded = self._streams.get(stream.text, [])
+            if backwards:
+                end = len(recorded) if start is None else max(0, min(start, len(recorded)))
+                page = recorded[:end][::-1]
+            else:
+                page = recorded[max(0, (start or 1) - 1) :]
+            if since is not None:
+                page = [e for e in page if e.recorded_at >= since]
+            return page[:limit]
+
+    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
+        with self._lock:
+            if names is None:
+                return self._log[max(0, after) : max(0, after) + limit]
+            wanted = set(names)
+            page: list[Event] = []
+            for event in self._log[max(0, after) :]:
+                if event.name in wanted:
+                    page.append(event)
+                    if len(page) == limit:
+                        break
+            return page
+
+    def stream_version(self, stream: StreamKey) -> int:
+        with self._lock:
+            return len(self._streams.get(stream.text, ()))
+
+    def streams(self, *, after: str | None, prefix: str | None, limit: int) -> list[StreamInfo]:
+        with self._lock:
+            ids = self._sorted_ids
+            index = 0 if after is None else bisect.bisect_right(ids, after)
+            if prefix is not None:
+                index = max(index, bisect.bisect_left(ids, prefix))
+            page: list[StreamInfo] = []
+            for text in ids[index:]:
+                if prefix is not None and not text.startswith(prefix):
+                    break
+                recorded = self._streams[text]
+                page.append(StreamInfo(recorded[0].stream_id, len(recorded)))
+                if len(page) == limit:
+                    break
+            return page
+
+    def head_position(self) -> int:
+        with self._lock:
+            return len(self._log)
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,418 @@
+"""The PostgreSQL engine, on psycopg 3 and psycopg_pool.
+
+Writers to different streams never wait for each other; the global log stays
+gap-free without serializing them (DESIGN.md §3, docs/postgresql.md):
+
+- an append is one call of the schema's ``append_events`` function, in one
+  autocommitted statement: it takes the stream's transaction-scoped advisory
+  lock before anything gives the transaction an id, checks the expected
+  version, then inserts; an event's position is ``(transaction id << 20) |
+  ordinal``;
+- a reader of the global log returns only positions below the oldest
+  transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``), so
+  nothing can commit behind it later;
+- right after a push, the same engine waits (bounded) for that horizon to pass
+  its own last transaction, so that a caller reads its own writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+import psycopg_pool
+
+from conduit import codec
+from conduit.backends.common import StreamIds, resolve_retry
+from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
+from conduit.errors import (
+    BackendError,
+    ConduitError,
+    ConfigurationError,
+    SchemaError,
+    WrongExpectedVersion,
+)
+from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+
+__all__ = ["PostgresBackend"]
+
+log = logging.getLogger("conduit.postgres")
+
+T = TypeVar("T")
+
+_WRONG_VERSION = "CD409"  # raised by append_events, with the actual version as detail
+_DUPLICATE_ID = "CD410"  # raised by append_events when an event id is already recorded
+
+_OPTIONS = {
+    "schema": str,
+    "pool_size": int,
+    "statement_timeout": float,
+    "lock_timeout": float,
+    "read_your_writes_timeout": float,
+    "notify": lambda text: text.lower() in ("1", "true", "yes", "on"),
+}
+
+
+class PostgresBackend:
+    """Events in a PostgreSQL schema.
+
+    Args:
+        url: ``postgresql://user@host:port/database``; Conduit's own options may
+            also be given in its query string (``?schema=app&pool_size=20``).
+        schema: the PostgreSQL schema holding the store's tables, so that
+            several applications can share one database (default ``conduit``).
+        pool_size: the most connections the store opens at once.
+        statement_timeout: seconds after which the server cancels a statement.
+        lock_timeout: seconds an append waits for its stream's lock.
+        read_your_writes_timeout: seconds a global-log read waits for the
+            server's reader horizon to pass this store's own last push.
+        notify: announce each append with ``NOTIFY`` (a wake-up hint for
+            workers; see docs/postgresql.md for its cost).
+    """
+
+    scheme = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        statement_timeout: float | None = None,
+        lock_timeout: float | None = None,
+        read_your_writes_timeout: float | None = None,
+        notify: bool | None = None,
+    ) -> None:
+        conninfo, options = _split_url(url)
+        self.schema: str = schema or options.get("schema") or "conduit"
+        self.pool_size: int = pool_size or options.get("pool_size") or 10
+        self.statement_timeout: float = _pick(statement_timeout, options, "statement_timeout", 30.0)
+        self.lock_timeout: float = _pick(lock_timeout, options, "lock_timeout", 10.0)
+        self.read_your_writes_timeout: float = _pick(
+            read_your_writes_timeout, options, "read_your_writes_timeout", 5.0
+        )
+        self.notify: bool = bool(_pick(notify, options, "notify", False))
+        if self.pool_size < 1:
+            raise ConfigurationError("pool_size must be at least 1")
+        self.sql = Statements(self.schema)
+        self.conninfo = conninfo
+        self._ready = False
+        self._xid_lock = threading.Lock()
+        self._last_xid = 0  # the newest transaction of this store's own pushes
+        self._horizon_seen = 0  # the highest reader horizon seen (it only grows)
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=min(2, self.pool_size),
+            max_size=self.pool_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            open=False,
+            name=f"conduit-{self.schema}",
+        )
+        self._pool.open(wait=False)
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend schema={self.schema!r}>"
+
+    # -- connections -------------------------------------------------------
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            "SET default_transaction_isolation = 'read committed';"
+            " SET TimeZone = 'UTC';"
+            f" SET statement_timeout = {int(self.statement_timeout * 1000)};"
+            f" SET lock_timeout = {int(self.lock_timeout * 1000)}"
+        )
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, check: bool = True) -> T:
+        """Run work on a pooled connection, translating driver errors.
+
+        A connection found broken (the server restarted) is replaced and the
+        work tried once more: every operation is safe to repeat, appends
+        included, since a retried batch carries the same event ids.
+        """
+        if check and not self._ready:
+            self._check_schema()
+        for attempt in (1, 2):
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                with self._pool.connection() as conn:
+                    return work(conn)
+            except ConduitError:
+                raise
+            except psycopg.Error as exc:
+                if attempt == 1 and conn is not None and conn.broken:
+                    log.warning("PostgreSQL connection lost (%s); retrying once", exc)
+                    continue
+                raise _translate(exc, self.schema) from exc
+            except psycopg_pool.PoolTimeout as exc:
+                raise BackendError(f"no PostgreSQL connection available: {exc}") from exc
+            except psycopg_pool.PoolClosed as exc:
+                raise BackendError("this store is closed") from exc
+        raise AssertionError("unreachable")
+
+    def _check_schema(self) -> None:
+        def check(conn: psycopg.Connection[Any]) -> int | None:
+            row = conn.execute(self.sql.schema_exists, (self.sql.version_table,)).fetchone()
+            if not row or not row[0]:
+                return None
+            found = conn.execute(self.sql.schema_version).fetchone()
+            return int(found[0]) if found else 0
+
+        found = self._run(check, check=False)
+        if found is None:
+            raise SchemaError(
+                f"the Conduit schema {self.schema!r} does not exist in this database; "
+                "create it with `conduit init URL` or EventStore.setup()"
+            )
+        if found < SCHEMA_VERSION:
+            raise SchemaError(
+                f"the Conduit schema {self.schema!r} is at version {found}, older than this "
+                f"release's {SCHEMA_VERSION}; migrate it with `conduit init URL` or "
+                "EventStore.setup()"
+            )
+        if found > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the Conduit schema {self.schema!r} is at version {found}, newer than this "
+                f"release knows ({SCHEMA_VERSION}); upgrade Conduit"
+            )
+        self._ready = True
+
+    # -- the protocol ------------------------------------------------------
+
+    def setup(self) -> None:
+        def migrate(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute("SET LOCAL statement_timeout = 0")
+                # Serializes concurrent setups of one schema, across processes.
+                conn.execute(self.sql.setup_lock, (f"setup:{self.schema}",))
+                conn.execute(self.sql.create_version_table)
+                row = conn.execute(self.sql.schema_version).fetchone()
+                current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:
+                    raise SchemaError(
+                        f"the Conduit schema {self.schema!r} is at version {current}, newer "
+                        f"than this release knows ({SCHEMA_VERSION}); upgrade Conduit"
+                    )
+                for version, text in migrations(self.schema):
+                    if version > current:
+                        conn.execute(text.encode())
+                        conn.execute(self.sql.record_version, (version,))
+
+        self._run(migrate, check=False)
+        self._ready = True
+
+    def append(
+        self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
+    ) -> list[Event]:
+        params = (
+            stream.text,
+            stream.is_uuid,
+            expected_version,
+            [new.id for new in events],
+            [new.name for new in events],
+            [new.data for new in events],
+            [new.metadata for new in events],
+            self.notify,
+        )
+
+        def append(conn: psycopg.Connection[Any]) -> list[Event] | str:
+            try:
+                return self._recorded(stream, events, conn.execute(self.sql.append, params))
+            except psycopg.DatabaseError as exc:
+                if exc.sqlstate == _WRONG_VERSION:
+                    return exc.diag.message_detail or "0"
+                if exc.sqlstate == _DUPLICATE_ID:
+                    return ""
+                raise
+
+        outcome = self._run(append)
+        if isinstance(outcome, list):
+            return outcome
+        # A conflict: the batch may be a retry of one already recorded.
+        found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, (params[3],))))
+        retried = resolve_retry(stream, events, found)
+        if retried is not None:
+            return retried
+        if outcome:
+            assert expected_version is not None
+            raise WrongExpectedVersion(stream.stream_id(), expected_version, int(outcome))
+        raise AssertionError("an event id conflicted but no recorded event has it")
+
+    def _recorded(
+        self, stream: StreamKey, events: Sequence[NewEvent], cursor: psycopg.Cursor[Any]
+    ) -> list[Event]:
+        rows = cursor.fetchall()
+        last_xid = rows[-1][0] >> 20
+        with self._xid_lock:
+            self._last_xid = max(self._last_xid, last_xid)
+        # The stream's id keeps the type it was created with.
+        stream_id = StreamKey(stream.text, rows[0][3]).stream_id()
+        return [
+            Event(
+                new.id,
+                stream_id,
+                new.name,
+                codec.decode(new.data),
+                codec.decode(new.metadata),
+                version,
+                position,
+                recorded_at,
+            )
+            for new, (position, version, recorded_at, _) in zip(events, rows, strict=True)
+        ]
+
+    def read_stream(
+        self,
+        stream: StreamKey,
+        *,
+        start: int | None,
+        backwards: bool,
+        since: datetime | None,
+        limit: int,
+    ) -> list[Event]:
+        sql = self.sql.read_stream(
+            forwards=not backwards, start=start is not None, since=since is not None
+        )
+        params: list[Any] = [stream.text]
+        if start is not None:
+            params.append(start)
+        if since is not None:
+            params.append(since)
+        params.append(limit)
+        return self._run(lambda conn: _events(conn.execute(sql, params)))
+
+    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
+        self._wait_for_own_writes()
+        sql = self.sql.read_all(names=names is not None)
+        params: tuple[Any, ...] = (
+            (after, list(names), limit) if names is not None else (after, limit)
+        )
+        return self._run(lambda conn: _events(conn.execute(sql, params)))
+
+    def _wait_for_own_writes(self) -> None:
+        """Wait, bounded, until the reader horizon has passed this store's last push."""
+        own = self._last_xid
+        if own < self._horizon_seen:
+            return
+        deadline = time.monotonic() + self.read_your_writes_timeout
+        delay = 0.0005
+        while True:
+            row = self._run(lambda conn: conn.execute(self.sql.horizon).fetchone())
+            horizon = int(row[0]) if row else 0
+            with self._xid_lock:
+                self._horizon_seen = max(self._horizon_seen, horizon)
+            if own < horizon:
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "the global log's reader horizon has not passed this store's last push "
+                    "after %.1f s: a transaction is open elsewhere on the server "
+                    "(see idle_in_transaction_session_timeout)",
+                    self.read_your_writes_timeout,
+                )
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def stream_version(self, stream: StreamKey) -> int:
+        row = self._run(
+            lambda conn: conn.execute(self.sql.stream_version, (stream.text,)).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def streams(self, *, after: str | None, prefix: str | None, limit: int) -> list[StreamInfo]:
+        sql = self.sql.streams(after=after is not None, prefix=prefix is not None)
+        params: list[Any] = []
+        if after is not None:
+            params.append(after)
+        if prefix is not None:
+            params.extend((prefix, prefix))
+        params.append(limit)
+        rows = self._run(lambda conn: conn.execute(sql, params).fetchall())
+        ids = StreamIds()
+        return [StreamInfo(ids(text, is_uuid), version) for text, is_uuid, version in rows]
+
+    def head_position(self) -> int:
+        self._wait_for_own_writes()
+        row = self._run(lambda conn: conn.execute(self.sql.head_position).fetchone())
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _events(cursor: psycopg.Cursor[Any]) -> list[Event]:
+    ids = StreamIds()
+    decode = codec.decode
+    return [
+        Event(
+            event_id,
+            ids(stream_text, is_uuid),
+            name,
+            decode(data),
+            decode(metadata),
+            version,
+            position,
+            recorded_at,
+        )
+        for (
+            event_id,
+            stream_text,
+            is_uuid,
+            name,
+            data,
+            metadata,
+            version,
+            position,
+            recorded_at,
+        ) in cursor.fetchall()
+    ]
+
+
+def _translate(exc: psycopg.Error, schema: str) -> ConduitError:
+    if isinstance(
+        exc,
+        psycopg.errors.UndefinedTable
+        | psycopg.errors.UndefinedFunction
+        | psycopg.errors.InvalidSchemaName,
+    ):
+        return SchemaError(
+            f"the Conduit schema {schema!r} is missing or incomplete ({exc}); "
+            "create it with `conduit init URL` or EventStore.setup()"
+        )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return BackendError(f"PostgreSQL cancelled the statement (statement_timeout): {exc}")
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return BackendError(f"the stream stayed locked longer than lock_timeout: {exc}")
+    return BackendError(f"PostgreSQL failed: {exc}")
+
+
+def _split_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Separate Conduit's options from the libpq connection URL."""
+    parts = urlsplit(url)
+    ours: dict[str, Any] = {}
+    theirs = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _OPTIONS:
+            try:
+                ours[key] = _OPTIONS[key](value)  # type: ignore[operator]
+            except ValueError:
+                raise ConfigurationError(f"{key}={value!r} in the store URL is not valid") from None
+        else:
+            theirs.append((key, value))
+    scheme = "postgresql"
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
+
+
+def _pick(given: Any, options: dict[str, Any], key: str, default: Any) -> Any:
+    if given is not None:
+        return given
+    return options.get(key, default)

@@ -1,0 +1,158 @@
+"""The PostgreSQL engine's SQL text, built for one schema. Free of I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+__all__ = [
+    "LOCK_CLASS",
+    "SCHEMA_VERSION",
+    "Statements",
+    "migrations",
+    "quote_ident",
+    "quote_literal",
+]
+
+LOCK_CLASS = 0x436F6E64
+"""The class id of Conduit's two-key advisory locks ('Cond'), so that they never
+collide with the application's own advisory locks."""
+
+SCHEMA_VERSION = 1
+"""The schema version this release creates and uses."""
+
+_COLUMNS = (
+    "id, stream_id, stream_is_uuid, name, data::text, metadata::text, version, position,"
+    " recorded_at"
+)
+
+# Rows below the oldest transaction still running: every transaction below it
+# has finished, so no event can ever appear behind a reader that stops there.
+_HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """Quote an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which appends to a schema are announced."""
+    return f"conduit.{schema}"
+
+
+def migrations(schema: str) -> list[tuple[int, str]]:
+    """Every migration, as (version it leads to, SQL text for this schema)."""
+    folder = resources.files("conduit.backends.postgres") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            text = (
+                entry.read_text(encoding="utf-8")
+                .replace("__SCHEMA__", quote_ident(schema))
+                .replace("__LOCK_CLASS__", str(LOCK_CLASS))
+                .replace("__CHANNEL__", quote_literal(channel(schema)))
+            )
+            found.append((version, text))
+    return sorted(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """The statements the engine runs, for one schema."""
+
+    schema: str
+
+    @property
+    def q(self) -> str:
+        return quote_ident(self.schema)
+
+    @property
+    def append(self) -> str:
+        return (
+            f"SELECT * FROM {self.q}.append_events("
+            "%s, %s, %s, %s::uuid[], %s::text[], %s::text[], %s::text[], %s)"
+        )
+
+    @property
+    def by_ids(self) -> str:
+        return f"SELECT {_COLUMNS} FROM {self.q}.events WHERE id = ANY(%s::uuid[])"
+
+    def read_stream(self, *, forwards: bool, start: bool, since: bool) -> str:
+        where = ["stream_id = %s"]
+        if start:
+            where.append("version >= %s" if forwards else "version <= %s")
+        if since:
+            where.append("recorded_at >= %s")
+        order = "ASC" if forwards else "DESC"
+        return (
+            f"SELECT {_COLUMNS} FROM {self.q}.events WHERE {' AND '.join(where)}"
+            f" ORDER BY version {order} LIMIT %s"
+        )
+
+    def read_all(self, *, names: bool) -> str:
+        by_name = " AND name = ANY(%s::text[])" if names else ""
+        return (
+            f"SELECT {_COLUMNS} FROM {self.q}.events"
+            f" WHERE position > %s AND position < {_HORIZON}{by_name}"
+            " ORDER BY position LIMIT %s"
+        )
+
+    @property
+    def horizon(self) -> str:
+        return "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+    @property
+    def stream_version(self) -> str:
+        return f"SELECT version FROM {self.q}.streams WHERE stream_id = %s"
+
+    def streams(self, *, after: bool, prefix: bool) -> str:
+        where = []
+        if after:
+            where.append("stream_id > %s")
+        if prefix:
+            where.append("stream_id >= %s AND starts_with(stream_id, %s)")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return (
+            f"SELECT stream_id, is_uuid, version FROM {self.q}.streams{clause}"
+            " ORDER BY stream_id LIMIT %s"
+        )
+
+    @property
+    def head_position(self) -> str:
+        return f"SELECT coalesce(max(position), 0) FROM {self.q}.events WHERE position < {_HORIZON}"
+
+    @property
+    def version_table(self) -> str:
+        """The text to give ``to_regclass`` to learn whether the schema exists."""
+        return f"{self.q}.schema_version"
+
+    @property
+    def schema_exists(self) -> str:
+        return "SELECT to_regclass(%s) IS NOT NULL"
+
+    @property
+    def schema_version(self) -> str:
+        return f"SELECT coalesce(max(version), 0) FROM {self.q}.schema_version"
+
+    @property
+    def create_version_table(self) -> str:
+        return (
+            f"CREATE SCHEMA IF NOT EXISTS {self.q};"
+            f" CREATE TABLE IF NOT EXISTS {self.q}.schema_version"
+            " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+
+    @property
+    def record_version(self) -> str:
+        return f"INSERT INTO {self.q}.schema_version (version) VALUES (%s)"
+
+    @property
+    def setup_lock(self) -> str:
+        return f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(%s))"

@@ -1,0 +1,71 @@
+"""Choosing an engine by URL: ``memory://``, ``sqlite:///path``, ``postgresql://…``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from conduit.backends.base import Backend
+from conduit.errors import ConfigurationError
+
+__all__ = ["SCHEMES", "open_backend"]
+
+SCHEMES = ("memory://", "sqlite:///path/to/file.db", "postgresql://user@host:port/database")
+
+
+def _unsupported(url: str, why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot open store {url!r}: {why}; supported URLs are " + ", ".join(SCHEMES)
+    )
+
+
+def open_backend(url: str, **options: Any) -> Backend:
+    """Open the engine a URL names.
+
+    Raises:
+        ConfigurationError: the URL is malformed or names no known engine; the
+            message lists the supported schemes.
+    """
+    if not isinstance(url, str):
+        raise _unsupported(repr(url), "a store URL is a string")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise _unsupported(url, "it has no scheme")
+    scheme = scheme.lower()
+    if scheme == "memory":
+        if rest.strip("/"):
+            raise _unsupported(url, "memory:// takes no path")
+        from conduit.backends.memory import MemoryBackend
+
+        return MemoryBackend(**options)
+    if scheme == "sqlite":
+        path, _, query = rest.partition("?")
+        if not path.startswith("/") or len(path) < 2:
+            raise _unsupported(
+                url, "a SQLite URL names a file: sqlite:///relative.db or sqlite:////abs/path.db"
+            )
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        unknown = set(params) - {"synchronous", "busy_timeout"}
+        if unknown:
+            raise _unsupported(url, f"unknown SQLite option(s) {', '.join(sorted(unknown))}")
+        if "synchronous" in params:
+            options.setdefault("synchronous", params["synchronous"].lower())
+        if "busy_timeout" in params:
+            try:
+                options.setdefault("busy_timeout", float(params["busy_timeout"]))
+            except ValueError:
+                raise _unsupported(url, "busy_timeout is a number of seconds") from None
+        from conduit.backends.sqlite import SQLiteBackend
+
+        try:
+            return SQLiteBackend(path[1:], **options)
+        except ValueError as exc:
+            raise _unsupported(url, str(exc)) from exc
+    if scheme in ("postgresql", "postgres"):
+        parts = urlsplit(url)
+        if not parts.path.strip("/") and not parts.hostname:
+            raise _unsupported(url, "a PostgreSQL URL names a server and a database")
+        from conduit.backends.postgres import PostgresBackend
+
+        return PostgresBackend(url, **options)
+    raise _unsupported(url, f"unknown scheme {scheme!r}")

@@ -1,0 +1,122 @@
+"""Event data and metadata <-> JSON text, with strict validation.
+
+The promise: whatever a store accepts comes back equal (``==``) from every
+engine. So data is a JSON object of JSON values, and anything that could not
+come back equal is refused with an :class:`~conduit.errors.InvalidEvent` that
+names the field: NaN and infinities, integers beyond 64 bits, NUL characters
+(PostgreSQL cannot hold them in text), non-string keys, tuples, sets, bytes and
+other Python types, nesting deeper than :data:`MAX_DEPTH`, and data or metadata
+whose JSON exceeds :data:`MAX_EVENT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from conduit.errors import InvalidEvent
+
+__all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "decode", "encode", "validate"]
+
+MAX_DEPTH = 100
+"""How deeply objects and arrays may nest in one event's data."""
+
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The largest JSON text of one event's data (or metadata), in bytes (16 MiB)."""
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_EMPTY = "{}"
+
+
+def encode(value: object, *, field: str = "data") -> str:
+    """Validate a JSON object and return its JSON text.
+
+    Raises:
+        InvalidEvent: naming the field at fault.
+    """
+    if type(value) is not dict:
+        raise InvalidEvent(
+            f"{field}: must be a dict (a JSON object), not {type(value).__name__}", field=field
+        )
+    if not value:
+        return _EMPTY
+    validate(value, field)
+    text = orjson.dumps(value)
+    if len(text) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"{field}: {len(text):,} bytes of JSON, more than the {MAX_EVENT_BYTES:,} "
+            "an event may hold",
+            field=field,
+        )
+    return text.decode()
+
+
+def decode(text: str | bytes) -> dict[str, Any]:
+    """Turn stored JSON text back into a dict."""
+    result: dict[str, Any] = orjson.loads(text)
+    return result
+
+
+def validate(value: dict[str, Any], field: str) -> None:
+    """Check that a dict holds only values that round-trip exactly.
+
+    Raises:
+        InvalidEvent: naming the first field at fault.
+    """
+    _check_object(value, field, 1)
+
+
+def _check_object(obj: dict[Any, Any], path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{path}: nested deeper than {MAX_DEPTH} levels", field=path)
+    for key, item in obj.items():
+        if type(key) is not str:
+            raise InvalidEvent(
+                f"{path}: keys must be strings, not {type(key).__name__} ({key!r})", field=path
+            )
+        if "\x00" in key:
+            raise InvalidEvent(f"{path}: key {key!r} holds a NUL character", field=path)
+        t = type(item)
+        if t is str:
+            if "\x00" in item:
+                where = f"{path}[{key!r}]"
+                raise InvalidEvent(f"{where}: NUL characters are not allowed", field=where)
+        elif t is int or t is bool or item is None:
+            if t is int and not _INT_MIN <= item <= _INT_MAX:
+                where = f"{path}[{key!r}]"
+                raise InvalidEvent(f"{where}: integers must fit in 64 bits (signed)", field=where)
+        else:
+            _check_value(item, f"{path}[{key!r}]", depth)
+
+
+def _check_array(arr: list[Any], path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{path}: nested deeper than {MAX_DEPTH} levels", field=path)
+    for index, item in enumerate(arr):
+        _check_value(item, f"{path}[{index}]", depth)
+
+
+def _check_value(item: object, path: str, depth: int) -> None:
+    t = type(item)
+    if t is str:
+        if "\x00" in item:  # type: ignore[operator]
+            raise InvalidEvent(f"{path}: NUL characters are not allowed", field=path)
+    elif t is int:
+        if not _INT_MIN <= item <= _INT_MAX:  # type: ignore[operator]
+            raise InvalidEvent(f"{path}: integers must fit in 64 bits (signed)", field=path)
+    elif t is float:
+        if not math.isfinite(item):  # type: ignore[arg-type]
+            raise InvalidEvent(f"{path}: {item} is not a JSON number", field=path)
+    elif t is dict:
+        _check_object(item, path, depth + 1)  # type: ignore[arg-type]
+    elif t is list:
+        _check_array(item, path, depth + 1)  # type: ignore[arg-type]
+    elif t is not bool and item is not None:
+        raise InvalidEvent(
+            f"{path}: {t.__name__} is not a JSON value (use dict, list, str, int, float, "
+            "bool or None)",
+            field=path,
+        )

@@ -1,0 +1,164 @@
+"""The values that cross module lines: recorded events, events to record, streams.
+
+Everything here is free of I/O so that every engine (and a future asyncio
+engine) shares the same validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+from conduit.errors import InvalidEvent
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_STREAM_ID_LENGTH",
+    "Event",
+    "NewEvent",
+    "StreamId",
+    "StreamInfo",
+    "StreamKey",
+    "event_name",
+    "event_uuid",
+    "new_id",
+    "stream_key",
+]
+
+StreamId: TypeAlias = str | uuid.UUID
+"""A stream's id as users give it: a non-empty string or a UUID."""
+
+MAX_NAME_LENGTH = 200
+MAX_STREAM_ID_LENGTH = 1000
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A recorded event: immutable, as every engine returns it.
+
+    ``version`` is its place in its stream (1, 2, 3…), ``position`` its place
+    in the global log (an integer that grows in log order), ``recorded_at`` the
+    UTC time the store recorded it.
+    """
+
+    id: uuid.UUID
+    stream_id: StreamId
+    name: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    position: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKey:
+    """A stream id as engines store it: its text, and whether it was a UUID."""
+
+    text: str
+    is_uuid: bool
+
+    def stream_id(self) -> StreamId:
+        """The stream id in the type the caller used."""
+        return uuid.UUID(self.text) if self.is_uuid else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event validated and encoded, ready for an engine to append."""
+
+    id: uuid.UUID
+    name: str
+    data: str
+    metadata: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A stream and its current version (the version of its last event)."""
+
+    stream_id: StreamId
+    version: int
+
+
+def event_name(name: object) -> str:
+    """Check an event name and return its stored, snake_case form.
+
+    ``PersonRegistered`` becomes ``person_registered``; names must be
+    identifiers of letters, digits and underscores that start with a letter.
+    """
+    if not isinstance(name, str):
+        raise InvalidEvent(
+            f"name: event names are strings, not {type(name).__name__}", field="name"
+        )
+    if not _NAME.match(name):
+        raise InvalidEvent(
+            f"name: {name!r} is not an event name (letters, digits and underscores, "
+            "starting with a letter, such as 'person_registered')",
+            field="name",
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidEvent(
+            f"name: event names are at most {MAX_NAME_LENGTH} characters", field="name"
+        )
+    if name.islower() or not any(c.isupper() for c in name):
+        return name
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+def stream_key(stream_id: object) -> StreamKey:
+    """Check a stream id and return the form engines store."""
+    if isinstance(stream_id, uuid.UUID):
+        return StreamKey(str(stream_id), True)
+    if not isinstance(stream_id, str):
+        raise InvalidEvent(
+            f"stream_id: stream ids are non-empty strings or UUIDs, not {type(stream_id).__name__}",
+            field="stream_id",
+        )
+    if not stream_id:
+        raise InvalidEvent("stream_id: a stream id cannot be empty", field="stream_id")
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise InvalidEvent(
+            f"stream_id: stream ids are at most {MAX_STREAM_ID_LENGTH} characters",
+            field="stream_id",
+        )
+    if "\x00" in stream_id:
+        raise InvalidEvent("stream_id: NUL characters are not allowed", field="stream_id")
+    return StreamKey(stream_id, False)
+
+
+def event_uuid(event_id: object) -> uuid.UUID:
+    """Check an event id (a UUID, or its text) or make a new one for ``None``."""
+    if event_id is None:
+        return new_id()
+    if isinstance(event_id, uuid.UUID):
+        return event_id
+    if isinstance(event_id, str):
+        try:
+            return uuid.UUID(event_id)
+        except ValueError:
+            pass
+    raise InvalidEvent(f"event_id: {event_id!r} is not a UUID", field="event_id")
+
+
+_last_ns = 0
+
+
+def new_id() -> uuid.UUID:
+    """A new time-ordered UUID (version 7): ids made later sort after earlier ones."""
+    global _last_ns
+    ns = max(time.time_ns(), _last_ns + 1)
+    _last_ns = ns
+    ms, sub_ms = divmod(ns, 1_000_000)
+    rand_a = sub_ms * 4096 // 1_000_000  # the sub-millisecond fraction, 12 bits
+    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return uuid.UUID(int=value)

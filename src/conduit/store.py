@@ -1,0 +1,375 @@
+"""The facade users hold: :class:`EventStore`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from conduit import codec
+from conduit.backends.base import Backend
+from conduit.backends.url import open_backend
+from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent
+from conduit.events import (
+    Event,
+    NewEvent,
+    StreamId,
+    StreamInfo,
+    event_name,
+    event_uuid,
+    stream_key,
+)
+from conduit.subscriptions.dispatch import deliver
+
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_BATCH", "EventStore", "PendingEvent"]
+
+DEFAULT_PAGE_SIZE = 500
+"""How many events a read fetches from the engine at a time."""
+
+MAX_BATCH = 100_000
+"""The most events one ``push_many`` may append."""
+
+PendingEvent = (
+    Mapping[str, Any]
+    | tuple[str, Mapping[str, Any]]
+    | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+)
+"""An event for :meth:`EventStore.push_many`: ``{"name", "data", "metadata", "id"}`` or
+``(name, data)`` or ``(name, data, metadata)``."""
+
+
+class EventStore:
+    """An event store: push events to streams, read them back, subscribe.
+
+    Args:
+        url: which engine: ``memory://`` (the default, nothing kept),
+            ``sqlite:///path/to/file.db`` or ``postgresql://user@host:port/db``;
+            or a :class:`~conduit.backends.base.Backend` object.
+        page_size: how many events reads fetch at a time.
+        **options: passed to the engine (for example ``synchronous="normal"``
+            for SQLite, ``pool_size=8`` or ``schema="app"`` for PostgreSQL).
+
+    Raises:
+        ConfigurationError: the URL is malformed or names no known engine.
+    """
+
+    def __init__(
+        self,
+        url: str | Backend = "memory://",
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        **options: Any,
+    ) -> None:
+        if page_size < 1:
+            raise InvalidArgument("page_size must be at least 1", field="page_size")
+        self.backend: Backend = url if isinstance(url, Backend) else open_backend(url, **options)
+        self.page_size = page_size
+        self._listeners: tuple[object, ...] = ()
+        self._listeners_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<EventStore {self.backend.scheme}>"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the store's schema, or migrate it; safe to repeat."""
+        self.backend.setup()
+
+    def close(self) -> None:
+        """Release the engine's connections and files."""
+        self.backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------
+
+    def push(
+        self,
+        name: str,
+        stream_id: StreamId,
+        data: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        event_id: Any = None,
+    ) -> Event:
+        """Record one event at the end of a stream and return it.
+
+        ``expected_version``: ``None`` appends whatever the stream's version;
+        ``0`` requires a new stream; ``n`` requires the stream's last version to
+        be ``n``. ``event_id`` (a UUID) makes a retry safe: pushing again an
+        event whose id is recorded in the same stream returns the recorded one.
+
+        Raises:
+            InvalidEvent: a bad name, stream id, event id, data or metadata.
+            WrongExpectedVersion: the stream is at another version.
+            DuplicateEvent: the event id is recorded in another stream.
+            BackendError: the engine failed.
+        """
+        key = stream_key(stream_id)
+        new = _new_event(name, data, metadata, event_id)
+        _check_expected(expected_version)
+        recorded = self.backend.append(key, (new,), expected_version)
+        self._notify(recorded)
+        return recorded[0]
+
+    def push_many(
+        self,
+        stream_id: StreamId,
+        events: Iterable[PendingEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        """Record several events at the end of one stream, atomically: all or nothing.
+
+        Each event is a mapping with ``name``, ``data`` and optionally
+        ``metadata`` and ``id``, or a tuple ``(name, data)`` or
+        ``(name, data, metadata)``. Errors are those of :meth:`push`.
+        """
+        key = stream_key(stream_id)
+        batch = [_pending(item, index) for index, item in enumerate(events)]
+        if not batch:
+            return []
+        if len(batch) > MAX_BATCH:
+            raise InvalidEvent(f"events: at most {MAX_BATCH} events in one batch", field="events")
+        if len({new.id for new in batch}) != len(batch):
+            seen: set[object] = set()
+            for new in batch:
+                if new.id in seen:
+                    raise DuplicateEvent(new.id, stream_id)
+                seen.add(new.id)
+        _check_expected(expected_version)
+        recorded = self.backend.append(key, batch, expected_version)
+        self._notify(recorded)
+        return recorded
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, stream_id: StreamId) -> list[Event]:
+        """Every event of a stream, in version order (an empty list for none)."""
+        return list(self.read(stream_id))
+
+    def read(
+        self,
+        stream_id: StreamId,
+        *,
+        since: datetime | None = None,
+        from_version: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> Iterator[Event]:
+        """Iterate over a stream's events, fetching a page at a time.
+
+        Args:
+            since: only events recorded at or after this timezone-aware time.
+            from_version: start at this version (forwards: it and later;
+                backwards: it and earlier).
+            limit: stop after this many events.
+            backwards: from the last event to the first.
+
+        Raises:
+            InvalidArgument: a naive ``since``, a negative ``limit`` or a
+                ``from_version`` below 1.
+        """
+        key = stream_key(stream_id)
+        _check_since(since)
+        remaining = _check_limit(limit)
+        if from_version is not None and (type(from_version) is not int or from_version < 1):
+            raise InvalidArgument(
+                "from_version must be an integer of 1 or more", field="from_version"
+            )
+        return self._read_pages(key, from_version, backwards, since, remaining)
+
+    def _read_pages(
+        self,
+        key: Any,
+        start: int | None,
+        backwards: bool,
+        since: datetime | None,
+        remaining: int | None,
+    ) -> Iterator[Event]:
+        while remaining is None or remaining > 0:
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            page = self.backend.read_stream(
+                key, start=start, backwards=backwards, since=since, limit=size
+            )
+            yield from page
+            if len(page) < size:
+                return
+            if remaining is not None:
+                remaining -= len(page)
+            start = page[-1].version + (-1 if backwards else 1)
+            if backwards and start < 1:
+                return
+
+    def read_all(
+        self,
+        *,
+        after: int | None = None,
+        names: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Iterate over the global log: every event of every stream, once, in commit order.
+
+        Args:
+            after: a position this store returned; the log resumes right after it.
+            names: only events with these names.
+            limit: stop after this many events.
+        """
+        position = _check_position(after)
+        wanted = None if names is None else tuple(sorted({event_name(n) for n in names}))
+        remaining = _check_limit(limit)
+        return self._read_all_pages(position, wanted, remaining)
+
+    def _read_all_pages(
+        self, position: int, names: Sequence[str] | None, remaining: int | None
+    ) -> Iterator[Event]:
+        if names is not None and not names:
+            return
+        while remaining is None or remaining > 0:
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            page = self.backend.read_all(after=position, names=names, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            if remaining is not None:
+                remaining -= len(page)
+            position = page[-1].position
+
+    def stream_version(self, stream_id: StreamId) -> int:
+        """The version of a stream's last event; 0 for a stream with no events."""
+        return self.backend.stream_version(stream_key(stream_id))
+
+    def streams(
+        self, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> Iterator[StreamInfo]:
+        """Iterate over streams and their versions, ordered by id (as text).
+
+        Args:
+            prefix: only streams whose id starts with this text.
+            after: resume after this stream id (keyset paging).
+            limit: stop after this many streams.
+        """
+        remaining = _check_limit(limit)
+        cursor = None if after is None else str(after)
+        while remaining is None or remaining > 0:
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            page = self.backend.streams(after=cursor, prefix=prefix, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            if remaining is not None:
+                remaining -= len(page)
+            cursor = str(page[-1].stream_id)
+
+    def head_position(self) -> int:
+        """The position of the newest event in the global log (0 when empty)."""
+        return self.backend.head_position()
+
+    # -- subscribing ---------------------------------------------------------
+
+    def subscribe(self, listener: object) -> object:
+        """Notify ``listener`` of every event pushed through this store, after commit.
+
+        The listener is any object with ``on_<event name>(event)`` methods, and
+        optionally ``on_event(event)`` for every event. It is called in the
+        pushing thread once the push has committed; an exception it raises is
+        logged with the event id and neither undoes the push nor stops other
+        listeners. Returns the listener, so this works as a class decorator.
+        """
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, listener)
+        return listener
+
+    def unsubscribe(self, listener: object) -> None:
+        """Stop notifying a listener given to :meth:`subscribe`."""
+        with self._listeners_lock:
+            self._listeners = tuple(item for item in self._listeners if item is not listener)
+
+    def _notify(self, events: list[Event]) -> None:
+        listeners = self._listeners
+        if listeners:
+            deliver(listeners, events)
+
+
+def _new_event(
+    name: object, data: object, metadata: object, event_id: object, where: str = ""
+) -> NewEvent:
+    return NewEvent(
+        id=event_uuid(event_id),
+        name=event_name(name),
+        data=codec.encode(data, field=f"{where}data"),
+        metadata="{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata"),
+    )
+
+
+def _pending(item: object, index: int) -> NewEvent:
+    where = f"events[{index}]."
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"name", "data", "metadata", "id"}
+        if unknown or "name" not in item or "data" not in item:
+            raise InvalidEvent(
+                f"events[{index}]: a mapping with 'name', 'data' and optionally 'metadata' "
+                "and 'id'",
+                field=f"events[{index}]",
+            )
+        return _new_event(item["name"], item["data"], item.get("metadata"), item.get("id"), where)
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        metadata = item[2] if len(item) == 3 else None
+        return _new_event(item[0], item[1], metadata, None, where)
+    raise InvalidEvent(
+        f"events[{index}]: {type(item).__name__} is not an event; use a mapping "
+        "{'name', 'data'} or a tuple (name, data)",
+        field=f"events[{index}]",
+    )
+
+
+def _check_expected(expected_version: object) -> None:
+    if expected_version is None:
+        return
+    if type(expected_version) is not int or expected_version < 0:
+        raise InvalidEvent(
+            f"expected_version: {expected_version!r} is not a version (None, 0 or more)",
+            field="expected_version",
+        )
+
+
+def _check_since(since: object) -> None:
+    if since is None:
+        return
+    if not isinstance(since, datetime):
+        raise InvalidArgument("since must be a datetime", field="since")
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise InvalidArgument(
+            "since must be timezone-aware (for example datetime.now(UTC)); a naive "
+            "datetime is ambiguous",
+            field="since",
+        )
+
+
+def _check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if type(limit) is not int or limit < 0:
+        raise InvalidArgument("limit must be an integer of 0 or more", field="limit")
+    return limit
+
+
+def _check_position(after: object) -> int:
+    if after is None:
+        return 0
+    if type(after) is not int or after < 0:
+        raise InvalidArgument("after must be a position (an integer of 0 or more)", field="after")
+    return after
