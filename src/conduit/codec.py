@@ -44,7 +44,10 @@ def encode(value: object, *, field: str = "data") -> str:
     if not value:
         return _EMPTY
     validate(value, field)
-    text = orjson.dumps(value)
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:  # lone surrogates: not valid UTF-8
+        raise InvalidEvent(f"{field}: cannot be encoded as JSON ({exc})", field=field) from None
     if len(text) > MAX_EVENT_BYTES:
         raise InvalidEvent(
             f"{field}: {len(text):,} bytes of JSON, more than the {MAX_EVENT_BYTES:,} "

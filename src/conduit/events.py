@@ -132,6 +132,13 @@ def stream_key(stream_id: object) -> StreamKey:
         )
     if "\x00" in stream_id:
         raise InvalidEvent("stream_id: NUL characters are not allowed", field="stream_id")
+    if not stream_id.isascii():
+        try:
+            stream_id.encode()
+        except UnicodeEncodeError:
+            raise InvalidEvent(
+                "stream_id: holds a lone surrogate, not valid UTF-8", field="stream_id"
+            ) from None
     return StreamKey(stream_id, False)
 
 

@@ -134,9 +134,10 @@ class PostgresBackend:
     def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, check: bool = True) -> T:
         """Run work on a pooled connection, translating driver errors.
 
-        A connection found broken (the server restarted) is replaced and the
-        work tried once more: every operation is safe to repeat, appends
-        included, since a retried batch carries the same event ids.
+        A connection found broken (the server restarted) is replaced, along
+        with the idle ones that died with it, and the work tried once more:
+        every operation is safe to repeat, appends included, since a retried
+        batch carries the same event ids.
         """
         if check and not self._ready:
             self._check_schema()
@@ -149,7 +150,10 @@ class PostgresBackend:
                 raise
             except psycopg.Error as exc:
                 if attempt == 1 and conn is not None and conn.broken:
+                    # The server restarted or dropped us: the other idle
+                    # connections are likely dead too; replace them all.
                     log.warning("PostgreSQL connection lost (%s); retrying once", exc)
+                    self._pool.check()
                     continue
                 raise _translate(exc, self.schema) from exc
             except psycopg_pool.PoolTimeout as exc:

@@ -1,0 +1,258 @@
+"""What only the PostgreSQL engine has: schemas, options, connections, the horizon.
+
+The shared behaviour is in the contract kit (tests/test_contract.py); these
+tests pin what the engine adds on top of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from conduit import BackendError, ConfigurationError, EventStore, SchemaError
+from conduit.backends.postgres.backend import PostgresBackend
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def schema(postgres_url: str) -> Iterator[str]:
+    name = f"engine_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def pg_store(postgres_url: str, schema: str) -> Iterator[EventStore]:
+    with EventStore(postgres_url, schema=schema) as store:
+        store.setup()
+        yield store
+
+
+def test_a_missing_schema_is_reported_with_the_command_that_creates_it(
+    postgres_url: str, schema: str
+) -> None:
+    with EventStore(postgres_url, schema=schema) as store:
+        with pytest.raises(SchemaError, match="conduit init"):
+            store.push("thing_happened", "s", {})
+
+
+def test_an_older_schema_is_reported_with_the_command_that_migrates_it(
+    postgres_url: str, pg_store: EventStore, schema: str
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        # The state before the first migration: the version table, nothing else.
+        conn.execute(f'DELETE FROM "{schema}".schema_version')
+        conn.execute(f'DROP TABLE "{schema}".events, "{schema}".streams')
+        conn.execute(f'DROP FUNCTION "{schema}".append_events')
+    with EventStore(postgres_url, schema=schema) as store:
+        with pytest.raises(SchemaError, match=r"older.*conduit init"):
+            store.get("s")
+        store.setup()
+        assert store.get("s") == []
+
+
+def test_a_newer_schema_is_refused(postgres_url: str, pg_store: EventStore, schema: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (999)')
+    with EventStore(postgres_url, schema=schema) as store:
+        with pytest.raises(SchemaError, match="newer"):
+            store.get("s")
+        with pytest.raises(SchemaError, match="newer"):
+            store.setup()
+
+
+def test_setup_from_several_threads_at_once_creates_one_schema(
+    postgres_url: str, schema: str
+) -> None:
+    stores = [EventStore(postgres_url, schema=schema) for _ in range(6)]
+    errors: list[BaseException] = []
+
+    def run(store: EventStore) -> None:
+        try:
+            store.setup()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    stores[0].push("thing_happened", "s", {})
+    assert [e.name for e in stores[1].get("s")] == ["thing_happened"]
+    for store in stores:
+        store.close()
+
+
+def test_two_schemas_in_one_database_are_separate_stores(postgres_url: str) -> None:
+    names = [f"engine_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    try:
+        with (
+            EventStore(postgres_url, schema=names[0]) as first,
+            EventStore(postgres_url, schema=names[1]) as second,
+        ):
+            first.setup()
+            second.setup()
+            first.push("thing_happened", "s", {"store": 1})
+            assert second.get("s") == []
+            assert list(second.read_all()) == []
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def test_options_can_be_given_in_the_url(postgres_url: str, schema: str) -> None:
+    separator = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{separator}schema={schema}&pool_size=3&lock_timeout=2.5"
+    with EventStore(url) as store:
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        assert (backend.schema, backend.pool_size, backend.lock_timeout) == (schema, 3, 2.5)
+        store.setup()
+        store.push("thing_happened", "s", {})
+        assert store.stream_version("s") == 1
+
+
+def test_a_bad_option_value_in_the_url_is_a_configuration_error(postgres_url: str) -> None:
+    separator = "&" if "?" in postgres_url else "?"
+    with pytest.raises(ConfigurationError, match="pool_size"):
+        EventStore(f"{postgres_url}{separator}pool_size=many")
+
+
+def test_timeouts_are_set_on_the_store_connections(postgres_url: str, schema: str) -> None:
+    with EventStore(postgres_url, schema=schema, statement_timeout=7, lock_timeout=3) as store:
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+
+        def settings(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+            row = conn.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+                " current_setting('transaction_isolation'), current_setting('TimeZone')"
+            ).fetchone()
+            assert row is not None
+            return tuple(row)
+
+        assert backend._run(settings, check=False) == ("7s", "3s", "read committed", "UTC")
+
+
+def test_a_statement_timeout_is_a_backend_error(postgres_url: str, schema: str) -> None:
+    with EventStore(postgres_url, schema=schema, statement_timeout=0.2) as store:
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        with pytest.raises(BackendError, match="statement_timeout"):
+            backend._run(lambda conn: conn.execute("SELECT pg_sleep(2)"), check=False)
+        store.setup()
+        store.push("thing_happened", "s", {})
+
+
+def test_a_stream_locked_longer_than_lock_timeout_fails_the_push_and_writes_nothing(
+    postgres_url: str, pg_store: EventStore, schema: str
+) -> None:
+    from conduit.backends.postgres.sql import LOCK_CLASS
+
+    with EventStore(postgres_url, schema=schema, lock_timeout=0.2) as impatient:
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, "busy-stream")
+            )
+            with pytest.raises(BackendError, match="lock_timeout"):
+                impatient.push("thing_happened", "busy-stream", {})
+            impatient.push("thing_happened", "free-stream", {})
+            holder.rollback()
+        assert impatient.stream_version("busy-stream") == 0
+        impatient.push("thing_happened", "busy-stream", {})
+        assert impatient.stream_version("busy-stream") == 1
+
+
+def test_lost_connections_are_replaced(postgres_url: str, pg_store: EventStore) -> None:
+    pg_store.push("thing_happened", "s", {})
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = '' AND pid <> pg_backend_pid()"
+            " AND datname = current_database()"
+        )
+    for _ in range(3):
+        pg_store.push("thing_happened", "s", {})
+    assert pg_store.stream_version("s") == 4
+    assert len(list(pg_store.read_all())) == 4
+
+
+def test_a_closed_store_raises_backend_error(postgres_url: str, schema: str) -> None:
+    store = EventStore(postgres_url, schema=schema)
+    store.setup()
+    store.close()
+    with pytest.raises(BackendError, match="closed"):
+        store.get("s")
+
+
+def test_data_is_stored_as_exact_json_text_that_sql_can_query(
+    postgres_url: str, pg_store: EventStore, schema: str
+) -> None:
+    data = {"z": 1e16, "a": 1.2345678901234567e17, "n": {"deep": [1, "two"]}}
+    event = pg_store.push("thing_happened", "s", data, metadata={"user": "kris"})
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute(
+            f"SELECT data::text, data->'n'->'deep'->>1, metadata->>'user' FROM \"{schema}\".events"
+            " WHERE id = %s",
+            (event.id,),
+        ).fetchone()
+    assert row == (orjson.dumps(data).decode(), "two", "kris")
+    assert pg_store.get("s")[0].data == data
+
+
+def test_the_same_store_reads_its_own_push_while_an_older_transaction_commits_later(
+    postgres_url: str, pg_store: EventStore
+) -> None:
+    with psycopg.connect(postgres_url) as other:
+        other.execute("SELECT pg_current_xact_id()")  # an older writer, still open
+        timer = threading.Timer(0.3, other.commit)
+        timer.start()
+        event = pg_store.push("thing_happened", "s", {})
+        assert [e.id for e in pg_store.read_all()] == [event.id]
+        timer.join()
+
+
+def test_transactions_that_started_after_the_push_do_not_hold_its_reader_back(
+    postgres_url: str, pg_store: EventStore
+) -> None:
+    event = pg_store.push("thing_happened", "s", {})
+    with psycopg.connect(postgres_url) as other:
+        other.execute("SELECT pg_current_xact_id()")  # a newer writer, open
+        with psycopg.connect(postgres_url) as reader:
+            reader.execute("BEGIN READ ONLY")  # and a reader, open
+            assert [e.id for e in pg_store.read_all()] == [event.id]
+            assert pg_store.head_position() == event.position
+
+
+def test_an_open_older_transaction_holds_other_readers_at_the_horizon_until_it_ends(
+    postgres_url: str, pg_store: EventStore, schema: str
+) -> None:
+    with EventStore(postgres_url, schema=schema) as reader:
+        first = pg_store.push("thing_happened", "s", {})
+        assert [e.id for e in reader.read_all()] == [first.id]
+        with psycopg.connect(postgres_url) as other:
+            other.execute("SELECT pg_current_xact_id()")
+            second = pg_store.push("thing_happened", "s", {})
+            assert [e.id for e in reader.read_all(after=first.position)] == []
+            assert reader.get("s")[-1].id == second.id  # stream reads are not held back
+            other.commit()
+        assert [e.id for e in reader.read_all(after=first.position)] == [second.id]
+
+
+def test_positions_grow_with_the_writer_transaction_ids(pg_store: EventStore) -> None:
+    events = pg_store.push_many("s", [("a", {}), ("b", {})])
+    later = pg_store.push("c", "t", {})
+    assert events[0].position >> 20 == events[1].position >> 20
+    assert events[1].position == events[0].position + 1
+    assert later.position >> 20 > events[1].position >> 20
