@@ -21,6 +21,7 @@ __all__ = [
     "MAX_STREAM_ID_LENGTH",
     "Event",
     "NewEvent",
+    "ParkedEvent",
     "StreamId",
     "StreamInfo",
     "StreamKey",
@@ -87,6 +88,21 @@ class StreamInfo:
 
     stream_id: StreamId
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEvent:
+    """An event a subscription gave up on after its retries, kept with the error."""
+
+    id: int
+    subscription: str
+    event_id: uuid.UUID
+    position: int
+    error: str
+    traceback: str
+    attempts: int
+    parked_at: datetime
+    retry_requested: bool
 
 
 def event_name(name: object) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from conduit import codec
 from conduit.backends.base import Backend
@@ -15,6 +16,7 @@ from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent
 from conduit.events import (
     Event,
     NewEvent,
+    ParkedEvent,
     StreamId,
     StreamInfo,
     event_name,
@@ -22,8 +24,13 @@ from conduit.events import (
     stream_key,
 )
 from conduit.subscriptions.dispatch import deliver
+from conduit.subscriptions.drivers import Mode, Subscription, SubscriptionStatus
+from conduit.subscriptions.projector import StoreProjector
+from conduit.subscriptions.runner import Filter, RetryPolicy, Runner
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_BATCH", "EventStore", "PendingEvent"]
+
+log = logging.getLogger("conduit")
 
 DEFAULT_PAGE_SIZE = 500
 """How many events a read fetches from the engine at a time."""
@@ -67,6 +74,7 @@ class EventStore:
         self.backend: Backend = url if isinstance(url, Backend) else open_backend(url, **options)
         self.page_size = page_size
         self._listeners: tuple[object, ...] = ()
+        self._subscriptions: tuple[Subscription, ...] = ()
         self._listeners_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -79,7 +87,11 @@ class EventStore:
         self.backend.setup()
 
     def close(self) -> None:
-        """Release the engine's connections and files."""
+        """Stop this store's subscriptions, then release the engine's connections and files."""
+        with self._listeners_lock:
+            running, self._subscriptions = self._subscriptions, ()
+        for subscription in running:
+            subscription.stop()
         self.backend.close()
 
     def __enter__(self) -> Self:
@@ -280,28 +292,150 @@ class EventStore:
 
     # -- subscribing ---------------------------------------------------------
 
-    def subscribe(self, listener: object) -> object:
-        """Notify ``listener`` of every event pushed through this store, after commit.
+    def subscribe(
+        self,
+        listener: object,
+        *,
+        name: str | None = None,
+        mode: Mode = "inline",
+        names: Sequence[str] | None = None,
+        streams: str | None = None,
+        max_attempts: int = 3,
+        backoff: float = 0.05,
+        on_failure: Literal["park", "stop"] = "park",
+        batch_size: int = 100,
+        poll_interval: float = 0.05,
+        lease_ttl: float = 10.0,
+    ) -> Any:
+        """Notify ``listener`` of new events: a plain listener, or a named subscription.
 
-        The listener is any object with ``on_<event name>(event)`` methods, and
-        optionally ``on_event(event)`` for every event. It is called in the
-        pushing thread once the push has committed; an exception it raises is
-        logged with the event id and neither undoes the push nor stops other
-        listeners. Returns the listener, so this works as a class decorator.
+        Without a name (and for a listener that has none), ``listener`` is a
+        plain listener: any object with ``on_<event name>(event)`` methods,
+        and optionally ``on_event(event)`` for every event, called in the
+        pushing thread once a push through this store has committed. An
+        exception it raises is logged with the event id and neither undoes the
+        push nor stops other listeners. Returns the listener.
+
+        With a ``name`` (or a projection that has one, such as a
+        :class:`conduit.projections.SQLProjection`), it is a durable
+        subscription: it keeps a checkpoint and receives every event after it,
+        in global-log order, whoever pushed it; returns a
+        :class:`~conduit.subscriptions.Subscription`.
+
+        Args:
+            mode: ``inline`` (driven by the pushing thread, so the caller
+                reads its own writes) or ``background`` (a thread that holds
+                the subscription's lease).
+            names: only events with these names.
+            streams: only events of streams whose id starts with this prefix.
+            max_attempts, backoff, on_failure: a failing handler is retried
+                ``max_attempts`` times in all with exponential backoff from
+                ``backoff`` seconds, then its event is parked and the
+                subscription goes on (``"park"``) or stops (``"stop"``).
+            batch_size: events read (and, for SQL read models, committed) at a time.
+            poll_interval: how often a background driver looks for events
+                pushed by other processes.
+            lease_ttl: seconds after which another driver may take over a dead
+                driver's lease (SQLite and memory; PostgreSQL takes over at
+                once, when the session ends).
         """
+        name = name if name is not None else getattr(listener, "name", None)
+        if name is None:
+            with self._listeners_lock:
+                self._listeners = (*self._listeners, listener)
+            return listener
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("a subscription's name is a non-empty string", field="name")
+        projector = (
+            listener if _is_projector(listener) else StoreProjector(self.backend, name, listener)
+        )
+        runner = Runner(
+            self,
+            projector,  # type: ignore[arg-type]
+            filter=Filter.of(names, streams),
+            policy=RetryPolicy(max_attempts, backoff, on_failure=on_failure),
+            batch_size=batch_size,
+        )
+        subscription = Subscription(runner, mode, poll_interval=poll_interval, lease_ttl=lease_ttl)
         with self._listeners_lock:
-            self._listeners = (*self._listeners, listener)
-        return listener
+            if any(known.name == name for known in self._subscriptions):
+                raise InvalidArgument(f"a subscription named {name!r} is already running here")
+            self._subscriptions = (*self._subscriptions, subscription)
+        subscription.start()
+        return subscription
 
     def unsubscribe(self, listener: object) -> None:
-        """Stop notifying a listener given to :meth:`subscribe`."""
+        """Stop notifying a listener, or stop a subscription, given to :meth:`subscribe`."""
         with self._listeners_lock:
             self._listeners = tuple(item for item in self._listeners if item is not listener)
+            stopping = [
+                s
+                for s in self._subscriptions
+                if s is listener
+                or s.runner.projector is listener
+                or getattr(s.runner.projector, "target", None) is listener
+            ]
+            self._subscriptions = tuple(s for s in self._subscriptions if s not in stopping)
+        for subscription in stopping:
+            subscription.stop()
 
     def _notify(self, events: list[Event]) -> None:
         listeners = self._listeners
         if listeners:
             deliver(listeners, events)
+        for subscription in self._subscriptions:
+            try:
+                subscription.notify()
+            except Exception:  # a failing subscription never undoes the push
+                log.exception("subscription %r failed after a push", subscription.name)
+
+    # -- parked events and lag -----------------------------------------------
+
+    def parked(self, subscription: str | None = None) -> Iterator[ParkedEvent]:
+        """The events subscriptions gave up on, with their errors, oldest first."""
+        after = 0
+        while True:
+            page = self.backend.parked(subscription=subscription, after=after, limit=self.page_size)
+            yield from page
+            if len(page) < self.page_size:
+                return
+            after = page[-1].id
+
+    def retry_parked(self, parked_id: int | None = None, *, subscription: str | None = None) -> int:
+        """Ask for parked events to be tried again by their subscription's driver.
+
+        ``parked_id`` ``None`` retries every parked event (of ``subscription``).
+        The event leaves the parked list once its handler succeeds. Returns how
+        many events were marked.
+        """
+        count = self.backend.request_retry(parked_id, subscription=subscription)
+        for known in self._subscriptions:
+            known.runner.check_retries_soon()
+            known.notify()
+        return count
+
+    def drop_parked(self, parked_id: int) -> bool:
+        """Forget a parked event for good; False if there is no such parked event."""
+        return self.backend.unpark(parked_id)
+
+    def subscription_status(self) -> list[SubscriptionStatus]:
+        """Every subscription's checkpoint, the log's head and how many events behind."""
+        running = {known.name: known for known in self._subscriptions}
+        head = self.head_position()
+        found = dict(self.backend.checkpoints())
+        statuses = []
+        for name in sorted(set(found) | set(running)):
+            if name in running:
+                statuses.append(running[name].status())
+            else:
+                checkpoint = found[name]
+                behind = self.backend.count_after(checkpoint, names=None)
+                statuses.append(SubscriptionStatus(name, checkpoint, head, behind))
+        return statuses
+
+    def read_event(self, event_id: Any) -> Event | None:
+        """One event by its id (a UUID or its text), or ``None``."""
+        return self.backend.read_event(event_uuid(event_id))
 
 
 def _new_event(
@@ -373,3 +507,10 @@ def _check_position(after: object) -> int:
     if type(after) is not int or after < 0:
         raise InvalidArgument("after must be a position (an integer of 0 or more)", field="after")
     return after
+
+
+def _is_projector(listener: object) -> bool:
+    return all(
+        callable(getattr(listener, method, None))
+        for method in ("load_checkpoint", "apply", "apply_parked")
+    )

@@ -9,11 +9,12 @@ engine is only its storage. Every engine must pass the contract kit in
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, ParkedEvent, StreamInfo, StreamKey
 
 __all__ = ["Backend"]
 
@@ -88,6 +89,66 @@ class Backend(Protocol):
 
     def head_position(self) -> int:
         """The position of the last event in the global log (0 when empty)."""
+        ...
+
+    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+        """How many events of the global log come after ``position`` (with those names)."""
+        ...
+
+    def read_event(self, event_id: uuid.UUID) -> Event | None:
+        """One event by its id, or ``None``."""
+        ...
+
+    # -- durable subscriptions ---------------------------------------------
+
+    def load_checkpoint(self, name: str) -> int | None:
+        """The position a subscription has handled up to, ``None`` if it never ran."""
+        ...
+
+    def save_checkpoint(self, name: str, position: int, *, expected: int | None) -> bool:
+        """Move a subscription's checkpoint, if it is still at ``expected``.
+
+        ``expected`` is the checkpoint the caller loaded (``None``: it had
+        none). Returns False, changing nothing, when another driver moved it
+        in between.
+        """
+        ...
+
+    def checkpoints(self) -> list[tuple[str, int]]:
+        """Every subscription's name and checkpoint, by name."""
+        ...
+
+    def park(
+        self, subscription: str, event: Event, *, error: str, traceback: str, attempts: int
+    ) -> None:
+        """Keep an event a subscription gave up on (replacing an earlier parking of it)."""
+        ...
+
+    def parked(self, *, subscription: str | None, after: int, limit: int) -> list[ParkedEvent]:
+        """A page of parked events, by id, after ``after``."""
+        ...
+
+    def request_retry(self, parked_id: int | None, *, subscription: str | None) -> int:
+        """Ask the subscription's driver to try parked events again; returns how many.
+
+        ``parked_id`` ``None`` means every parked event (of ``subscription``).
+        """
+        ...
+
+    def unpark(self, parked_id: int) -> bool:
+        """Forget a parked event (dropped, or applied by a retry); False if unknown."""
+        ...
+
+    def try_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Become (or stay) the one driver of a subscription; False if another is.
+
+        Renewing before ``ttl`` seconds pass keeps the lease; a holder that
+        dies loses it (PostgreSQL: with its session; others: after ``ttl``).
+        """
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up a lease taken with :meth:`try_lease`."""
         ...
 
     def close(self) -> None:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import bisect
 import threading
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from conduit import codec
 from conduit.backends.common import resolve_retry
+from conduit.backends.memory_subscriptions import MemorySubscriptions
 from conduit.errors import WrongExpectedVersion
 from conduit.events import Event, NewEvent, StreamInfo, StreamKey
 
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend:
+class MemoryBackend(MemorySubscriptions):
     """Events held in this process's memory; safe to share between threads."""
 
     scheme = "memory"
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._log: list[Event] = []
         self._streams: dict[str, list[Event]] = {}
@@ -124,6 +127,15 @@ class MemoryBackend:
     def head_position(self) -> int:
         with self._lock:
             return len(self._log)
+
+    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+        with self._lock:
+            tail = self._log[max(0, position) :]
+            return len(tail) if names is None else sum(1 for e in tail if e.name in names)
+
+    def read_event(self, event_id: uuid.UUID) -> Event | None:
+        with self._lock:
+            return self._by_id.get(event_id)
 
     def close(self) -> None:
         """Nothing to release."""

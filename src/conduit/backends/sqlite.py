@@ -19,12 +19,13 @@ from typing import Any
 
 from conduit import codec
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
+from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
 from conduit.errors import BackendError, SchemaError, WrongExpectedVersion
 from conduit.events import Event, NewEvent, StreamInfo, StreamKey
 
 __all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 _SCHEMA = """
@@ -48,6 +49,8 @@ CREATE TABLE IF NOT EXISTS streams (
 ) WITHOUT ROWID;
 """
 
+_MIGRATIONS = {1: _SCHEMA, 2: SCHEMA_V2}
+
 _COLUMNS = "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at"
 _INSERT = (
     "INSERT INTO events (position, id, stream_id, stream_is_uuid, version, name, data, metadata,"
@@ -60,7 +63,7 @@ _UPSERT_STREAM = (
 )
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLiteSubscriptions):
     """Events in one SQLite file.
 
     Args:
@@ -141,11 +144,11 @@ class SQLiteBackend:
                     f"{self.path} has schema version {found}, newer than this release of "
                     f"Conduit knows ({SCHEMA_VERSION}); upgrade Conduit"
                 )
-            if found < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute(f"PRAGMA user_version={version}")
 
     def append(
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
@@ -280,6 +283,23 @@ class SQLiteBackend:
     def head_position(self) -> int:
         rows = self._query("SELECT max(position) FROM events")
         return int(rows[0][0] or 0)
+
+    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+        if names is None:
+            rows = self._query("SELECT count(*) FROM events WHERE position > ?", (position,))
+        else:
+            marks = ", ".join("?" * len(names))
+            rows = self._query(
+                f"SELECT count(*) FROM events WHERE position > ? AND name IN ({marks})",
+                (position, *names),
+            )
+        return int(rows[0][0])
+
+    def read_event(self, event_id: uuid.UUID) -> Event | None:
+        found = _events(
+            self._query(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (str(event_id),))
+        )
+        return found[0] if found else None
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ import psycopg_pool
 from conduit import codec
 from conduit.backends.common import StreamIds, resolve_retry
 from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
+from conduit.backends.postgres.subscriptions import PostgresSubscriptions
 from conduit.errors import (
     BackendError,
     ConduitError,
@@ -60,7 +62,7 @@ _OPTIONS = {
 }
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresSubscriptions):
     """Events in a PostgreSQL schema.
 
     Args:
@@ -104,6 +106,8 @@ class PostgresBackend:
         self.sql = Statements(self.schema)
         self.conninfo = conninfo
         self._ready = False
+        self._leases = {}
+        self._leases_lock = threading.Lock()
         self._xid_lock = threading.Lock()
         self._last_xid = 0  # the newest transaction of this store's own pushes
         self._horizon_seen = 0  # the highest reader horizon seen (it only grows)
@@ -349,7 +353,18 @@ class PostgresBackend:
         row = self._run(lambda conn: conn.execute(self.sql.head_position).fetchone())
         return int(row[0]) if row else 0
 
+    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+        sql = self.sql.count_after(names=names is not None)
+        params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
+        row = self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return int(row[0]) if row else 0
+
+    def read_event(self, event_id: uuid.UUID) -> Event | None:
+        found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, ([event_id],))))
+        return found[0] if found else None
+
     def close(self) -> None:
+        self._close_leases()
         self._pool.close()
 
 

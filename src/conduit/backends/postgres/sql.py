@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from importlib import resources
 
 __all__ = [
+    "LEADER_LOCK_CLASS",
     "LOCK_CLASS",
+    "PARKED_COLUMNS",
     "SCHEMA_VERSION",
     "Statements",
+    "SubscriptionStatements",
     "migrations",
     "quote_ident",
     "quote_literal",
@@ -18,7 +21,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this release creates and uses."""
 
 _COLUMNS = (
@@ -104,6 +107,13 @@ class Statements:
             " ORDER BY position LIMIT %s"
         )
 
+    def count_after(self, *, names: bool) -> str:
+        by_name = " AND name = ANY(%s::text[])" if names else ""
+        return (
+            f"SELECT count(*) FROM {self.q}.events"
+            f" WHERE position > %s AND position < {_HORIZON}{by_name}"
+        )
+
     @property
     def horizon(self) -> str:
         return "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
@@ -156,3 +166,84 @@ class Statements:
     @property
     def setup_lock(self) -> str:
         return f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(%s))"
+
+
+LEADER_LOCK_CLASS = LOCK_CLASS + 1
+"""The class id of the session advisory locks that elect a subscription's driver."""
+
+PARKED_COLUMNS = (
+    "id, subscription, event_id, position, error, traceback, attempts, parked_at, retry_requested"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatements:
+    """The durable-subscription statements, for one schema."""
+
+    schema: str
+
+    @property
+    def q(self) -> str:
+        return quote_ident(self.schema)
+
+    @property
+    def load_checkpoint(self) -> str:
+        return f"SELECT position FROM {self.q}.subscriptions WHERE name = %s"
+
+    @property
+    def insert_checkpoint(self) -> str:
+        return (
+            f"INSERT INTO {self.q}.subscriptions (name, position) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO NOTHING"
+        )
+
+    @property
+    def move_checkpoint(self) -> str:
+        return (
+            f"UPDATE {self.q}.subscriptions SET position = %s, updated_at = now()"
+            " WHERE name = %s AND position = %s"
+        )
+
+    @property
+    def checkpoints(self) -> str:
+        return f"SELECT name, position FROM {self.q}.subscriptions ORDER BY name"
+
+    @property
+    def park(self) -> str:
+        return (
+            f"INSERT INTO {self.q}.parked_events"
+            " (subscription, event_id, position, error, traceback, attempts)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (subscription, event_id) DO UPDATE SET error = excluded.error,"
+            " traceback = excluded.traceback, attempts = excluded.attempts,"
+            " parked_at = now(), retry_requested = false"
+        )
+
+    def parked(self, *, subscription: bool) -> str:
+        which = " AND subscription = %s" if subscription else ""
+        return (
+            f"SELECT {PARKED_COLUMNS} FROM {self.q}.parked_events WHERE id > %s{which}"
+            " ORDER BY id LIMIT %s"
+        )
+
+    def request_retry(self, *, one: bool, subscription: bool) -> str:
+        where = ["true"]
+        if one:
+            where.append("id = %s")
+        if subscription:
+            where.append("subscription = %s")
+        return (
+            f"UPDATE {self.q}.parked_events SET retry_requested = true WHERE {' AND '.join(where)}"
+        )
+
+    @property
+    def unpark(self) -> str:
+        return f"DELETE FROM {self.q}.parked_events WHERE id = %s"
+
+    @property
+    def try_leader_lock(self) -> str:
+        return f"SELECT pg_try_advisory_lock({LEADER_LOCK_CLASS}, hashtext(%s))"
+
+    @property
+    def leader_unlock(self) -> str:
+        return f"SELECT pg_advisory_unlock({LEADER_LOCK_CLASS}, hashtext(%s))"

@@ -1,0 +1,236 @@
+"""The catch-up loop every driver shares: read after the checkpoint, apply, retry, park.
+
+Drivers (inline, background, worker) differ only in who calls
+:meth:`Runner.catch_up` and when.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from conduit.errors import ProjectionError
+from conduit.events import Event, event_name
+from conduit.subscriptions.projector import CheckpointConflict, HandlerFailed, Projector
+
+if TYPE_CHECKING:
+    from conduit.store import EventStore
+
+__all__ = ["Filter", "RetryPolicy", "Runner"]
+
+log = logging.getLogger("conduit.subscriptions")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """What a subscription does when a handler raises.
+
+    The event is tried ``max_attempts`` times in all, waiting ``backoff``
+    seconds after the first failure and twice as long after each next one (at
+    most ``max_backoff``). Then it is parked and the subscription goes on
+    (``on_failure="park"``), or the subscription stops (``"stop"``).
+    """
+
+    max_attempts: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 5.0
+    on_failure: Literal["park", "stop"] = "park"
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row."""
+        return float(min(self.max_backoff, self.backoff * 2 ** max(0, failures - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which events a subscription reads: by name, and by stream id prefix."""
+
+    names: tuple[str, ...] | None = None
+    stream_prefix: str | None = None
+
+    @classmethod
+    def of(cls, names: Sequence[str] | None, stream_prefix: str | None) -> Filter:
+        return cls(
+            None if names is None else tuple(sorted({event_name(n) for n in names})),
+            stream_prefix,
+        )
+
+    def keeps(self, event: Event) -> bool:
+        return self.stream_prefix is None or str(event.stream_id).startswith(self.stream_prefix)
+
+
+class Runner:
+    """Drives one projector over the global log."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        projector: Projector,
+        *,
+        filter: Filter = Filter(),
+        policy: RetryPolicy = RetryPolicy(),
+        batch_size: int = 100,
+        retry_check_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.projector = projector
+        self.filter = filter
+        self.policy = policy
+        self.batch_size = batch_size
+        self.retry_check_interval = retry_check_interval
+        self.stopped = threading.Event()
+        self._next_retry_check = 0.0
+        self.failed: ProjectionError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.projector.name
+
+    def check_retries_soon(self) -> None:
+        """Look for parked events to retry on the next catch-up."""
+        self._next_retry_check = 0.0
+
+    def catch_up(self) -> int:
+        """Apply every event after the checkpoint; returns how many were read.
+
+        Raises:
+            ProjectionError: the subscription stopped on a failing event
+                (``on_failure="stop"``).
+        """
+        if self.failed is not None:
+            raise self.failed
+        if time.monotonic() >= self._next_retry_check:
+            self._retry_parked()
+            self._next_retry_check = time.monotonic() + self.retry_check_interval
+        total = 0
+        while not self.stopped.is_set():
+            read = self._step()
+            if read == 0:
+                break
+            total += read
+        return total
+
+    def _step(self) -> int:
+        backend = self.store.backend
+        try:
+            position = self.projector.load_checkpoint()
+            head = backend.head_position() if self.filter.names is not None else 0
+            page = list(
+                self.store.read_all(after=position, names=self.filter.names, limit=self.batch_size)
+            )
+        except self.projector.transient_errors as exc:
+            self._pause(exc, 1)
+            return 0
+        if len(page) < self.batch_size and head > max(position, page[-1].position if page else 0):
+            # Everything up to the head was considered, even what the names filter left out.
+            up_to = head
+        elif page:
+            up_to = page[-1].position
+        else:
+            return 0
+        self._apply([event for event in page if self.filter.keeps(event)], up_to)
+        return max(len(page), 1)
+
+    def _apply(self, events: Sequence[Event], up_to: int) -> None:
+        transient_failures = 0
+        while not self.stopped.is_set():
+            try:
+                self.projector.apply(events, up_to)
+                return
+            except CheckpointConflict:
+                log.info("subscription %r: another driver moved the checkpoint", self.name)
+                return
+            except HandlerFailed as failure:
+                bad = events[failure.index]
+                rest = events[failure.index + 1 :]
+                if not self._retry_one(bad, failure.error):
+                    return
+                events = rest
+                transient_failures = 0
+            except self.projector.transient_errors as exc:
+                transient_failures += 1
+                self._pause(exc, transient_failures)
+
+    def _retry_one(self, event: Event, error: BaseException) -> bool:
+        """Retry a failing event alone; park it or stop. True to go on with the batch."""
+        attempts = 1
+        while attempts < self.policy.max_attempts:
+            if self.stopped.wait(self.policy.delay(attempts)):
+                return False
+            attempts += 1
+            try:
+                self.projector.apply([event], event.position)
+                return True
+            except HandlerFailed as failure:
+                error = failure.error
+            except CheckpointConflict:
+                return False
+            except self.projector.transient_errors as exc:
+                attempts -= 1  # the storage is away: not the handler's fault
+                self._pause(exc, 1)
+        details = "".join(traceback.format_exception(error))
+        if self.policy.on_failure == "stop":
+            self.failed = ProjectionError(
+                f"subscription {self.name!r} stopped at event {event.id} ({event.name}, "
+                f"position {event.position}) after {attempts} attempts: {error!r}"
+            )
+            self.stopped.set()
+            raise self.failed from error
+        log.error(
+            "subscription %r parked event %s (%s, position %d) after %d attempts: %r",
+            self.name,
+            event.id,
+            event.name,
+            event.position,
+            attempts,
+            error,
+        )
+        self.store.backend.park(
+            self.name, event, error=repr(error), traceback=details, attempts=attempts
+        )
+        self.projector.apply([], event.position)
+        return True
+
+    def _retry_parked(self) -> None:
+        """Apply the parked events a user asked to retry."""
+        backend = self.store.backend
+        after = 0
+        while True:
+            page = backend.parked(subscription=self.name, after=after, limit=100)
+            for parked in page:
+                if not parked.retry_requested:
+                    continue
+                event = backend.read_event(parked.event_id)
+                if event is None:
+                    backend.unpark(parked.id)
+                    continue
+                try:
+                    self.projector.apply_parked(event)
+                except Exception as exc:
+                    backend.park(
+                        self.name,
+                        event,
+                        error=repr(exc),
+                        traceback="".join(traceback.format_exception(exc)),
+                        attempts=parked.attempts + 1,
+                    )
+                else:
+                    backend.unpark(parked.id)
+            if len(page) < 100:
+                return
+            after = page[-1].id
+
+    def _pause(self, error: BaseException, failures: int) -> None:
+        delay = self.policy.delay(failures)
+        log.warning(
+            "subscription %r: storage unavailable (%r); retrying in %.2f s",
+            self.name,
+            error,
+            delay,
+        )
+        self.stopped.wait(delay)
