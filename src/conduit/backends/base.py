@@ -95,6 +95,10 @@ class Backend(Protocol):
         """How many events of the global log come after ``position`` (with those names)."""
         ...
 
+    def first_position_since(self, since: datetime) -> int | None:
+        """The position of the first event recorded at or after ``since``, if any."""
+        ...
+
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         """One event by its id, or ``None``."""
         ...

@@ -133,6 +133,10 @@ class MemoryBackend(MemorySubscriptions):
             tail = self._log[max(0, position) :]
             return len(tail) if names is None else sum(1 for e in tail if e.name in names)
 
+    def first_position_since(self, since: datetime) -> int | None:
+        with self._lock:
+            return next((e.position for e in self._log if e.recorded_at >= since), None)
+
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         with self._lock:
             return self._by_id.get(event_id)

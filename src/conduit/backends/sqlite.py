@@ -295,6 +295,12 @@ class SQLiteBackend(SQLiteSubscriptions):
             )
         return int(rows[0][0])
 
+    def first_position_since(self, since: datetime) -> int | None:
+        rows = self._query(
+            "SELECT min(position) FROM events WHERE recorded_at >= ?", (to_micros(since),)
+        )
+        return None if rows[0][0] is None else int(rows[0][0])
+
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         found = _events(
             self._query(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (str(event_id),))

@@ -16,7 +16,7 @@ __all__ = ["deliver", "handlers_for"]
 
 log = logging.getLogger("conduit.subscriptions")
 
-Handler = Callable[[Event], Any]
+Handler = Callable[..., Any]
 
 
 def handlers_for(listener: object, name: str) -> list[Handler]:

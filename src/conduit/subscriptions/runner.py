@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Literal
 
 from conduit.errors import ProjectionError
 from conduit.events import Event, event_name
-from conduit.subscriptions.projector import CheckpointConflict, HandlerFailed, Projector
+from conduit.subscriptions.projector import (
+    CheckpointConflict,
+    HandlerFailed,
+    Projector,
+    StoreProjector,
+)
 
 if TYPE_CHECKING:
     from conduit.store import EventStore
@@ -85,6 +90,7 @@ class Runner:
         self.retry_check_interval = retry_check_interval
         self.stopped = threading.Event()
         self._next_retry_check = 0.0
+        self._next_mirror = 0.0
         self.failed: ProjectionError | None = None
 
     @property
@@ -113,7 +119,21 @@ class Runner:
             if read == 0:
                 break
             total += read
+        if total and not isinstance(self.projector, StoreProjector):
+            self._mirror_checkpoint()
         return total
+
+    def _mirror_checkpoint(self) -> None:
+        """Copy a read model's checkpoint into the store, where status and lag are read."""
+        now = time.monotonic()
+        if now < self._next_mirror:
+            return
+        self._next_mirror = now + 1.0
+        backend = self.store.backend
+        position = self.projector.load_checkpoint()
+        known = backend.load_checkpoint(self.name)
+        if known != position:
+            backend.save_checkpoint(self.name, position, expected=known)
 
     def _step(self) -> int:
         backend = self.store.backend

@@ -359,6 +359,11 @@ class PostgresBackend(PostgresSubscriptions):
         row = self._run(lambda conn: conn.execute(sql, params).fetchone())
         return int(row[0]) if row else 0
 
+    def first_position_since(self, since: datetime) -> int | None:
+        sql = self.sql.first_position_since
+        row = self._run(lambda conn: conn.execute(sql, (since,)).fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, ([event_id],))))
         return found[0] if found else None

@@ -115,6 +115,13 @@ class Statements:
         )
 
     @property
+    def first_position_since(self) -> str:
+        return (
+            f"SELECT min(position) FROM {self.q}.events"
+            f" WHERE recorded_at >= %s AND position < {_HORIZON}"
+        )
+
+    @property
     def horizon(self) -> str:
         return "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
