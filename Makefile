@@ -1,13 +1,17 @@
 # The two commands of the README's quick start: `make run` and `make test`.
+# Both create .venv and install Conduit into it on first use (python3 >= 3.11).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Conduit needs Python 3.11 or newer: run make PYTHON=python3.12 ..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || \
+		{ echo "Cannot create $(VENV): install the venv module (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -15,12 +19,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the demo on an embedded SQLite file
 	$(BIN)/conduit demo
 
-lint: $(STAMP)  ## ruff and mypy --strict
+lint: $(STAMP)  ## ruff (lint and format) and mypy --strict
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint  ## every test, PostgreSQL included
+test: lint  ## every test, PostgreSQL included (started first when installed but stopped)
 	bash scripts/ensure-postgres
 	$(BIN)/pytest
 

@@ -82,11 +82,12 @@ def _check_object(obj: dict[Any, Any], path: str, depth: int) -> None:
             )
         if "\x00" in key:
             raise InvalidEvent(f"{path}: key {key!r} holds a NUL character", field=path)
+        if not key.isascii() and not _utf8(key):
+            raise InvalidEvent(f"{path}: key {key!r} holds a lone surrogate", field=path)
         t = type(item)
         if t is str:
-            if "\x00" in item:
-                where = f"{path}[{key!r}]"
-                raise InvalidEvent(f"{where}: NUL characters are not allowed", field=where)
+            if "\x00" in item or not (item.isascii() or _utf8(item)):
+                _check_value(item, f"{path}[{key!r}]", depth)
         elif t is int or t is bool or item is None:
             if t is int and not _INT_MIN <= item <= _INT_MAX:
                 where = f"{path}[{key!r}]"
@@ -107,6 +108,8 @@ def _check_value(item: object, path: str, depth: int) -> None:
     if t is str:
         if "\x00" in item:  # type: ignore[operator]
             raise InvalidEvent(f"{path}: NUL characters are not allowed", field=path)
+        if not item.isascii() and not _utf8(item):  # type: ignore[attr-defined, arg-type]
+            raise InvalidEvent(f"{path}: holds a lone surrogate, not valid UTF-8", field=path)
     elif t is int:
         if not _INT_MIN <= item <= _INT_MAX:  # type: ignore[operator]
             raise InvalidEvent(f"{path}: integers must fit in 64 bits (signed)", field=path)
@@ -123,3 +126,12 @@ def _check_value(item: object, path: str, depth: int) -> None:
             "bool or None)",
             field=path,
         )
+
+
+def _utf8(text: str) -> bool:
+    """True unless the text holds lone surrogates, which UTF-8 cannot encode."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -48,7 +48,7 @@ class InvalidArgument(ConduitError, ValueError):
 class InvalidEvent(InvalidArgument):
     """An event was refused before anything was written.
 
-    ``field`` names the part at fault, for example ``data["address"]["zip"]``
+    ``field`` names the part at fault, for example ``data['address']['zip']``
     or ``name``.
     """
 

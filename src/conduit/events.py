@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -172,16 +173,29 @@ def event_uuid(event_id: object) -> uuid.UUID:
     raise InvalidEvent(f"event_id: {event_id!r} is not a UUID", field="event_id")
 
 
-_last_ns = 0
+_id_lock = threading.Lock()
+_last_ms = 0
+_last_seq = 0
 
 
 def new_id() -> uuid.UUID:
-    """A new time-ordered UUID (version 7): ids made later sort after earlier ones."""
-    global _last_ns
-    ns = max(time.time_ns(), _last_ns + 1)
-    _last_ns = ns
-    ms, sub_ms = divmod(ns, 1_000_000)
-    rand_a = sub_ms * 4096 // 1_000_000  # the sub-millisecond fraction, 12 bits
+    """A new time-ordered UUID (version 7): ids made later sort after earlier ones.
+
+    Within one process the order is strict, even for ids made in the same
+    millisecond or while the clock steps back: the 12 bits after the
+    timestamp count up (RFC 9562, method 1).
+    """
+    global _last_ms, _last_seq
+    ns = time.time_ns()
+    with _id_lock:
+        ms = ns // 1_000_000
+        if ms > _last_ms:
+            seq = (ns % 1_000_000) * 2048 // 1_000_000  # room to count up in this ms
+        else:
+            ms, seq = _last_ms, _last_seq + 1
+            if seq > 0xFFF:
+                ms, seq = ms + 1, 0
+        _last_ms, _last_seq = ms, seq
     rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand_b
     return uuid.UUID(int=value)

@@ -12,7 +12,7 @@ from typing import Any, Literal, Self
 from conduit import codec
 from conduit.backends.base import Backend
 from conduit.backends.url import open_backend
-from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent
+from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent, WrongExpectedVersion
 from conduit.events import (
     Event,
     NewEvent,
@@ -39,9 +39,7 @@ MAX_BATCH = 100_000
 """The most events one ``push_many`` may append."""
 
 PendingEvent = (
-    Mapping[str, Any]
-    | tuple[str, Mapping[str, Any]]
-    | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+    Mapping[str, Any] | tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any]]
 )
 """An event for :meth:`EventStore.push_many`: ``{"name", "data", "metadata", "id"}`` or
 ``(name, data)`` or ``(name, data, metadata)``."""
@@ -111,9 +109,9 @@ class EventStore:
         self,
         name: str,
         stream_id: StreamId,
-        data: Mapping[str, Any],
+        data: dict[str, Any],
         *,
-        metadata: Mapping[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
         event_id: Any = None,
     ) -> Event:
@@ -153,6 +151,10 @@ class EventStore:
         key = stream_key(stream_id)
         batch = [_pending(item, index) for index, item in enumerate(events)]
         if not batch:
+            _check_expected(expected_version)
+            actual = self.backend.stream_version(key)
+            if expected_version is not None and expected_version != actual:
+                raise WrongExpectedVersion(stream_id, expected_version, actual)
             return []
         if len(batch) > MAX_BATCH:
             raise InvalidEvent(f"events: at most {MAX_BATCH} events in one batch", field="events")

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -68,6 +69,7 @@ class Subscription:
         self._owner_thread: int | None = None
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renew_at = 0.0
         self.error: BaseException | None = None
 
     @property
@@ -99,12 +101,15 @@ class Subscription:
         else:
             self._wake.set()
 
-    def catch_up(self) -> int:
-        """Apply every event after the checkpoint, in this thread."""
+    def catch_up(self, *, keep_going: Callable[[], bool] | None = None) -> int:
+        """Apply every event after the checkpoint, in this thread.
+
+        ``keep_going`` is asked after each batch; False ends the catch-up early.
+        """
         with self._lock:
             self._owner_thread = threading.get_ident()
             try:
-                return self.runner.catch_up()
+                return self.runner.catch_up(keep_going=keep_going)
             finally:
                 self._owner_thread = None
 
@@ -116,18 +121,27 @@ class Subscription:
             self._thread.join(timeout)
             self._thread = None
 
+    def _keep_lease(self) -> bool:
+        """Take or renew the lease when due; True while this driver holds it.
+
+        Asked between batches too: a catch-up longer than ``lease_ttl`` must
+        renew its lease, or another driver would take over while it runs.
+        """
+        now = time.monotonic()
+        if now >= self._renew_at:
+            backend = self.runner.store.backend
+            self.active = backend.try_lease(self.name, self.owner, self.lease_ttl)
+            self._renew_at = now + (self.lease_ttl / 3 if self.active else 1.0)
+        return self.active
+
     def _run(self) -> None:
         backend = self.runner.store.backend
-        renew_at = 0.0
+        self._renew_at = 0.0
         try:
             while not self.runner.stopped.is_set():
-                now = time.monotonic()
-                if now >= renew_at:
-                    self.active = backend.try_lease(self.name, self.owner, self.lease_ttl)
-                    renew_at = now + (self.lease_ttl / 3 if self.active else 1.0)
-                if self.active:
+                if self._keep_lease():
                     self._wake.clear()
-                    self.catch_up()
+                    self.catch_up(keep_going=self._keep_lease)
                     self._wake.wait(self.poll_interval)
                 else:
                     self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -101,8 +101,12 @@ class Runner:
         """Look for parked events to retry on the next catch-up."""
         self._next_retry_check = 0.0
 
-    def catch_up(self) -> int:
+    def catch_up(self, *, keep_going: Callable[[], bool] | None = None) -> int:
         """Apply every event after the checkpoint; returns how many were read.
+
+        ``keep_going`` is asked after each batch; False ends the catch-up
+        early (a background driver renews its lease there, and stops when
+        another driver has it).
 
         Raises:
             ProjectionError: the subscription stopped on a failing event
@@ -119,6 +123,8 @@ class Runner:
             if read == 0:
                 break
             total += read
+            if keep_going is not None and not keep_going():
+                break
         if total and not isinstance(self.projector, StoreProjector):
             self._mirror_checkpoint()
         return total

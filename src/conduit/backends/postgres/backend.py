@@ -34,6 +34,7 @@ from conduit import codec
 from conduit.backends.common import StreamIds, resolve_retry
 from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
 from conduit.backends.postgres.subscriptions import PostgresSubscriptions
+from conduit.backends.url import mask_password
 from conduit.errors import (
     BackendError,
     ConduitError,
@@ -58,6 +59,7 @@ _OPTIONS = {
     "statement_timeout": float,
     "lock_timeout": float,
     "read_your_writes_timeout": float,
+    "pool_timeout": float,
     "notify": lambda text: text.lower() in ("1", "true", "yes", "on"),
 }
 
@@ -75,6 +77,8 @@ class PostgresBackend(PostgresSubscriptions):
         lock_timeout: seconds an append waits for its stream's lock.
         read_your_writes_timeout: seconds a global-log read waits for the
             server's reader horizon to pass this store's own last push.
+        pool_timeout: seconds to wait for a connection from the pool (and so
+            for an unreachable server) before raising ``BackendError``.
         notify: announce each append with ``NOTIFY`` (a wake-up hint for
             workers; see docs/postgresql.md for its cost).
     """
@@ -91,6 +95,7 @@ class PostgresBackend(PostgresSubscriptions):
         lock_timeout: float | None = None,
         read_your_writes_timeout: float | None = None,
         notify: bool | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         conninfo, options = _split_url(url)
         self.schema: str = schema or options.get("schema") or "conduit"
@@ -101,6 +106,7 @@ class PostgresBackend(PostgresSubscriptions):
             read_your_writes_timeout, options, "read_your_writes_timeout", 5.0
         )
         self.notify: bool = bool(_pick(notify, options, "notify", False))
+        self.pool_timeout: float = _pick(pool_timeout, options, "pool_timeout", 10.0)
         if self.pool_size < 1:
             raise ConfigurationError("pool_size must be at least 1")
         self.sql = Statements(self.schema)
@@ -117,6 +123,7 @@ class PostgresBackend(PostgresSubscriptions):
             max_size=self.pool_size,
             kwargs={"autocommit": True},
             configure=self._configure,
+            timeout=self.pool_timeout,
             open=False,
             name=f"conduit-{self.schema}",
         )
@@ -152,6 +159,10 @@ class PostgresBackend(PostgresSubscriptions):
                     return work(conn)
             except ConduitError:
                 raise
+            except psycopg_pool.PoolTimeout as exc:
+                raise BackendError(self._why_no_connection(exc)) from exc
+            except psycopg_pool.PoolClosed as exc:
+                raise BackendError("this store is closed") from exc
             except psycopg.Error as exc:
                 if attempt == 1 and conn is not None and conn.broken:
                     # The server restarted or dropped us: the other idle
@@ -160,11 +171,15 @@ class PostgresBackend(PostgresSubscriptions):
                     self._pool.check()
                     continue
                 raise _translate(exc, self.schema) from exc
-            except psycopg_pool.PoolTimeout as exc:
-                raise BackendError(f"no PostgreSQL connection available: {exc}") from exc
-            except psycopg_pool.PoolClosed as exc:
-                raise BackendError("this store is closed") from exc
         raise AssertionError("unreachable")
+
+    def _why_no_connection(self, timeout: Exception) -> str:
+        """The pool only says it timed out: ask the server directly for the cause."""
+        try:
+            psycopg.connect(self.conninfo, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return f"cannot connect to PostgreSQL at {mask_password(self.conninfo)}: {exc}"
+        return f"no PostgreSQL connection free in the pool (pool_size {self.pool_size}): {timeout}"
 
     def _check_schema(self) -> None:
         def check(conn: psycopg.Connection[Any]) -> int | None:

@@ -1,0 +1,246 @@
+"""The ``conduit`` command, run through typer's CliRunner."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner, Result
+
+from conduit import EventStore
+from conduit.cli import app
+from conduit.cli.context import safe_url
+
+WIDE = {"COLUMNS": "200", "CONDUIT_URL": None}
+
+
+def conduit(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    """Run ``conduit ARGS`` in this process, on a wide terminal, without CONDUIT_URL."""
+    return CliRunner().invoke(app, list(args), env={**WIDE, **(env or {})})
+
+
+def command_names() -> list[str]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return sorted(group.commands)
+
+
+@pytest.fixture
+def demo_file(tmp_path: Path) -> Path:
+    return tmp_path / "events.db"
+
+
+@pytest.fixture
+def demo_run(demo_file: Path) -> Result:
+    result = conduit("demo", "--path", str(demo_file))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# -- help ------------------------------------------------------------------
+
+
+def test_help_lists_every_command() -> None:
+    result = conduit("--help")
+    assert result.exit_code == 0
+    for name in ("init", "demo"):
+        assert name in command_names()
+        assert name in result.output
+
+
+def test_no_arguments_shows_the_help() -> None:
+    result = conduit()
+    assert "Usage" in result.output
+    assert "init" in result.output
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_every_command_has_help_with_an_example(name: str) -> None:
+    result = conduit(name, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output
+    assert f"conduit {name}" in result.output
+
+
+# -- demo ------------------------------------------------------------------
+
+
+def test_demo_prints_the_story_the_stream_and_the_people_table(demo_run: Result) -> None:
+    out = demo_run.output
+    for line in (
+        "Ada Byron is registered",
+        "Ada Byron is now Ada Lovelace",
+        "Ada Lovelace retires",
+    ):
+        assert line in out
+    assert "The event stream of Ada Lovelace" in out
+    for name in ("person_registered", "person_renamed", "person_retired"):
+        assert name in out
+    assert '"last_name": "Lovelace"' in out
+    assert "The people table (read model)" in out
+    assert "Hopper" in out
+    assert "Turing" in out
+
+
+def test_demo_says_where_its_files_are(demo_run: Result, demo_file: Path) -> None:
+    assert str(demo_file) in demo_run.output
+    assert str(demo_file.with_name("events-read-model.db")) in demo_run.output
+
+
+def test_demo_read_model_holds_the_projected_people(demo_run: Result, demo_file: Path) -> None:
+    with sqlite3.connect(demo_file.with_name("events-read-model.db")) as db:
+        rows = db.execute(
+            "SELECT first_name, last_name, status, version FROM people ORDER BY last_name"
+        ).fetchall()
+    assert rows == [
+        ("Grace", "Hopper", "active", 2),
+        ("Ada", "Lovelace", "retired", 3),
+        ("Alan", "Turing", "active", 1),
+    ]
+
+
+def test_demo_read_model_rows_match_the_event_streams(demo_run: Result, demo_file: Path) -> None:
+    with sqlite3.connect(demo_file.with_name("events-read-model.db")) as db:
+        rows = dict(db.execute("SELECT id, version FROM people").fetchall())
+    with EventStore(f"sqlite:///{demo_file}") as store:
+        streams = {str(info.stream_id): info.version for info in store.streams()}
+    assert rows == streams
+
+
+def test_demo_event_file_holds_the_whole_story(demo_run: Result, demo_file: Path) -> None:
+    with EventStore(f"sqlite:///{demo_file}") as store:
+        names = [event.name for event in store.read_all()]
+    assert names == [
+        "person_registered",
+        "person_registered",
+        "person_registered",
+        "person_renamed",
+        "person_renamed",
+        "person_retired",
+    ]
+
+
+def test_demo_refuses_an_existing_file_and_leaves_it_alone(demo_file: Path) -> None:
+    demo_file.write_bytes(b"precious")
+    result = conduit("demo", "--path", str(demo_file))
+    assert result.exit_code == 1
+    assert "already exists" in result.stderr
+    assert demo_file.read_bytes() == b"precious"
+
+
+def test_demo_without_path_writes_to_a_new_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = conduit("demo")
+    second = conduit("demo")
+    assert first.exit_code == second.exit_code == 0
+    made = sorted(tmp_path.glob("conduit-demo-*/conduit-demo.db"))
+    assert len(made) == 2
+    assert str(made[0]) in first.output + second.output
+
+
+# -- init ------------------------------------------------------------------
+
+
+def test_init_creates_a_sqlite_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    result = conduit("init", url)
+    assert result.exit_code == 0, result.output
+    assert url in result.output
+    with EventStore(url) as store:
+        assert store.push("person_registered", "p-1", {}).version == 1
+
+
+def test_init_is_safe_to_repeat_and_says_the_store_has_events(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with EventStore(url) as store:
+        store.push("person_registered", "p-1", {})
+    result = conduit("init", url)
+    assert result.exit_code == 0
+    assert "already holds events" in result.output
+    with EventStore(url) as store:
+        assert store.stream_version("p-1") == 1
+
+
+def test_init_takes_the_url_from_the_store_option(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    result = conduit("--store", f"sqlite:///{path}", "init")
+    assert result.exit_code == 0, result.output
+    assert path.exists()
+
+
+def test_init_takes_the_url_from_conduit_url(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    result = conduit("init", env={"CONDUIT_URL": f"sqlite:///{path}"})
+    assert result.exit_code == 0, result.output
+    assert path.exists()
+
+
+def test_init_without_a_url_is_a_usage_error() -> None:
+    result = conduit("init")
+    assert result.exit_code == 2
+    assert "CONDUIT_URL" in result.stderr
+
+
+def test_init_on_memory_warns_that_nothing_is_kept() -> None:
+    result = conduit("init", "memory://")
+    assert result.exit_code == 0
+    assert "keeps nothing" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:s3cret@db:5432/app", "postgresql://app:***@db:5432/app"),
+        ("postgresql://app@db/app?schema=x", "postgresql://app@db/app?schema=x"),
+        ("sqlite:///events.db", "sqlite:///events.db"),
+    ],
+    ids=["password", "no-password", "sqlite"],
+)
+def test_urls_are_printed_without_their_password(url: str, shown: str) -> None:
+    assert safe_url(url) == shown
+
+
+@pytest.mark.postgres
+def test_init_creates_a_postgres_store(postgres_url: str) -> None:
+    url = postgres_url + ("&" if "?" in postgres_url else "?") + "schema=cli_init"
+    result = conduit("init", url)
+    assert result.exit_code == 0, result.output
+    assert "no events yet" in result.output
+    with EventStore(url) as store:
+        assert store.push("person_registered", "p-1", {}).version == 1
+
+
+# -- errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["nope://somewhere", "sqlite://relative.db", "memory://with/a/path"]
+)
+def test_bad_url_prints_one_line_on_stderr_and_exits_1(url: str) -> None:
+    result = conduit("init", url)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Error: cannot open store")
+    assert "Traceback" not in result.output
+
+
+def test_backend_error_prints_one_line_on_stderr(tmp_path: Path) -> None:
+    result = conduit("init", f"sqlite:///{tmp_path / 'missing' / 'store.db'}")
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert "cannot open SQLite file" in result.stderr
+
+
+def test_debug_lets_the_error_through_with_its_traceback() -> None:
+    from conduit.errors import ConfigurationError
+
+    result = conduit("--debug", "init", "nope://somewhere")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ConfigurationError)
