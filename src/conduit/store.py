@@ -305,7 +305,7 @@ class EventStore:
         max_attempts: int = 3,
         backoff: float = 0.05,
         on_failure: Literal["park", "stop"] = "park",
-        batch_size: int = 100,
+        batch_size: int | None = None,
         poll_interval: float = 0.05,
         lease_ttl: float = 10.0,
     ) -> Any:
@@ -334,7 +334,8 @@ class EventStore:
                 ``max_attempts`` times in all with exponential backoff from
                 ``backoff`` seconds, then its event is parked and the
                 subscription goes on (``"park"``) or stops (``"stop"``).
-            batch_size: events read (and, for SQL read models, committed) at a time.
+            batch_size: events read (and, for SQL read models, committed) at a time;
+                by default the projection's ``batch_size`` attribute, else 100.
             poll_interval: how often a background driver looks for events
                 pushed by other processes.
             lease_ttl: seconds after which another driver may take over a dead
@@ -356,7 +357,7 @@ class EventStore:
             projector,  # type: ignore[arg-type]
             filter=Filter.of(names, streams),
             policy=RetryPolicy(max_attempts, backoff, on_failure=on_failure),
-            batch_size=batch_size,
+            batch_size=batch_size or getattr(listener, "batch_size", None) or 100,
         )
         subscription = Subscription(runner, mode, poll_interval=poll_interval, lease_ttl=lease_ttl)
         with self._listeners_lock:

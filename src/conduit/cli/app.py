@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conduit.cli import demo, init
+from conduit.cli import demo, init, run
 from conduit.cli.context import Settings
 from conduit.errors import ConduitError
 
@@ -92,6 +92,7 @@ def _options(
 
 app.command(name="init")(init.init)
 app.command(name="demo")(demo.demo)
+app.command(name="run")(run.run)
 
 
 def main() -> None:

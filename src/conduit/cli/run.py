@@ -1,0 +1,79 @@
+"""``conduit run``: a worker process that drives projections until stopped."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conduit.cli.context import safe_url, settings
+from conduit.store import EventStore
+from conduit.subscriptions.worker import load_projections, run_worker
+
+__all__ = ["run"]
+
+
+def run(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:ATTRIBUTE",
+            help="The projections to run: a projection, a list of them, or a function "
+            "returning them, importable as module:attribute.",
+        ),
+    ],
+    poll_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between looks for events pushed by other processes."),
+    ] = 0.05,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            help="Seconds after which another worker may take over from a dead one "
+            "(SQLite; on PostgreSQL takeover is immediate)."
+        ),
+    ] = 10.0,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Events read (and committed, for SQL read models) at a time "
+            "[default: the projection's batch_size, else 100]."
+        ),
+    ] = None,
+) -> None:
+    """Run projections in this process until SIGTERM or Ctrl-C, resuming from their checkpoints.
+
+    Several workers may run the same projections, on several machines: exactly
+    one drives each projection at a time, and another takes over when it dies.
+
+    Examples:
+
+    conduit --store sqlite:///events.db run myapp.read_models:projections
+    CONDUIT_URL=postgresql://app@db/app conduit run myapp.read_models:people
+    """
+    url = settings(ctx).store_url
+    if not url:
+        raise typer.BadParameter(
+            "no store URL: use --store URL or set CONDUIT_URL", param_hint="--store"
+        )
+    sys.path.insert(0, "")  # like python -m: the current directory's modules
+    projections = load_projections(target)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console = Console(stderr=True, highlight=False, markup=False)
+    names = ", ".join(str(getattr(p, "name", p)) for p in projections)
+    console.print(f"Running {names} on {safe_url(url)}; Ctrl-C or SIGTERM stops.")
+    store = EventStore(url)
+    stopped = run_worker(
+        store, projections, poll_interval=poll_interval, lease_ttl=lease_ttl, batch_size=batch_size
+    )
+    failed = [s for s in stopped if s.error is not None]
+    for subscription in failed:
+        console.print(f"{subscription.name} stopped: {subscription.error}")
+    console.print("Stopped.")
+    if failed:
+        raise typer.Exit(1)
