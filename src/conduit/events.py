@@ -81,6 +81,8 @@ class NewEvent:
     name: str
     data: str
     metadata: str
+    recorded_at: datetime | None = None
+    """Set only when importing or copying events: the time the source recorded them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -41,7 +42,8 @@ MAX_BATCH = 100_000
 PendingEvent = (
     Mapping[str, Any] | tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any]]
 )
-"""An event for :meth:`EventStore.push_many`: ``{"name", "data", "metadata", "id"}`` or
+"""An event for :meth:`EventStore.push_many`: ``{"name", "data", "metadata", "id",
+"recorded_at"}`` or
 ``(name, data)`` or ``(name, data, metadata)``."""
 
 
@@ -145,8 +147,10 @@ class EventStore:
         """Record several events at the end of one stream, atomically: all or nothing.
 
         Each event is a mapping with ``name``, ``data`` and optionally
-        ``metadata`` and ``id``, or a tuple ``(name, data)`` or
-        ``(name, data, metadata)``. Errors are those of :meth:`push`.
+        ``metadata``, ``id`` and ``recorded_at`` (for imports and copies: the
+        aware time the source store recorded it, kept as is), or a tuple
+        ``(name, data)`` or ``(name, data, metadata)``. Errors are those of
+        :meth:`push`.
         """
         key = stream_key(stream_id)
         batch = [_pending(item, index) for index, item in enumerate(events)]
@@ -455,14 +459,23 @@ def _new_event(
 def _pending(item: object, index: int) -> NewEvent:
     where = f"events[{index}]."
     if isinstance(item, Mapping):
-        unknown = set(item) - {"name", "data", "metadata", "id"}
+        unknown = set(item) - {"name", "data", "metadata", "id", "recorded_at"}
         if unknown or "name" not in item or "data" not in item:
             raise InvalidEvent(
                 f"events[{index}]: a mapping with 'name', 'data' and optionally 'metadata' "
                 "and 'id'",
                 field=f"events[{index}]",
             )
-        return _new_event(item["name"], item["data"], item.get("metadata"), item.get("id"), where)
+        new = _new_event(item["name"], item["data"], item.get("metadata"), item.get("id"), where)
+        recorded_at = item.get("recorded_at")
+        if recorded_at is None:
+            return new
+        if not isinstance(recorded_at, datetime) or recorded_at.utcoffset() is None:
+            raise InvalidEvent(
+                f"events[{index}].recorded_at: a timezone-aware datetime",
+                field=f"events[{index}].recorded_at",
+            )
+        return replace(new, recorded_at=recorded_at.astimezone(UTC))
     if isinstance(item, tuple) and len(item) in (2, 3):
         metadata = item[2] if len(item) == 3 else None
         return _new_event(item[0], item[1], metadata, None, where)

@@ -58,7 +58,7 @@ class MemoryBackend(MemorySubscriptions):
                     metadata=codec.decode(new.metadata),
                     version=version + i,
                     position=len(self._log) + i,
-                    recorded_at=now,
+                    recorded_at=now if new.recorded_at is None else new.recorded_at,
                 )
                 for i, new in enumerate(events, 1)
             ]

@@ -166,6 +166,9 @@ class SQLiteBackend(SQLiteSubscriptions):
                         return retried
                     raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
                 now = max(to_micros(datetime.now(UTC)), last)
+                times = [
+                    now if new.recorded_at is None else to_micros(new.recorded_at) for new in events
+                ]
                 rows = [
                     (
                         str(new.id),
@@ -175,7 +178,7 @@ class SQLiteBackend(SQLiteSubscriptions):
                         new.name,
                         new.data,
                         new.metadata,
-                        now,
+                        times[i - 1],
                     )
                     for i, new in enumerate(events, 1)
                 ]
@@ -188,13 +191,12 @@ class SQLiteBackend(SQLiteSubscriptions):
                     if retried is not None:
                         return retried
                     raise
-                conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + len(rows), now))
+                conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + len(rows), times[-1]))
                 last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         except sqlite3.Error as exc:
             raise BackendError(f"SQLite failed: {exc}") from exc
         first_position = last_position - len(rows)
         stream_id = uuid.UUID(stream.text) if is_uuid else stream.text
-        recorded_at = from_micros(now)
         return [
             Event(
                 new.id,
@@ -204,7 +206,7 @@ class SQLiteBackend(SQLiteSubscriptions):
                 codec.decode(new.metadata),
                 version + i,
                 first_position + i,
-                recorded_at,
+                from_micros(times[i - 1]),
             )
             for i, new in enumerate(events, 1)
         ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -19,8 +19,10 @@ from conduit import (
 from conduit.testing.support import snapshot
 
 __all__ = [
+    "test_a_naive_recorded_at_is_refused",
     "test_camel_case_names_are_stored_snake_case",
     "test_duplicate_id_inside_one_batch_raises_and_writes_nothing",
+    "test_empty_push_many_still_checks_the_expected_version",
     "test_event_id_may_be_given_as_uuid_text",
     "test_expected_version_ahead_of_the_stream_raises",
     "test_expected_version_n_appends_when_the_stream_is_at_n",
@@ -33,6 +35,7 @@ __all__ = [
     "test_push_gives_every_event_an_id",
     "test_push_many_accepts_mappings_with_metadata_and_ids",
     "test_push_many_accepts_tuples",
+    "test_push_many_keeps_the_recorded_at_an_import_gives",
     "test_push_many_returns_consecutive_versions_and_increasing_positions",
     "test_push_many_with_an_empty_batch_writes_nothing",
     "test_push_many_with_one_bad_event_writes_nothing",
@@ -335,3 +338,31 @@ def test_duplicate_id_inside_one_batch_raises_and_writes_nothing(store: EventSto
     with pytest.raises(DuplicateEvent):
         store.push_many("s", batch)
     assert snapshot(store, "s") == before
+
+
+def test_push_many_keeps_the_recorded_at_an_import_gives(store: EventStore) -> None:
+    then = datetime(2020, 1, 2, 3, 4, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    recorded = store.push_many(
+        "s", [{"name": "imported", "data": {}, "recorded_at": then}, ("pushed_now", {})]
+    )
+    events = store.get("s")
+    assert events == recorded
+    assert events[0].recorded_at == then
+    assert events[0].recorded_at.utcoffset() == timedelta(0)
+    assert events[1].recorded_at > then
+
+
+def test_a_naive_recorded_at_is_refused(store: EventStore) -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        store.push_many("s", [{"name": "x", "data": {}, "recorded_at": datetime(2020, 1, 1)}])
+    assert refused.value.field == "events[0].recorded_at"
+    assert store.stream_version("s") == 0
+
+
+def test_empty_push_many_still_checks_the_expected_version(store: EventStore) -> None:
+    store.push("x", "s", {})
+    assert store.push_many("s", [], expected_version=1) == []
+    with pytest.raises(WrongExpectedVersion):
+        store.push_many("s", [], expected_version=3)
+    with pytest.raises(InvalidEvent):
+        store.push_many("s", [], expected_version=-1)

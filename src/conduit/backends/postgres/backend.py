@@ -244,6 +244,7 @@ class PostgresBackend(PostgresSubscriptions):
             [new.data for new in events],
             [new.metadata for new in events],
             self.notify,
+            [new.recorded_at for new in events] if any(e.recorded_at for e in events) else None,
         )
 
         def append(conn: psycopg.Connection[Any]) -> list[Event] | str:

@@ -80,7 +80,7 @@ class Statements:
     def append(self) -> str:
         return (
             f"SELECT * FROM {self.q}.append_events("
-            "%s, %s, %s, %s::uuid[], %s::text[], %s::text[], %s::text[], %s)"
+            "%s, %s, %s, %s::uuid[], %s::text[], %s::text[], %s::text[], %s, %s::timestamptz[])"
         )
 
     @property

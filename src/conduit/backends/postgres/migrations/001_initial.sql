@@ -36,7 +36,8 @@ CREATE FUNCTION __SCHEMA__.append_events(
     p_names    text[],
     p_data     text[],
     p_metadata text[],
-    p_notify   boolean
+    p_notify   boolean,
+    p_recorded_at timestamptz[]   -- null, or per event: imports keep the source's times
 ) RETURNS TABLE (out_position bigint, out_version bigint, out_recorded_at timestamptz,
                  out_is_uuid boolean)
 LANGUAGE plpgsql AS $$
@@ -66,7 +67,7 @@ BEGIN
     INSERT INTO __SCHEMA__.events
         (position, id, stream_id, stream_is_uuid, version, name, data, metadata, recorded_at)
         SELECT v_base + i, p_ids[i], p_stream, v_is_uuid, v_version + i, p_names[i],
-               p_data[i]::json, p_metadata[i]::json, v_now
+               p_data[i]::json, p_metadata[i]::json, coalesce(p_recorded_at[i], v_now)
         FROM generate_series(1, v_size) AS i
         ON CONFLICT (id) DO NOTHING;
     GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -74,13 +75,14 @@ BEGIN
         RAISE EXCEPTION 'event id already recorded' USING ERRCODE = 'CD410';
     END IF;
     INSERT INTO __SCHEMA__.streams AS s (stream_id, is_uuid, version, recorded_at)
-        VALUES (p_stream, v_is_uuid, v_version + v_size, v_now)
+        VALUES (p_stream, v_is_uuid, v_version + v_size,
+                coalesce(p_recorded_at[v_size], v_now))
         ON CONFLICT (stream_id) DO UPDATE
         SET version = excluded.version, recorded_at = excluded.recorded_at;
     IF p_notify THEN
         PERFORM pg_notify(__CHANNEL__, (v_base + v_size)::text);
     END IF;
-    RETURN QUERY SELECT v_base + i, v_version + i, v_now, v_is_uuid
+    RETURN QUERY SELECT v_base + i, v_version + i, coalesce(p_recorded_at[i], v_now), v_is_uuid
         FROM generate_series(1, v_size) AS i;
 END
 $$;
