@@ -264,19 +264,23 @@ class PostgresBackend(PostgresSubscriptions):
         found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, (params[3],))))
         retried = resolve_retry(stream, events, found)
         if retried is not None:
+            self._remember_xid(max(event.position for event in retried) >> 20)
             return retried
         if outcome:
             assert expected_version is not None
             raise WrongExpectedVersion(stream.stream_id(), expected_version, int(outcome))
         raise AssertionError("an event id conflicted but no recorded event has it")
 
+    def _remember_xid(self, xid: int) -> None:
+        """Note this store's newest transaction: its global-log reads wait for it."""
+        with self._xid_lock:
+            self._last_xid = max(self._last_xid, xid)
+
     def _recorded(
         self, stream: StreamKey, events: Sequence[NewEvent], cursor: psycopg.Cursor[Any]
     ) -> list[Event]:
         rows = cursor.fetchall()
-        last_xid = rows[-1][0] >> 20
-        with self._xid_lock:
-            self._last_xid = max(self._last_xid, last_xid)
+        self._remember_xid(rows[-1][0] >> 20)
         # The stream's id keeps the type it was created with.
         stream_id = StreamKey(stream.text, rows[0][3]).stream_id()
         return [
