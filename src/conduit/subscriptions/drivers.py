@@ -136,12 +136,16 @@ class Subscription:
 
     def _run(self) -> None:
         backend = self.runner.store.backend
+        # Engines that can announce appends (PostgreSQL's NOTIFY) wake us early.
+        add_waker = getattr(backend, "add_waker", None)
+        if add_waker is not None:
+            add_waker(self._wake)
         self._renew_at = 0.0
         try:
             while not self.runner.stopped.is_set():
                 if self._keep_lease():
                     self._wake.clear()
-                    self.catch_up(keep_going=self._keep_lease)
+                    self.catch_up()
                     self._wake.wait(self.poll_interval)
                 else:
                     self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))
@@ -152,6 +156,9 @@ class Subscription:
             self.error = exc
             log.exception("subscription %r failed", self.name)
         finally:
+            remove_waker = getattr(backend, "remove_waker", None)
+            if remove_waker is not None:
+                remove_waker(self._wake)
             if self.active:
                 backend.release_lease(self.name, self.owner)
                 self.active = False

@@ -114,6 +114,9 @@ class PostgresBackend(PostgresSubscriptions):
         self._ready = False
         self._leases = {}
         self._leases_lock = threading.Lock()
+        self._wakers = set()
+        self._listener = None
+        self._closing = threading.Event()
         self._xid_lock = threading.Lock()
         self._last_xid = 0  # the newest transaction of this store's own pushes
         self._horizon_seen = 0  # the highest reader horizon seen (it only grows)

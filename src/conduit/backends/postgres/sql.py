@@ -12,6 +12,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Statements",
     "SubscriptionStatements",
+    "channel",
     "migrations",
     "quote_ident",
     "quote_literal",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
-from conduit.backends.postgres.sql import SubscriptionStatements
+from conduit.backends.postgres.sql import SubscriptionStatements, channel, quote_ident
 from conduit.events import Event, ParkedEvent
 
 __all__ = ["PostgresSubscriptions"]
@@ -35,6 +35,42 @@ class PostgresSubscriptions:
 
     _leases: dict[tuple[str, str], psycopg.Connection[Any]]
     _leases_lock: threading.Lock
+    _wakers: set[threading.Event]
+    _listener: threading.Thread | None
+    _closing: threading.Event
+
+    def add_waker(self, wake: threading.Event) -> None:
+        """Set ``wake`` whenever an append NOTIFYs (stores opened with ``notify=True``).
+
+        A thread LISTENs on the schema's channel while any waker is registered;
+        it is only a hint: drivers poll as well.
+        """
+        with self._leases_lock:
+            self._wakers.add(wake)
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name=f"conduit-listen-{self.schema}", daemon=True
+                )
+                self._listener.start()
+
+    def remove_waker(self, wake: threading.Event) -> None:
+        with self._leases_lock:
+            self._wakers.discard(wake)
+
+    def _listen(self) -> None:
+        listen = f"LISTEN {quote_ident(channel(self.schema))}"
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(listen)
+                    while not self._closing.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            with self._leases_lock:
+                                wakers = list(self._wakers)
+                            for wake in wakers:
+                                wake.set()
+            except psycopg.Error:
+                self._closing.wait(1.0)  # the server is away: try again, polling meanwhile
 
     def _subs(self) -> SubscriptionStatements:
         return SubscriptionStatements(self.schema)
@@ -118,6 +154,7 @@ class PostgresSubscriptions:
             conn.close()  # ending the session releases its advisory locks
 
     def _close_leases(self) -> None:
+        self._closing.set()
         with self._leases_lock:
             keys = list(self._leases)
         for key in keys:
