@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conduit.cli import demo, init, run
+from conduit.cli import demo, events, init, projections, run, streams, transfer
 from conduit.cli.context import Settings
 from conduit.errors import ConduitError
 
@@ -57,7 +57,7 @@ app = typer.Typer(
     name="conduit",
     cls=_ConduitGroup,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
 )
 
@@ -93,6 +93,8 @@ def _options(
 app.command(name="init")(init.init)
 app.command(name="demo")(demo.demo)
 app.command(name="run")(run.run)
+for _group in (events, streams, transfer, projections):
+    _group.register(app)
 
 
 def main() -> None:

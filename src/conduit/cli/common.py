@@ -1,0 +1,198 @@
+"""What the store commands share: opening the store, parsing input, printing events.
+
+Events print the same way everywhere: a table for people, or one JSON object
+per line (``--json``) for programs, in the form ``conduit export`` writes and
+``conduit import`` reads (:func:`event_record`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import orjson
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from conduit.cli.context import settings
+from conduit.events import Event, StreamId
+from conduit.store import EventStore
+
+__all__ = [
+    "complete_stream",
+    "console",
+    "event_line",
+    "event_record",
+    "events_table",
+    "json_line",
+    "open_store",
+    "parse_object",
+    "parse_time",
+    "short_time",
+    "store_url",
+    "stream_arg",
+    "table",
+]
+
+
+def store_url(ctx: typer.Context) -> str:
+    """The URL given with ``--store`` or ``CONDUIT_URL``; a usage error when there is none."""
+    url = settings(ctx).store_url
+    if not url:
+        raise typer.BadParameter(
+            "no store URL: use --store URL (before the command) or set CONDUIT_URL",
+            param_hint="--store",
+        )
+    return url
+
+
+@contextmanager
+def open_store(ctx: typer.Context) -> Iterator[EventStore]:
+    """The store named by ``--store`` or ``CONDUIT_URL``, closed at the end of the block."""
+    with EventStore(store_url(ctx)) as store:
+        yield store
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints text as given: no markup, no guessing at highlights."""
+    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True)
+
+
+def stream_arg(text: str) -> StreamId:
+    """A stream id typed on the command line.
+
+    A UUID in its canonical form (lowercase, with hyphens, as ``conduit.new_id()``
+    prints it) names a UUID stream; anything else is a string stream id. A
+    stream is known by its text, so this only matters for a stream's first event.
+    """
+    try:
+        value = uuid.UUID(text)
+    except ValueError:
+        return text
+    return value if str(value) == text else text
+
+
+def parse_object(text: str, *, param_hint: str) -> dict[str, Any]:
+    """A JSON object given on the command line; a usage error otherwise."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=param_hint) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(
+            f'a JSON object is needed (such as \'{{"first_name": "Kris"}}\'), '
+            f"not {type(value).__name__}",
+            param_hint=param_hint,
+        )
+    return value
+
+
+def parse_time(text: str, *, param_hint: str) -> datetime:
+    """An ISO 8601 time with its offset (``2024-05-01T12:00:00+00:00`` or ``…Z``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time such as 2024-05-01T12:00:00+00:00",
+            param_hint=param_hint,
+        ) from None
+    if moment.utcoffset() is None:
+        raise typer.BadParameter(
+            f"{text!r} has no timezone, so it is ambiguous: add its offset, "
+            "such as 2024-05-01T12:00:00+02:00 or 2024-05-01T10:00:00Z",
+            param_hint=param_hint,
+        )
+    return moment
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """An event as a JSON object: what ``--json``, ``export`` and ``import`` share."""
+    return {
+        "id": str(event.id),
+        "stream_id": str(event.stream_id),
+        "stream_id_is_uuid": isinstance(event.stream_id, uuid.UUID),
+        "version": event.version,
+        "position": event.position,
+        "name": event.name,
+        "recorded_at": event.recorded_at.isoformat(),
+        "data": event.data,
+        "metadata": event.metadata,
+    }
+
+
+def json_line(value: object) -> str:
+    """One line of JSON, without its newline; text stays readable (not \\u-escaped)."""
+    return orjson.dumps(value).decode()
+
+
+def event_line(event: Event) -> str:
+    """An event as one line of JSON, without its newline."""
+    return json_line(event_record(event))
+
+
+def short_time(moment: datetime) -> str:
+    """A UTC time to the millisecond, for tables."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def table(title: str | None = None, caption: str | None = None) -> Table:
+    """A compact table, the same look in every command."""
+    return Table(
+        title=title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def events_table(events: Iterable[Event], title: str | None = None) -> Table:
+    """Events as a table: version, position, name, time, data and metadata."""
+    rows = list(events)
+    result = table(title, "Times are UTC.")
+    result.add_column("version", justify="right", no_wrap=True)
+    result.add_column("position", justify="right", no_wrap=True)
+    result.add_column("name", no_wrap=True)
+    result.add_column("recorded_at", min_width=12)
+    result.add_column("data", overflow="fold")
+    with_metadata = any(event.metadata for event in rows)
+    if with_metadata:
+        result.add_column("metadata", overflow="fold")
+    for event in rows:
+        cells = [
+            str(event.version),
+            str(event.position),
+            event.name,
+            short_time(event.recorded_at),
+            json_line(event.data),
+        ]
+        if with_metadata:
+            cells.append(json_line(event.metadata))
+        result.add_row(*cells)
+    return result
+
+
+def complete_stream(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of a STREAM argument: the store's stream ids that start so.
+
+    Completion must never fail loudly: with no store, or a store that cannot be
+    opened, it offers nothing.
+    """
+    root = ctx.find_root()
+    url = root.params.get("store") or os.environ.get("CONDUIT_URL")
+    if not url:
+        return []
+    try:
+        with EventStore(url) as store:
+            return [str(info.stream_id) for info in store.streams(prefix=incomplete, limit=50)]
+    except Exception:
+        return []
