@@ -5,37 +5,48 @@ entities from them, and keep read models up to date. One API over three
 engines: memory (the default), SQLite and PostgreSQL.
 """
 
+from conduit.aggregate import Aggregate
 from conduit.backends.base import Backend
 from conduit.errors import (
     BackendError,
     ConduitError,
     ConfigurationError,
     DuplicateEvent,
+    EventDecodeError,
     InvalidArgument,
     InvalidEvent,
     ProjectionError,
     SchemaError,
     WrongExpectedVersion,
 )
-from conduit.events import Event, StreamId, StreamInfo, new_id
+from conduit.events import Event, StreamId, StreamInfo, TypedEvent, new_id
 from conduit.replay import replay
+from conduit.snapshots import SnapshotWarning
 from conduit.store import EventStore, PendingEvent
+from conduit.typed import TypeRegistry
+from conduit.upcasting import Upcasters
 
 __all__ = [
+    "Aggregate",
     "Backend",
     "BackendError",
     "ConduitError",
     "ConfigurationError",
     "DuplicateEvent",
     "Event",
+    "EventDecodeError",
     "EventStore",
     "InvalidArgument",
     "InvalidEvent",
     "PendingEvent",
     "ProjectionError",
     "SchemaError",
+    "SnapshotWarning",
     "StreamId",
     "StreamInfo",
+    "TypeRegistry",
+    "TypedEvent",
+    "Upcasters",
     "WrongExpectedVersion",
     "new_id",
     "replay",

@@ -8,6 +8,8 @@
     │   └── InvalidEvent        bad name, stream id, event id, data or metadata;
     │                           raised before anything is written
     ├── WrongExpectedVersion    the stream is not at the version the caller expected
+    ├── EventDecodeError        a stored event no longer fits its registered class
+    │                           (names the event id, the class and the field)
     ├── DuplicateEvent          an event id is already recorded, in another stream
     │                           or in another batch
     ├── ConfigurationError      an unknown or malformed store URL or option
@@ -25,6 +27,7 @@ __all__ = [
     "ConduitError",
     "ConfigurationError",
     "DuplicateEvent",
+    "EventDecodeError",
     "InvalidArgument",
     "InvalidEvent",
     "ProjectionError",
@@ -63,6 +66,26 @@ class WrongExpectedVersion(ConduitError):
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+
+
+class EventDecodeError(ConduitError):
+    """A stored event does not fit the class registered for its name.
+
+    Raised on read, instead of returning a half-built object: the stored data
+    (after upcasting) lacks a field, holds a value of another type, or was
+    written at a schema version no upcaster leads from.
+    """
+
+    def __init__(
+        self, event_id: object, name: str, class_name: str, field: str | None, reason: str
+    ) -> None:
+        where = f"field {field!r}: " if field else ""
+        super().__init__(f"Event {event_id} ({name}) does not fit {class_name}: {where}{reason}")
+        self.event_id = event_id
+        self.name = name
+        self.class_name = class_name
+        self.field = field
+        self.reason = reason
 
 
 class DuplicateEvent(ConduitError):

@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from conduit.errors import InvalidEvent
 
@@ -23,9 +23,11 @@ __all__ = [
     "Event",
     "NewEvent",
     "ParkedEvent",
+    "Snapshot",
     "StreamId",
     "StreamInfo",
     "StreamKey",
+    "TypedEvent",
     "event_name",
     "event_uuid",
     "new_id",
@@ -59,6 +61,38 @@ class Event:
     version: int
     position: int
     recorded_at: datetime
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TypedEvent(Event, Generic[T]):
+    """A recorded event whose name is registered with a class: an :class:`Event`
+    that also carries ``payload``, the typed object its data decodes to.
+
+    It is an ``Event`` in every way (``data`` is still the stored JSON object,
+    after upcasting), so code written for plain events keeps working.
+    """
+
+    payload: T
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state of an entity at one version of its stream, as engines store it.
+
+    Engines keep the latest snapshot per stream and entity class (``class_name``).
+    ``snapshot_version`` is the entity class's declared snapshot version when it
+    was taken: a snapshot taken under another version is ignored.
+    """
+
+    class_name: str
+    version: int
+    snapshot_version: int
+    data: str
+    """The entity's state as JSON text (an object)."""
+    taken_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

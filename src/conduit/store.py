@@ -8,12 +8,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
-from conduit import codec
+from conduit import codec, snapshots
 from conduit.backends.base import Backend
 from conduit.backends.url import open_backend
-from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent, WrongExpectedVersion
+from conduit.errors import (
+    ConduitError,
+    DuplicateEvent,
+    InvalidArgument,
+    InvalidEvent,
+    WrongExpectedVersion,
+)
 from conduit.events import (
     Event,
     NewEvent,
@@ -28,8 +34,15 @@ from conduit.subscriptions.dispatch import deliver
 from conduit.subscriptions.drivers import Mode, Subscription, SubscriptionStatus
 from conduit.subscriptions.projector import StoreProjector
 from conduit.subscriptions.runner import Filter, RetryPolicy, Runner
+from conduit.typed import TypeRegistry, encode_typed, is_typed, with_payload
+from conduit.upcasting import SCHEMA_VERSION_KEY
+
+if TYPE_CHECKING:
+    from conduit.aggregate import Aggregate
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_BATCH", "EventStore", "PendingEvent"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("conduit")
 
@@ -40,11 +53,15 @@ MAX_BATCH = 100_000
 """The most events one ``push_many`` may append."""
 
 PendingEvent = (
-    Mapping[str, Any] | tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any]]
+    Mapping[str, Any]
+    | tuple[str, dict[str, Any]]
+    | tuple[str, dict[str, Any], dict[str, Any]]
+    | object
 )
 """An event for :meth:`EventStore.push_many`: ``{"name", "data", "metadata", "id",
 "recorded_at"}`` or
-``(name, data)`` or ``(name, data, metadata)``."""
+``(name, data)`` or ``(name, data, metadata)``, or a typed event (a dataclass or
+pydantic model instance)."""
 
 
 class EventStore:
@@ -55,6 +72,12 @@ class EventStore:
             ``sqlite:///path/to/file.db`` or ``postgresql://user@host:port/db``;
             or a :class:`~conduit.backends.base.Backend` object.
         page_size: how many events reads fetch at a time.
+        types: the typed event classes to read events into (a list of
+            classes, or a :class:`~conduit.TypeRegistry`, which also holds
+            upcasters); events of other names read as plain ``Event``.
+        snapshot_every: take a snapshot of an entity loaded or saved through
+            :meth:`load` and :meth:`save` every this many events (an entity
+            class's own ``snapshot_every`` attribute wins); ``None``: never.
         **options: passed to the engine (for example ``synchronous="normal"``
             for SQLite, ``pool_size=8`` or ``schema="app"`` for PostgreSQL).
 
@@ -67,10 +90,21 @@ class EventStore:
         url: str | Backend = "memory://",
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
+        types: TypeRegistry | Iterable[type] | None = None,
+        snapshot_every: int | None = None,
         **options: Any,
     ) -> None:
         if page_size < 1:
             raise InvalidArgument("page_size must be at least 1", field="page_size")
+        if snapshot_every is not None and (type(snapshot_every) is not int or snapshot_every < 1):
+            raise InvalidArgument(
+                "snapshot_every must be None or 1 or more", field="snapshot_every"
+            )
+        self.types: TypeRegistry | None = (
+            types if types is None or isinstance(types, TypeRegistry) else TypeRegistry(types)
+        )
+        """Where events are read into typed objects and upcast; ``None``: plain events."""
+        self.snapshot_every = snapshot_every
         self.backend: Backend = url if isinstance(url, Backend) else open_backend(url, **options)
         self.page_size = page_size
         self._listeners: tuple[object, ...] = ()
@@ -109,9 +143,9 @@ class EventStore:
 
     def push(
         self,
-        name: str,
+        name: str | object,
         stream_id: StreamId,
-        data: dict[str, Any],
+        data: dict[str, Any] | None = None,
         *,
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
@@ -119,6 +153,10 @@ class EventStore:
     ) -> Event:
         """Record one event at the end of a stream and return it.
 
+        ``name`` is an event name with its ``data``, or a typed event (a
+        dataclass or pydantic model instance, without ``data``): its class
+        gives the name and its fields the data, and the returned event is a
+        :class:`~conduit.events.TypedEvent` carrying it as ``payload``.
         ``expected_version``: ``None`` appends whatever the stream's version;
         ``0`` requires a new stream; ``n`` requires the stream's last version to
         be ``n``. ``event_id`` (a UUID) makes a retry safe: pushing again an
@@ -131,9 +169,11 @@ class EventStore:
             BackendError: the engine failed.
         """
         key = stream_key(stream_id)
-        new = _new_event(name, data, metadata, event_id)
+        new = _new_event(name, data, metadata, event_id, "", self.types)
         _check_expected(expected_version)
         recorded = self.backend.append(key, (new,), expected_version)
+        if self.types is not None or type(name) is not str:
+            recorded = self._typed_results(recorded, (name,))
         self._notify(recorded)
         return recorded[0]
 
@@ -153,7 +193,8 @@ class EventStore:
         :meth:`push`.
         """
         key = stream_key(stream_id)
-        batch = [_pending(item, index) for index, item in enumerate(events)]
+        items = events if isinstance(events, list | tuple) else list(events)
+        batch = [_pending(item, index, self.types) for index, item in enumerate(items)]
         if not batch:
             _check_expected(expected_version)
             actual = self.backend.stream_version(key)
@@ -170,8 +211,26 @@ class EventStore:
                 seen.add(new.id)
         _check_expected(expected_version)
         recorded = self.backend.append(key, batch, expected_version)
+        if self.types is not None or any(is_typed(item) for item in items):
+            recorded = self._typed_results(recorded, items)
         self._notify(recorded)
         return recorded
+
+    def _typed_results(self, recorded: list[Event], pushed: Sequence[object]) -> list[Event]:
+        """The recorded events as reads will give them: typed objects attached."""
+        types = self.types
+        result: list[Event] = []
+        for event, item in zip(recorded, pushed, strict=True):
+            if is_typed(item):
+                result.append(with_payload(event, item))
+            elif types is None:
+                result.append(event)
+            else:
+                try:
+                    result.append(types.decode(event))
+                except ConduitError:  # committed already: hand it back as it is stored
+                    result.append(event)
+        return result
 
     # -- reading -------------------------------------------------------------
 
@@ -223,7 +282,10 @@ class EventStore:
             page = self.backend.read_stream(
                 key, start=start, backwards=backwards, since=since, limit=size
             )
-            yield from page
+            if self.types is None:
+                yield from page
+            else:
+                yield from map(self.types.decode, page)
             if len(page) < size:
                 return
             if remaining is not None:
@@ -249,7 +311,9 @@ class EventStore:
         position = _check_position(after)
         wanted = None if names is None else tuple(sorted({event_name(n) for n in names}))
         remaining = _check_limit(limit)
-        return self._read_all_pages(position, wanted, remaining)
+        if self.types is None:
+            return self._read_all_pages(position, wanted, remaining)
+        return self._read_all_typed(position, wanted, remaining, self.types)
 
     def _read_all_pages(
         self, position: int, names: Sequence[str] | None, remaining: int | None
@@ -265,6 +329,33 @@ class EventStore:
             if remaining is not None:
                 remaining -= len(page)
             position = page[-1].position
+
+    def _read_all_typed(
+        self,
+        position: int,
+        names: Sequence[str] | None,
+        remaining: int | None,
+        types: TypeRegistry,
+    ) -> Iterator[Event]:
+        """The global log, upcast and typed; ``names`` are today's names.
+
+        Events stored under an older name that upcasters rename are fetched
+        too, and kept when their name, once upcast, is one of ``names``.
+        """
+        if names is None:
+            for event in self._read_all_pages(position, None, remaining):
+                yield types.decode(event)
+            return
+        wanted = set(names)
+        stored = tuple(sorted(types.upcasters.stored_names(wanted)))
+        for event in self._read_all_pages(position, stored, None):
+            event = types.decode(event)
+            if event.name in wanted:
+                yield event
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining <= 0:
+                        return
 
     def stream_version(self, stream_id: StreamId) -> int:
         """The version of a stream's last event; 0 for a stream with no events."""
@@ -440,23 +531,107 @@ class EventStore:
                 statuses.append(SubscriptionStatus(name, checkpoint, head, behind))
         return statuses
 
+    # -- entities and snapshots ----------------------------------------------
+
+    def save_snapshot(self, stream_id: StreamId, state: object, version: int) -> None:
+        """Keep ``state`` (an entity) as its stream's snapshot at ``version``.
+
+        The entity's attributes go through the typed codec (see
+        :mod:`conduit.snapshots`); a newer snapshot of the same class is kept
+        rather than replaced by an older one.
+
+        Raises:
+            InvalidEvent: a value in the state cannot be stored.
+            ValueError: the state would not read back equal.
+            BackendError: the engine failed.
+        """
+        if type(version) is not int or version < 1:
+            raise InvalidArgument("version must be an integer of 1 or more", field="version")
+        snapshots.take_snapshot(self, stream_id, state, version)
+
+    def load(self, stream_id: StreamId, onto: type[T], *, use_snapshots: bool = True) -> T:
+        """An entity rebuilt from its latest snapshot and the events after it.
+
+        ``onto`` is the entity class (constructible without arguments). A
+        snapshot taken under another ``snapshot_version`` of the class is
+        ignored; one that cannot be decoded is ignored with a
+        :class:`~conduit.snapshots.SnapshotWarning`. Events are applied as by
+        :func:`conduit.replay` (for an :class:`~conduit.Aggregate`, its
+        ``apply_<name>`` methods get the typed payloads). Under a snapshot
+        policy (``snapshot_every``), a snapshot is taken when enough events
+        were replayed. A stream with no events gives a new entity.
+
+        Raises:
+            EventDecodeError: an event does not fit its registered class.
+            BackendError: the engine failed.
+        """
+        return snapshots.load(self, stream_id, onto, snapshots=use_snapshots)
+
+    def save(self, entity: Aggregate) -> list[Event]:
+        """Push the events an :class:`~conduit.Aggregate` recorded, atomically.
+
+        Uses the version the entity was loaded (or last saved) at as the
+        expected version, so that a concurrent save raises and writes nothing.
+
+        Raises:
+            WrongExpectedVersion: another save came first; reload and retry.
+            InvalidEvent, BackendError: as :meth:`push_many`.
+        """
+        pending = entity.pending_events
+        if not pending:
+            return []
+        before = entity.version
+        recorded = self.push_many(entity.id, pending, expected_version=before)
+        entity._conduit_saved(recorded[-1].version)
+        snapshots.maybe_snapshot(self, entity.id, entity, before, recorded[-1].version)
+        return recorded
+
     def read_event(self, event_id: Any) -> Event | None:
         """One event by its id (a UUID or its text), or ``None``."""
-        return self.backend.read_event(event_uuid(event_id))
+        event = self.backend.read_event(event_uuid(event_id))
+        if event is None or self.types is None:
+            return event
+        return self.types.decode(event)
 
 
 def _new_event(
-    name: object, data: object, metadata: object, event_id: object, where: str = ""
+    name: object,
+    data: object,
+    metadata: object,
+    event_id: object,
+    where: str = "",
+    types: TypeRegistry | None = None,
 ) -> NewEvent:
-    return NewEvent(
-        id=event_uuid(event_id),
-        name=event_name(name),
-        data=codec.encode(data, field=f"{where}data"),
-        metadata="{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata"),
-    )
+    if type(name) is not str and is_typed(name):
+        return _new_typed_event(name, data, metadata, event_id, where)
+    new_id = event_uuid(event_id)
+    stored_name = event_name(name)
+    text = codec.encode(data, field=f"{where}data")
+    if types is not None and (metadata is None or type(metadata) is dict):
+        meta = types.check(stored_name, text, metadata, where)
+    else:
+        meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
+    return NewEvent(id=new_id, name=stored_name, data=text, metadata=meta)
 
 
-def _pending(item: object, index: int) -> NewEvent:
+def _new_typed_event(
+    event: object, data: object, metadata: object, event_id: object, where: str
+) -> NewEvent:
+    if data is not None:
+        raise InvalidEvent(
+            f"{where}data: a typed event carries its own data; give no data", field=f"{where}data"
+        )
+    new_id = event_uuid(event_id)
+    name, text, version = encode_typed(event, where)
+    if version is not None:
+        if metadata is not None and not isinstance(metadata, dict):
+            codec.encode(metadata, field=f"{where}metadata")  # raises, naming the field
+        metadata = {**(metadata or {}), SCHEMA_VERSION_KEY: version}  # type: ignore[dict-item]
+    meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
+    return NewEvent(id=new_id, name=name, data=text, metadata=meta)
+
+
+def _pending(item: object, index: int, types: TypeRegistry | None = None) -> NewEvent:
     where = f"events[{index}]."
     if isinstance(item, Mapping):
         unknown = set(item) - {"name", "data", "metadata", "id", "recorded_at"}
@@ -466,7 +641,9 @@ def _pending(item: object, index: int) -> NewEvent:
                 "and 'id'",
                 field=f"events[{index}]",
             )
-        new = _new_event(item["name"], item["data"], item.get("metadata"), item.get("id"), where)
+        new = _new_event(
+            item["name"], item["data"], item.get("metadata"), item.get("id"), where, types
+        )
         recorded_at = item.get("recorded_at")
         if recorded_at is None:
             return new
@@ -478,7 +655,9 @@ def _pending(item: object, index: int) -> NewEvent:
         return replace(new, recorded_at=recorded_at.astimezone(UTC))
     if isinstance(item, tuple) and len(item) in (2, 3):
         metadata = item[2] if len(item) == 3 else None
-        return _new_event(item[0], item[1], metadata, None, where)
+        return _new_event(item[0], item[1], metadata, None, where, types)
+    if is_typed(item):
+        return _new_typed_event(item, None, None, None, where)
     raise InvalidEvent(
         f"events[{index}]: {type(item).__name__} is not an event; use a mapping "
         "{'name', 'data'} or a tuple (name, data)",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from conduit.events import Event, NewEvent, ParkedEvent, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, ParkedEvent, Snapshot, StreamInfo, StreamKey
 
 __all__ = ["Backend"]
 
@@ -101,6 +101,24 @@ class Backend(Protocol):
 
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         """One event by its id, or ``None``."""
+        ...
+
+    # -- snapshots ---------------------------------------------------------
+
+    def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:
+        """Keep a snapshot of an entity, unless a newer one of its class is kept.
+
+        Engines keep one snapshot per stream and ``class_name``: the one of
+        the highest version. Snapshots are a cache: they are never needed to
+        read events.
+
+        Raises:
+            BackendError: the engine failed.
+        """
+        ...
+
+    def load_snapshot(self, stream: StreamKey, class_name: str) -> Snapshot | None:
+        """The snapshot kept for a stream and entity class, or ``None``."""
         ...
 
     # -- durable subscriptions ---------------------------------------------

@@ -6,13 +6,14 @@ import bisect
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from conduit import codec
 from conduit.backends.common import resolve_retry
 from conduit.backends.memory_subscriptions import MemorySubscriptions
 from conduit.errors import WrongExpectedVersion
-from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
 
 __all__ = ["MemoryBackend"]
 
@@ -30,6 +31,7 @@ class MemoryBackend(MemorySubscriptions):
         self._sorted_ids: list[str] = []
         self._by_id: dict[object, Event] = {}
         self._last_time = datetime.fromtimestamp(0, UTC)
+        self._snapshots: dict[tuple[str, str], Snapshot] = {}
 
     def setup(self) -> None:
         """Nothing to create."""
@@ -140,6 +142,17 @@ class MemoryBackend(MemorySubscriptions):
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         with self._lock:
             return self._by_id.get(event_id)
+
+    def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:
+        key = (stream.text, snapshot.class_name)
+        with self._lock:
+            kept = self._snapshots.get(key)
+            if kept is None or kept.version <= snapshot.version:
+                self._snapshots[key] = replace(snapshot, taken_at=datetime.now(UTC))
+
+    def load_snapshot(self, stream: StreamKey, class_name: str) -> Snapshot | None:
+        with self._lock:
+            return self._snapshots.get((stream.text, class_name))
 
     def close(self) -> None:
         """Nothing to release."""

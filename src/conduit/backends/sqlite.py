@@ -21,11 +21,11 @@ from conduit import codec
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
 from conduit.errors import BackendError, SchemaError, WrongExpectedVersion
-from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
 
 __all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 _SCHEMA = """
@@ -49,7 +49,19 @@ CREATE TABLE IF NOT EXISTS streams (
 ) WITHOUT ROWID;
 """
 
-_MIGRATIONS = {1: _SCHEMA, 2: SCHEMA_V2}
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id        TEXT    NOT NULL,
+    class_name       TEXT    NOT NULL,
+    version          INTEGER NOT NULL,
+    snapshot_version INTEGER NOT NULL,
+    data             TEXT    NOT NULL,
+    taken_at         INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, class_name)
+) WITHOUT ROWID;
+"""
+
+_MIGRATIONS = {1: _SCHEMA, 2: SCHEMA_V2, 3: _SCHEMA_V3}
 
 _COLUMNS = "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at"
 _INSERT = (
@@ -308,6 +320,35 @@ class SQLiteBackend(SQLiteSubscriptions):
             self._query(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (str(event_id),))
         )
         return found[0] if found else None
+
+    def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO snapshots (stream_id, class_name, version, snapshot_version, data,"
+                " taken_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (stream_id, class_name) DO UPDATE SET version = excluded.version,"
+                " snapshot_version = excluded.snapshot_version, data = excluded.data,"
+                " taken_at = excluded.taken_at WHERE excluded.version >= snapshots.version",
+                (
+                    stream.text,
+                    snapshot.class_name,
+                    snapshot.version,
+                    snapshot.snapshot_version,
+                    snapshot.data,
+                    to_micros(datetime.now(UTC)),
+                ),
+            )
+
+    def load_snapshot(self, stream: StreamKey, class_name: str) -> Snapshot | None:
+        rows = self._query(
+            "SELECT version, snapshot_version, data, taken_at FROM snapshots"
+            " WHERE stream_id = ? AND class_name = ?",
+            (stream.text, class_name),
+        )
+        if not rows:
+            return None
+        version, snapshot_version, data, taken_at = rows[0]
+        return Snapshot(class_name, version, snapshot_version, data, from_micros(taken_at))
 
     def close(self) -> None:
         with self._lock:

@@ -202,7 +202,7 @@ def test_non_dict_metadata_is_refused_and_writes_nothing(
 def test_bad_name_is_refused_and_writes_nothing(store: EventStore, name: object) -> None:
     before = snapshot(store, STREAM)
     with pytest.raises(InvalidEvent) as caught:
-        store.push(name, STREAM, {})  # type: ignore[arg-type]
+        store.push(name, STREAM, {})
     assert caught.value.field == "name"
     assert snapshot(store, STREAM) == before
     _assert_store_keeps_working(store, 0)

@@ -42,7 +42,7 @@ from conduit.errors import (
     SchemaError,
     WrongExpectedVersion,
 )
-from conduit.events import Event, NewEvent, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
 
 __all__ = ["PostgresBackend"]
 
@@ -390,6 +390,25 @@ class PostgresBackend(PostgresSubscriptions):
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, ([event_id],))))
         return found[0] if found else None
+
+    def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:
+        params = (
+            stream.text,
+            snapshot.class_name,
+            snapshot.version,
+            snapshot.snapshot_version,
+            snapshot.data,
+        )
+        self._run(lambda conn: conn.execute(self.sql.save_snapshot, params))
+
+    def load_snapshot(self, stream: StreamKey, class_name: str) -> Snapshot | None:
+        row = self._run(
+            lambda conn: conn.execute(self.sql.load_snapshot, (stream.text, class_name)).fetchone()
+        )
+        if row is None:
+            return None
+        version, snapshot_version, data, taken_at = row
+        return Snapshot(class_name, version, snapshot_version, data, taken_at)
 
     def close(self) -> None:
         self._close_leases()

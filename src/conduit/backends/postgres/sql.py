@@ -22,7 +22,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this release creates and uses."""
 
 _COLUMNS = (
@@ -145,6 +145,25 @@ class Statements:
     @property
     def head_position(self) -> str:
         return f"SELECT coalesce(max(position), 0) FROM {self.q}.events WHERE position < {_HORIZON}"
+
+    @property
+    def save_snapshot(self) -> str:
+        return (
+            f"INSERT INTO {self.q}.snapshots"
+            " (stream_id, class_name, version, snapshot_version, data)"
+            " VALUES (%s, %s, %s, %s, %s::json)"
+            " ON CONFLICT (stream_id, class_name) DO UPDATE SET version = excluded.version,"
+            " snapshot_version = excluded.snapshot_version, data = excluded.data,"
+            " taken_at = excluded.taken_at"
+            f" WHERE excluded.version >= {self.q}.snapshots.version"
+        )
+
+    @property
+    def load_snapshot(self) -> str:
+        return (
+            f"SELECT version, snapshot_version, data::text, taken_at FROM {self.q}.snapshots"
+            " WHERE stream_id = %s AND class_name = %s"
+        )
 
     @property
     def version_table(self) -> str:

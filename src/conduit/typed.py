@@ -1,0 +1,206 @@
+"""Typed events: dataclasses (and pydantic models) as events, and the registry that
+turns stored events back into them.
+
+A typed event's name is the snake_case of its class name
+(``PersonRegistered`` → ``person_registered``) unless the class declares
+``event_name = "..."``; its schema version is its ``event_version`` class
+attribute (1 when absent). Reading gives a :class:`~conduit.events.TypedEvent`
+(an ``Event`` with a ``payload``) for names registered with the store, and a
+plain ``Event`` for everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from conduit import codec
+from conduit.errors import EventDecodeError, InvalidArgument, InvalidEvent
+from conduit.events import Event, TypedEvent, event_name
+from conduit.typed_codec import Decoder, Mismatch, class_decoder, is_typed, to_json
+from conduit.upcasting import SCHEMA_VERSION_KEY, Upcaster, Upcasters, schema_version
+
+__all__ = ["TypeRegistry", "encode_typed", "is_typed", "type_name", "type_version"]
+
+C = TypeVar("C", bound=type)
+
+_names: dict[type, str] = {}
+
+
+def type_name(cls: type) -> str:
+    """The event name of a typed event class."""
+    found = _names.get(cls)
+    if found is None:
+        declared = getattr(cls, "event_name", None)
+        found = event_name(declared if isinstance(declared, str) else cls.__name__)
+        _names[cls] = found
+    return found
+
+
+def type_version(cls: type) -> int | None:
+    """The schema version a typed event class declares (``event_version``), if any."""
+    version = getattr(cls, "event_version", None)
+    if version is None:
+        return None
+    if type(version) is not int or version < 1:
+        raise InvalidEvent(
+            f"{cls.__name__}.event_version must be an integer of 1 or more", field="event_version"
+        )
+    return version
+
+
+def encode_typed(event: object, where: str = "") -> tuple[str, str, int | None]:
+    """A typed event's name, data as JSON text and declared schema version.
+
+    Raises:
+        InvalidEvent: a field that cannot be stored, named.
+    """
+    cls = type(event)
+    data = to_json(event, f"{where}data")
+    return type_name(cls), codec.encode(data, field=f"{where}data"), type_version(cls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    cls: type
+    decode: Decoder
+    version: int
+
+
+class TypeRegistry:
+    """The event classes (and upcasters) a store reads events into.
+
+    Args:
+        types: event classes: dataclasses, or pydantic models.
+        upcasters: the upcasters to apply on read; a new, empty set by default.
+
+    Raises:
+        InvalidArgument: two classes with one event name, or a field annotated
+            with a type typed events cannot hold.
+    """
+
+    def __init__(self, types: Iterable[type] = (), *, upcasters: Upcasters | None = None) -> None:
+        self.upcasters = upcasters if upcasters is not None else Upcasters()
+        self._entries: dict[str, _Entry] = {}
+        for cls in types:
+            self.register(cls)
+
+    def __repr__(self) -> str:
+        return f"<TypeRegistry {sorted(self._entries)}>"
+
+    def register(self, cls: C) -> C:
+        """Read events named after ``cls`` into ``cls``; returns it (a decorator too)."""
+        if not isinstance(cls, type):
+            raise InvalidArgument(f"{cls!r} is not a class", field="types")
+        name = type_name(cls)
+        known = self._entries.get(name)
+        if known is not None and known.cls is not cls:
+            raise InvalidArgument(
+                f"{cls.__qualname__} and {known.cls.__qualname__} both have the event "
+                f"name {name!r}",
+                field="types",
+            )
+        try:
+            decode = class_decoder(cls)
+        except (TypeError, NameError) as exc:
+            raise InvalidArgument(f"{cls.__qualname__}: {exc}", field="types") from exc
+        self._entries[name] = _Entry(cls, decode, type_version(cls) or 1)
+        return cls
+
+    def upcaster(
+        self, name: str, version: int, *, rename: str | None = None, to_version: int | None = None
+    ) -> Callable[[Upcaster], Upcaster]:
+        """Decorator: register an upcaster (see :meth:`conduit.upcasting.Upcasters.register`)."""
+        return self.upcasters(name, version, rename=rename, to_version=to_version)
+
+    def class_for(self, name: str) -> type | None:
+        """The class registered for an event name, if any."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry.cls
+
+    def current_version(self, name: str) -> int | None:
+        """The schema version events named ``name`` are written at today, if known."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            return entry.version
+        return self.upcasters.current_version(name)
+
+    def check(self, name: str, data: str, metadata: dict[str, Any] | None, where: str) -> str:
+        """Validate untyped data pushed under a registered name; return its metadata text.
+
+        Data at today's version must decode into the registered class (else
+        ``InvalidEvent``, before anything is written); the metadata gets
+        today's schema version unless it names one (an import of older events).
+        """
+        entry = self._entries.get(name)
+        version = self.current_version(name)
+        named = None if metadata is None else metadata.get(SCHEMA_VERSION_KEY)
+        # Data stored at an older version is left to the upcasters, on read.
+        if entry is not None and (named is None or named == entry.version):
+            try:
+                entry.decode(codec.decode(data))
+            except Mismatch as exc:
+                field = f"{where}data" + "".join(f"[{part!r}]" for part in exc.path)
+                raise InvalidEvent(
+                    f"{field}: does not fit {entry.cls.__qualname__}: {exc.reason}", field=field
+                ) from None
+        if version is None or (metadata is not None and SCHEMA_VERSION_KEY in metadata):
+            return codec.encode(metadata, field=f"{where}metadata") if metadata else "{}"
+        return codec.encode({**(metadata or {}), SCHEMA_VERSION_KEY: version}, field="metadata")
+
+    def decode(self, event: Event) -> Event:
+        """The event in today's shape: upcast, and typed when its name is registered.
+
+        Raises:
+            EventDecodeError: the data does not fit the class (naming the
+                field), or was written at a schema version no upcaster leads from.
+        """
+        if self.upcasters:
+            event = self.upcasters.upcast(event)
+        entry = self._entries.get(event.name)
+        if entry is None:
+            return event
+        cls = entry.cls
+        stored = schema_version(event)
+        if stored != entry.version:
+            raise EventDecodeError(
+                event.id,
+                event.name,
+                cls.__qualname__,
+                None,
+                f"stored at schema version {stored}, the class is at {entry.version}, and no "
+                f"upcaster leads from {event.name} v{stored}",
+            )
+        try:
+            payload = entry.decode(event.data)
+        except Mismatch as exc:
+            raise EventDecodeError(
+                event.id, event.name, cls.__qualname__, exc.field or None, exc.reason
+            ) from None
+        return TypedEvent(
+            event.id,
+            event.stream_id,
+            event.name,
+            event.data,
+            event.metadata,
+            event.version,
+            event.position,
+            event.recorded_at,
+            payload,
+        )
+
+
+def with_payload(event: Event, payload: object) -> TypedEvent[Any]:
+    """A recorded event carrying the typed object it was pushed as."""
+    return TypedEvent(
+        event.id,
+        event.stream_id,
+        event.name,
+        event.data,
+        event.metadata,
+        event.version,
+        event.position,
+        event.recorded_at,
+        payload,
+    )

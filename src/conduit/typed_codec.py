@@ -1,0 +1,447 @@
+"""Typed values <-> JSON values, driven by the classes' annotations.
+
+Encoding looks at the values: an aware ``datetime``, a ``date`` or a ``time``
+becomes its ISO text (with its UTC offset), a ``UUID`` and a ``Decimal`` their
+text, an enum member its value, a tuple or a set a list, a dataclass or a
+pydantic model an object. Decoding looks at the annotations of the class it
+builds, so that the stored JSON holds no type tags: ``"2024-05-01T10:00:00+02:00"``
+becomes a ``datetime`` because the field is annotated ``datetime``.
+
+Decoders are compiled once per class; a value that does not fit raises
+:class:`Mismatch`, which names the field (``address.zip``, ``tags[2]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from conduit.errors import InvalidEvent
+
+__all__ = ["Decoder", "Mismatch", "class_decoder", "is_typed", "to_json"]
+
+Decoder = Callable[[Any], Any]
+"""Turns a JSON value into the annotated type, or raises :class:`Mismatch`."""
+
+try:  # pydantic is optional: models are supported only where it is installed
+    import pydantic as _pydantic
+
+    _BaseModel: type | None = _pydantic.BaseModel
+    _ValidationError: type[Exception] = _pydantic.ValidationError
+except ImportError:  # pragma: no cover - exercised where pydantic is absent
+    _BaseModel = None
+    _ValidationError = ValueError
+
+
+class Mismatch(Exception):
+    """A JSON value does not fit its annotation; ``path`` names where."""
+
+    def __init__(self, reason: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+    def inside(self, segment: str | int) -> Mismatch:
+        """The same mismatch, one level further out."""
+        return Mismatch(self.reason, (segment, *self.path))
+
+    @property
+    def field(self) -> str:
+        """The path as text: ``address.zip``, ``tags[2]``."""
+        text = ""
+        for segment in self.path:
+            if isinstance(segment, int):
+                text += f"[{segment}]"
+            else:
+                text += f".{segment}" if text else segment
+        return text
+
+
+def is_model_class(cls: object) -> bool:
+    """Whether ``cls`` is a pydantic model class."""
+    return _BaseModel is not None and isinstance(cls, type) and issubclass(cls, _BaseModel)
+
+
+def is_typed(value: object) -> bool:
+    """Whether ``value`` is a typed event: a dataclass or pydantic model instance."""
+    t = type(value)
+    if t is dict or t is tuple or t is str or isinstance(value, type):
+        return False
+    return dataclasses.is_dataclass(value) or (
+        _BaseModel is not None and isinstance(value, _BaseModel)
+    )
+
+
+# -- encoding ------------------------------------------------------------------
+
+
+def to_json(value: object, path: str) -> Any:
+    """A typed value as JSON values (to be checked by the strict codec).
+
+    Raises:
+        InvalidEvent: a value typed events cannot hold (a naive datetime, an
+            unsupported type), naming ``path``.
+    """
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return value
+    if isinstance(value, enum.Enum):
+        return to_json(value.value, path)
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise InvalidEvent(
+                f"{path}: a naive datetime is ambiguous; give it a timezone", field=path
+            )
+        return value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        items = [to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return sorted(items, key=orjson.dumps)  # a stable order for equal sets
+    if isinstance(value, dict):
+        return {_key(k, path): to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: to_json(getattr(value, f.name), f"{path}.{f.name}")
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+    if _BaseModel is not None and isinstance(value, _BaseModel):
+        return value.model_dump(mode="json")  # type: ignore[attr-defined]
+    raise InvalidEvent(
+        f"{path}: {t.__name__} is not supported in typed events (use str, int, float, bool, "
+        "None, datetime, date, time, UUID, Decimal, enums, lists, tuples, sets, dicts, "
+        "dataclasses or pydantic models)",
+        field=path,
+    )
+
+
+def _key(key: object, path: str) -> str:
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if type(key) is str:
+        return key
+    if isinstance(key, int | uuid.UUID | Decimal | date | time) and not isinstance(key, bool):
+        return key.isoformat() if isinstance(key, date | time) else str(key)
+    raise InvalidEvent(f"{path}: key {key!r} cannot be a JSON object key", field=path)
+
+
+# -- decoding ------------------------------------------------------------------
+
+_class_decoders: dict[type, Decoder] = {}
+
+
+def class_decoder(cls: type) -> Decoder:
+    """The decoder of a dataclass or pydantic model class, compiled once.
+
+    Raises:
+        TypeError: a field's annotation names a type typed events do not support.
+    """
+    found = _class_decoders.get(cls)
+    if found is None:
+        found = _class_decoders[cls] = _compile_class(cls)
+    return found
+
+
+def _compile_class(cls: type) -> Decoder:
+    if is_model_class(cls):
+        return _model_decoder(cls)
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} is neither a dataclass nor a pydantic model")
+    # Placeholder first, so that a recursive dataclass refers to itself.
+    _class_decoders[cls] = lambda raw: _class_decoders[cls](raw)
+    hints = typing.get_type_hints(cls)
+    plan: list[tuple[str, Decoder, bool]] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        plan.append((f.name, decoder_for(hints.get(f.name, Any)), required))
+
+    def decode(raw: Any) -> Any:
+        if type(raw) is not dict:
+            raise Mismatch(f"expected an object for {cls.__name__}, got {_kind(raw)}")
+        kwargs = {}
+        name = ""
+        try:
+            for name, decode_field, required in plan:
+                if name in raw:
+                    kwargs[name] = decode_field(raw[name])
+                elif required:
+                    raise Mismatch("missing")
+        except Mismatch as exc:
+            raise exc.inside(name) from None
+        try:
+            return cls(**kwargs)
+        except Exception as exc:  # __post_init__ validation
+            raise Mismatch(f"{cls.__name__}(...) refused the data: {exc!r}") from None
+
+    return decode
+
+
+def _model_decoder(cls: type) -> Decoder:
+    def decode(raw: Any) -> Any:
+        try:
+            return cls.model_validate(raw)  # type: ignore[attr-defined]
+        except _ValidationError as exc:
+            first = exc.errors()[0]  # type: ignore[attr-defined]
+            raise Mismatch(first["msg"], tuple(first["loc"])) from None
+
+    return decode
+
+
+def decoder_for(annotation: Any) -> Decoder:
+    """The decoder of one annotation."""
+    if annotation is Any or annotation is object:
+        return _identity
+    simple = _SIMPLE.get(annotation)
+    if simple is not None:
+        return simple
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return decoder_for(args[0])
+    if isinstance(annotation, typing.NewType):
+        return decoder_for(annotation.__supertype__)
+    if origin is typing.Literal:
+        allowed = args
+        return lambda raw: _literal(raw, allowed)
+    if origin is typing.Union or origin is types.UnionType:
+        return _union(
+            [decoder_for(arg) for arg in args if arg is not type(None)], type(None) in args
+        )
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = decoder_for(args[0])
+            return lambda raw: tuple(_items(raw, item))
+        if args == ((),):
+            args = ()
+        return _fixed_tuple([decoder_for(arg) for arg in args]) if args else _tuple_any
+    if origin in (list, Sequence, typing.List):  # noqa: UP006
+        item = decoder_for(args[0]) if args else _identity
+        return lambda raw: _items(raw, item)
+    if origin in (set, AbstractSet):
+        item = decoder_for(args[0]) if args else _identity
+        return lambda raw: set(_items(raw, item))
+    if origin is frozenset:
+        item = decoder_for(args[0]) if args else _identity
+        return lambda raw: frozenset(_items(raw, item))
+    if origin in (dict, Mapping):
+        key = _KEYS.get(args[0]) if args else _identity
+        if key is None:
+            key = _enum_key(args[0]) if _is_enum(args[0]) else None
+        if key is None:
+            raise TypeError(f"{annotation!r}: dict keys must be str, int, UUID, dates or enums")
+        value = decoder_for(args[1]) if args else _identity
+        return lambda raw: _mapping(raw, key, value)
+    if annotation in (list, tuple, set, frozenset, dict):
+        return decoder_for(annotation[Any] if annotation is not tuple else tuple[Any, ...])
+    if _is_enum(annotation):
+        return _enum(annotation)
+    if isinstance(annotation, type) and (
+        dataclasses.is_dataclass(annotation) or is_model_class(annotation)
+    ):
+        return class_decoder(annotation)
+    raise TypeError(f"{annotation!r} is not a type typed events support")
+
+
+def _kind(raw: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
+        type(raw), type(raw).__name__
+    )
+
+
+def _identity(raw: Any) -> Any:
+    return raw
+
+
+def _str(raw: Any) -> str:
+    if type(raw) is str:
+        return raw
+    raise Mismatch(f"expected a string, got {_kind(raw)}")
+
+
+def _int(raw: Any) -> int:
+    if type(raw) is int:
+        return raw
+    raise Mismatch(f"expected an integer, got {_kind(raw)}")
+
+
+def _float(raw: Any) -> float:
+    t = type(raw)
+    if t is float:
+        return raw  # type: ignore[no-any-return]
+    if t is int:
+        return float(raw)
+    raise Mismatch(f"expected a number, got {_kind(raw)}")
+
+
+def _bool(raw: Any) -> bool:
+    if type(raw) is bool:
+        return raw
+    raise Mismatch(f"expected true or false, got {_kind(raw)}")
+
+
+def _none(raw: Any) -> None:
+    if raw is not None:
+        raise Mismatch(f"expected null, got {_kind(raw)}")
+
+
+def _parsed(parse: Callable[[str], Any], what: str) -> Decoder:
+    def decode(raw: Any) -> Any:
+        if type(raw) is not str:
+            raise Mismatch(f"expected {what} as text, got {_kind(raw)}")
+        try:
+            return parse(raw)
+        except (ValueError, InvalidOperation):
+            raise Mismatch(f"{raw!r} is not {what}") from None
+
+    return decode
+
+
+def _aware(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.utcoffset() is None:
+        raise ValueError("naive")
+    return value
+
+
+def _date(text: str) -> date:
+    if len(text) != 10:
+        raise ValueError("not a date")
+    return date.fromisoformat(text)
+
+
+_SIMPLE: dict[Any, Decoder] = {
+    str: _str,
+    int: _int,
+    float: _float,
+    bool: _bool,
+    None: _none,
+    type(None): _none,
+    datetime: _parsed(_aware, "an aware datetime"),
+    date: _parsed(_date, "a date"),
+    time: _parsed(time.fromisoformat, "a time"),
+    uuid.UUID: _parsed(uuid.UUID, "a UUID"),
+    Decimal: _parsed(Decimal, "a decimal"),
+}
+
+_KEYS: dict[Any, Decoder] = {
+    str: _str,
+    int: _parsed(int, "an integer"),
+    uuid.UUID: _SIMPLE[uuid.UUID],
+    Decimal: _SIMPLE[Decimal],
+    date: _SIMPLE[date],
+    datetime: _SIMPLE[datetime],
+    time: _SIMPLE[time],
+}
+
+
+def _is_enum(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+
+
+def _enum(cls: type[enum.Enum]) -> Decoder:
+    def decode(raw: Any) -> Any:
+        try:
+            return cls(raw)
+        except ValueError:
+            raise Mismatch(f"{raw!r} is not a {cls.__name__}") from None
+
+    return decode
+
+
+def _enum_key(cls: type[enum.Enum]) -> Decoder:
+    by_text = {str(member.value): member for member in cls}
+
+    def decode(raw: Any) -> Any:
+        try:
+            return by_text[raw]
+        except KeyError:
+            raise Mismatch(f"{raw!r} is not a {cls.__name__}") from None
+
+    return decode
+
+
+def _literal(raw: Any, allowed: tuple[Any, ...]) -> Any:
+    for option in allowed:
+        if raw == option and type(raw) is type(option):
+            return option
+    raise Mismatch(f"{raw!r} is not one of {allowed!r}")
+
+
+def _union(options: list[Decoder], nullable: bool) -> Decoder:
+    def decode(raw: Any) -> Any:
+        if raw is None and nullable:
+            return None
+        failure: Mismatch | None = None
+        for option in options:
+            try:
+                return option(raw)
+            except Mismatch as exc:
+                failure = failure or exc
+        raise failure or Mismatch(f"expected null, got {_kind(raw)}")
+
+    return decode
+
+
+def _items(raw: Any, item: Decoder) -> list[Any]:
+    if type(raw) is not list:
+        raise Mismatch(f"expected an array, got {_kind(raw)}")
+    index = 0
+    try:
+        result = []
+        for index in range(len(raw)):
+            result.append(item(raw[index]))
+        return result
+    except Mismatch as exc:
+        raise exc.inside(index) from None
+
+
+def _tuple_any(raw: Any) -> tuple[Any, ...]:
+    return tuple(_items(raw, _identity))
+
+
+def _fixed_tuple(items: list[Decoder]) -> Decoder:
+    def decode(raw: Any) -> tuple[Any, ...]:
+        if type(raw) is not list or len(raw) != len(items):
+            raise Mismatch(f"expected an array of {len(items)} items, got {_kind(raw)}")
+        index = 0
+        try:
+            result = []
+            for index in range(len(items)):
+                result.append(items[index](raw[index]))
+            return tuple(result)
+        except Mismatch as exc:
+            raise exc.inside(index) from None
+
+    return decode
+
+
+def _mapping(raw: Any, key: Decoder, value: Decoder) -> dict[Any, Any]:
+    if type(raw) is not dict:
+        raise Mismatch(f"expected an object, got {_kind(raw)}")
+    name = ""
+    try:
+        result = {}
+        for name, item in raw.items():
+            result[key(name)] = value(item)
+        return result
+    except Mismatch as exc:
+        raise exc.inside(name) from None
