@@ -61,9 +61,17 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
             schema_translate_map={None: fresh_schema},
         )
         fresh.reset()
-        runner = Runner(store, fresh, batch_size=batch_size or projection.batch_size)
-        read = runner.catch_up()
-        read += runner.catch_up()  # what was pushed during the first pass
+        runner = Runner(
+            store,
+            fresh,
+            batch_size=batch_size or projection.batch_size,
+            mirror_checkpoint=False,
+        )
+        read = _catch_up_to(runner, fresh, store.head_position())
+        # What was pushed during the first pass; the live driver applies what
+        # comes later. Each pass has a target, so that a rebuild ends even
+        # while events arrive faster than it applies them.
+        read += _catch_up_to(runner, fresh, store.head_position())
         _swap(engine, projection, fresh, fresh_schema)
     finally:
         if dialect == "postgresql":
@@ -73,6 +81,12 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
         if dialect == "sqlite" and os.path.exists(fresh_file):
             os.remove(fresh_file)
     return read
+
+
+def _catch_up_to(runner: Runner, fresh: SQLProjection, target: int) -> int:
+    if fresh.load_checkpoint() >= target:
+        return 0
+    return runner.catch_up(keep_going=lambda: fresh.load_checkpoint() < target)
 
 
 def _swap(engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_schema: str) -> None:

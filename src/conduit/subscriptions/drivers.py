@@ -145,7 +145,7 @@ class Subscription:
             while not self.runner.stopped.is_set():
                 if self._keep_lease():
                     self._wake.clear()
-                    self.catch_up()
+                    self.catch_up(keep_going=self._keep_lease)
                     self._wake.wait(self.poll_interval)
                 else:
                     self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))
@@ -181,6 +181,9 @@ class Subscription:
     def wait_for(self, target: Event | int, timeout: float = 10.0) -> None:
         """Wait until the subscription has handled an event (or a position).
 
+        While the projection's storage is away (its ``transient_errors``), it
+        keeps waiting, as the driver keeps retrying.
+
         Raises:
             TimeoutError: not handled within ``timeout`` seconds.
             ProjectionError: the subscription stopped on a failing event.
@@ -188,13 +191,22 @@ class Subscription:
         position = target.position if isinstance(target, Event) else target
         deadline = time.monotonic() + timeout
         delay = 0.001
-        while self.checkpoint < position:
-            if self.error is not None or self.runner.failed is not None:
-                raise ProjectionError(f"subscription {self.name!r} stopped: {self.error}")
+        checkpoint: int | str = "unknown: the projection's storage is unavailable"
+        while True:
+            try:
+                checkpoint = self.checkpoint
+            except self.runner.projector.transient_errors:
+                pass
+            else:
+                if checkpoint >= position:
+                    return
+            failure = self.error or self.runner.failed
+            if failure is not None:
+                raise ProjectionError(f"subscription {self.name!r} stopped: {failure}")
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"subscription {self.name!r} has not reached position {position} "
-                    f"within {timeout} s (checkpoint {self.checkpoint})"
+                    f"within {timeout} s (checkpoint {checkpoint})"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.05)

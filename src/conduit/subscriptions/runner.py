@@ -70,7 +70,12 @@ class Filter:
 
 
 class Runner:
-    """Drives one projector over the global log."""
+    """Drives one projector over the global log.
+
+    ``mirror_checkpoint``: copy the checkpoint of a projector that keeps its
+    own (a SQL read model) into the store, where :meth:`EventStore.subscription_status`
+    reads it; off for a rebuild's temporary projector.
+    """
 
     def __init__(
         self,
@@ -81,6 +86,7 @@ class Runner:
         policy: RetryPolicy = RetryPolicy(),
         batch_size: int = 100,
         retry_check_interval: float = 1.0,
+        mirror_checkpoint: bool = True,
     ) -> None:
         self.store = store
         self.projector = projector
@@ -91,6 +97,8 @@ class Runner:
         self.stopped = threading.Event()
         self._next_retry_check = 0.0
         self._next_mirror = 0.0
+        self._mirror_pending = False
+        self._mirror = mirror_checkpoint
         self.failed: ProjectionError | None = None
 
     @property
@@ -125,21 +133,35 @@ class Runner:
             total += read
             if keep_going is not None and not keep_going():
                 break
-        if total and not isinstance(self.projector, StoreProjector):
+        if (
+            (total or self._mirror_pending)
+            and self._mirror
+            and not isinstance(self.projector, StoreProjector)
+        ):
             self._mirror_checkpoint()
         return total
 
     def _mirror_checkpoint(self) -> None:
-        """Copy a read model's checkpoint into the store, where status and lag are read."""
+        """Copy a read model's checkpoint into the store, where status and lag are read.
+
+        At most once a second; a copy put off is made by a later catch-up,
+        even one that finds nothing new, so that the last one is not lost.
+        """
         now = time.monotonic()
         if now < self._next_mirror:
+            self._mirror_pending = True
             return
         self._next_mirror = now + 1.0
+        self._mirror_pending = False
         backend = self.store.backend
-        position = self.projector.load_checkpoint()
-        known = backend.load_checkpoint(self.name)
-        if known != position:
-            backend.save_checkpoint(self.name, position, expected=known)
+        try:
+            position = self.projector.load_checkpoint()
+            known = backend.load_checkpoint(self.name)
+            if known != position:
+                backend.save_checkpoint(self.name, position, expected=known)
+        except Exception as exc:  # only a copy for status: it must not stop the projection
+            self._mirror_pending = True
+            log.warning("subscription %r: cannot copy its checkpoint: %r", self.name, exc)
 
     def _step(self) -> int:
         backend = self.store.backend

@@ -1,0 +1,611 @@
+"""SQL read models: rows and checkpoint in one transaction, failures, outages, rebuild, replay.
+
+Each test runs with the event store and the read model on the same kind of
+engine: a SQLite file beside a SQLite store, or a PostgreSQL database of its
+own (created and dropped here) beside a PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from conduit import Event, EventStore, InvalidArgument
+from conduit.projections import SQLProjection, rebuild, replay_since
+from conduit.subscriptions.projector import CheckpointConflict
+from worker_app import (
+    EVENT,
+    Ledger,
+    Totals,
+    create_database,
+    drop_database,
+    hits,
+    ledger,
+    read_checkpoint,
+    refusing_connections,
+    sqlalchemy_url,
+    sqlite_locked,
+    with_database,
+)
+
+ENGINES = ["sqlite", "postgres"]
+
+WAIT = 30.0
+"""Seconds a test waits for a driver before failing: a bound, never an expectation."""
+
+
+# -- read-model databases ----------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def new_readmodel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes empty read-model databases on the test's engine; returns SQLAlchemy URLs.
+
+    Used by every test, so that it is set up before the test's stores and torn
+    down after them: no driver is left running on a dropped database.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    engine = callspec.params.get("make_store") if callspec else None
+    made: list[str] = []
+    admin = request.getfixturevalue("postgres_url") if engine == "postgres" else ""
+
+    def make() -> str:
+        assert engine is not None, "new_readmodel needs a test parametrized by engine"
+        if engine == "sqlite":
+            made.append(f"readmodel-{len(made)}.db")
+            return f"sqlite:///{tmp_path / made[-1]}"
+        made.append(create_database(admin))
+        return sqlalchemy_url(with_database(admin, made[-1]))
+
+    yield make
+    if engine == "postgres":
+        for name in made:
+            drop_database(admin, name)
+
+
+@pytest.fixture(autouse=True)
+def projections(new_readmodel: Callable[[], str]) -> Iterator[list[SQLProjection]]:
+    """Projections whose engines are disposed of at the end of the test, once its
+    stores are closed and before its read-model databases are dropped."""
+    made: list[SQLProjection] = []
+    yield made
+    for projection in made:
+        projection.engine.dispose()
+
+
+@pytest.fixture
+def make_ledger(
+    new_readmodel: Callable[[], str], projections: list[SQLProjection]
+) -> Callable[..., Ledger]:
+    """A :class:`Ledger` with its tables, in the read model given, or in a new one."""
+
+    def make(url: str | None = None, *, name: str = "ledger", **engine_options: Any) -> Ledger:
+        projection = Ledger(sa.create_engine(url or new_readmodel(), **engine_options), name=name)
+        projection.setup()
+        projections.append(projection)
+        return projection
+
+    return make
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def record(store: EventStore, stream: str, value: int, **extra: Any) -> Event:
+    return store.push(EVENT, stream, {"value": value, **extra})
+
+
+def record_many(store: EventStore, count: int, streams: int = 7) -> list[Event]:
+    return [record(store, f"account-{n % streams}", n) for n in range(count)]
+
+
+def expected(events: list[Event]) -> Totals:
+    """The ledger that applying each event once gives."""
+    found: dict[str, tuple[int, int]] = {}
+    for event in events:
+        count, total = found.get(str(event.stream_id), (0, 0))
+        found[str(event.stream_id)] = (count + 1, total + event.data["value"])
+    return found
+
+
+def times_applied(projection: SQLProjection) -> dict[str, int]:
+    with projection.engine.connect() as conn:
+        return {key: times for key, times in conn.execute(sa.select(hits.c.event_id, hits.c.times))}
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Wait, bounded, until ``check()`` holds (for what ``wait_for`` cannot express)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.02)
+
+
+# -- applying and checkpoints ----------------------------------------------------------
+
+
+def test_rows_and_checkpoint_land_in_the_read_model_before_push_returns(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    subscription = store.subscribe(projection)
+
+    record(store, "account-a", 5)
+    record(store, "account-b", 7)
+    last = record(store, "account-a", 1)
+
+    assert ledger(projection.engine) == {"account-a": (2, 6), "account-b": (1, 7)}
+    assert read_checkpoint(projection.engine) == last.position
+    assert subscription.name == "ledger"
+    assert subscription.checkpoint == last.position
+
+
+def test_each_batch_of_events_is_applied_in_one_transaction(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    sessions: list[Session] = []
+    apply = projection.on_amount_recorded
+
+    def remembering(event: Event, session: Session) -> None:
+        sessions.append(session)
+        apply(event, session)
+
+    projection.on_amount_recorded = remembering  # type: ignore[method-assign]
+    events = record_many(store, 25)
+
+    store.subscribe(projection, batch_size=10)
+
+    assert len(sessions) == 25
+    assert len({id(session) for session in sessions}) == 3
+    assert ledger(projection.engine) == expected(events)
+
+
+def test_a_stale_driver_cannot_apply_a_batch_again(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    first = make_ledger()
+    second = Ledger(first.engine)  # the same read model, as another process would see it
+    events = record_many(store, 5)
+    first.load_checkpoint()
+    second.load_checkpoint()
+
+    first.apply(events, events[-1].position)
+    with pytest.raises(CheckpointConflict):
+        second.apply(events, events[-1].position)
+
+    assert set(times_applied(first).values()) == {1}
+    assert ledger(first.engine) == expected(events)
+    assert read_checkpoint(first.engine) == events[-1].position
+
+
+def test_checkpoint_survives_a_new_store_and_projection(
+    make_store: Callable[[], EventStore], make_ledger: Callable[..., Ledger]
+) -> None:
+    store = make_store()
+    projection = make_ledger()
+    subscription = store.subscribe(projection)
+    before = record_many(store, 4)
+    store.unsubscribe(subscription)
+    after = [record(store, "account-x", 100 + n) for n in range(3)]
+    store.head_position()  # what this store pushed is visible to others (DESIGN.md §3)
+
+    again = Ledger(projection.engine)
+    make_store().subscribe(again)
+
+    assert ledger(projection.engine) == expected(before + after)
+    assert set(times_applied(projection).values()) == {1}
+
+
+# -- failing handlers ----------------------------------------------------------------
+
+
+def push_with_bad(store: EventStore, count: int = 10, bad_at: int = 4) -> tuple[list[Event], Event]:
+    """``count`` events, the one at ``bad_at`` refused by the ledger; the good ones and it."""
+    events = [
+        record(store, f"account-{n % 3}", n, **({"bad": True} if n == bad_at else {}))
+        for n in range(count)
+    ]
+    return events[:bad_at] + events[bad_at + 1 :], events[bad_at]
+
+
+def test_a_handler_failing_mid_batch_parks_its_event_and_applies_the_rest_once(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    good, bad = push_with_bad(store)
+
+    subscription = store.subscribe(projection, batch_size=10, max_attempts=2, backoff=0.001)
+
+    assert times_applied(projection) == {str(event.id): 1 for event in good}
+    assert ledger(projection.engine) == expected(good)
+    assert subscription.checkpoint == good[-1].position
+    [parked] = store.parked()
+    assert (parked.subscription, parked.event_id, parked.attempts) == ("ledger", bad.id, 2)
+    assert "refusing bad event" in parked.error
+    assert "on_amount_recorded" in parked.traceback
+
+
+def test_retrying_a_parked_event_twice_applies_it_once(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    good, bad = push_with_bad(store)
+    subscription = store.subscribe(projection, mode="background", batch_size=10, max_attempts=1)
+    subscription.wait_for(good[-1], timeout=WAIT)
+    [parked] = store.parked()
+
+    projection.failing = False
+    assert store.retry_parked(parked.id) == 1
+    store.retry_parked(parked.id)  # 1 if still parked, 0 if applied already
+    eventually(lambda: not list(store.parked()), "the retried event leaves the parked list")
+    store.retry_parked(parked.id)
+    later = record(store, "account-0", 1000)
+    subscription.wait_for(later, timeout=WAIT)
+
+    assert times_applied(projection)[str(bad.id)] == 1
+    assert ledger(projection.engine) == expected([*good, bad, later])
+
+
+def test_a_retry_applied_before_a_crash_is_not_applied_again(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    good, bad = push_with_bad(store)
+    store.subscribe(projection, max_attempts=1)
+    [parked] = store.parked()
+    projection.failing = False
+    # A driver applied the retry, then died before taking it off the list.
+    projection.apply_parked(bad)
+
+    assert store.retry_parked(parked.id) == 1
+    eventually(lambda: not list(store.parked()), "the retried event leaves the parked list")
+
+    assert times_applied(projection)[str(bad.id)] == 1
+    assert ledger(projection.engine) == expected([*good, bad])
+
+
+# -- the read model away for a while ------------------------------------------------------
+
+
+@pytest.fixture
+def outage(
+    request: pytest.FixtureRequest,
+) -> Callable[[SQLProjection], AbstractContextManager[None]]:
+    """Makes a read-model database refuse work until exit: SQLite locked, PostgreSQL
+    closing its sessions and refusing new ones."""
+    engine = request.node.callspec.params["make_store"]
+    admin = request.getfixturevalue("postgres_url") if engine == "postgres" else ""
+
+    def away(projection: SQLProjection) -> AbstractContextManager[None]:
+        database = str(projection.engine.url.database)
+        return (
+            sqlite_locked(database) if engine == "sqlite" else refusing_connections(admin, database)
+        )
+
+    return away
+
+
+def short_waits(store: EventStore) -> dict[str, Any]:
+    """Engine options that make a locked SQLite read model fail fast instead of waiting."""
+    return {"connect_args": {"timeout": 0.05}} if store.backend.scheme == "sqlite" else {}
+
+
+def test_read_model_unavailable_for_a_while_catches_up_afterwards(
+    store: EventStore,
+    make_ledger: Callable[..., Ledger],
+    outage: Callable[[SQLProjection], AbstractContextManager[None]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    projection = make_ledger(**short_waits(store))
+    subscription = store.subscribe(projection, mode="background", backoff=0.01)
+    before = record_many(store, 5)
+    subscription.wait_for(before[-1], timeout=WAIT)
+
+    with caplog.at_level(logging.WARNING, "conduit.subscriptions"), outage(projection):
+        during = [record(store, f"account-{n % 3}", 100 + n) for n in range(20)]
+        eventually(
+            lambda: "storage unavailable" in caplog.text, "the driver finds the read model away"
+        )
+        time.sleep(0.5)  # stay away for a while: several failed attempts
+    after = [record(store, "account-0", 200 + n) for n in range(5)]
+    subscription.wait_for(after[-1], timeout=WAIT)
+
+    everything = before + during + after
+    assert ledger(projection.engine) == expected(everything)
+    assert times_applied(projection) == {str(event.id): 1 for event in everything}
+    assert list(store.parked()) == []
+    assert subscription.error is None
+
+
+def test_inline_projection_catches_up_on_the_next_push_after_an_outage(
+    store: EventStore,
+    make_ledger: Callable[..., Ledger],
+    outage: Callable[[SQLProjection], AbstractContextManager[None]],
+) -> None:
+    projection = make_ledger(**short_waits(store))
+    store.subscribe(projection, backoff=0.01)
+    before = record(store, "account-0", 1)
+
+    with outage(projection):
+        during = record(store, "account-1", 2)  # recorded; the read model is away
+    after = record(store, "account-2", 3)
+
+    assert ledger(projection.engine) == expected([before, during, after])
+    assert read_checkpoint(projection.engine) == after.position
+    assert list(store.parked()) == []
+
+
+def test_wait_for_keeps_waiting_through_an_outage(
+    store: EventStore,
+    make_ledger: Callable[..., Ledger],
+    outage: Callable[[SQLProjection], AbstractContextManager[None]],
+) -> None:
+    projection = make_ledger(**short_waits(store))
+    subscription = store.subscribe(projection, mode="background", backoff=0.01)
+    away, back = threading.Event(), threading.Event()
+
+    def for_a_while() -> None:
+        with outage(projection):
+            away.set()
+            back.wait(1.0)
+
+    holder = threading.Thread(target=for_a_while)
+    holder.start()
+    try:
+        assert away.wait(WAIT)
+        event = record(store, "account-0", 1)
+        subscription.wait_for(event, timeout=WAIT)
+    finally:
+        back.set()
+        holder.join(WAIT)
+
+    assert ledger(projection.engine) == expected([event])
+
+
+def test_postgres_read_model_with_locked_tables_catches_up_afterwards(
+    postgres_url: str, projections: list[SQLProjection]
+) -> None:
+    database = create_database(postgres_url)
+    try:
+        with EventStore(postgres_url, schema=f"locked_{uuid.uuid4().hex[:8]}") as store:
+            store.setup()
+            projection = Ledger(sqlalchemy_url(with_database(postgres_url, database)))
+            projections.append(projection)
+            projection.setup()
+            subscription = store.subscribe(projection, mode="background")
+            with psycopg.connect(with_database(postgres_url, database)) as locker:
+                locker.execute("LOCK TABLE ledger_totals IN ACCESS EXCLUSIVE MODE")
+                during = record_many(store, 20)
+                store.head_position()
+                time.sleep(1.0)  # hold the lock for a while
+                assert subscription.checkpoint < during[0].position
+            subscription.wait_for(during[-1], timeout=WAIT)
+
+            assert ledger(projection.engine) == expected(during)
+            assert set(times_applied(projection).values()) == {1}
+    finally:
+        drop_database(postgres_url, database)
+
+
+# -- rebuild and replay ----------------------------------------------------------------
+
+
+def test_rebuild_gives_the_same_rows_as_building_from_scratch(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    live = make_ledger()
+    store.subscribe(live, batch_size=50)
+    events = record_many(store, 120)
+    with live.engine.begin() as conn:  # damage the live read model
+        conn.execute(sa.text("UPDATE ledger_totals SET total = -1"))
+        conn.execute(sa.text("DELETE FROM ledger_hits"))
+
+    read = rebuild(store, live)
+
+    scratch = make_ledger(name="scratch")
+    store.subscribe(scratch)
+    assert read == len(events)
+    assert ledger(live.engine) == ledger(scratch.engine) == expected(events)
+    assert times_applied(live) == times_applied(scratch)
+    assert read_checkpoint(live.engine) == events[-1].position
+    assert [status.name for status in store.subscription_status()] == ["ledger", "scratch"]
+
+
+def test_rebuild_while_events_are_pushed_loses_and_doubles_nothing(
+    make_store: Callable[[], EventStore], make_ledger: Callable[..., Ledger]
+) -> None:
+    store = make_store()
+    live = make_ledger()
+    subscription = store.subscribe(live, mode="background", batch_size=20)
+    pushed = record_many(store, 200)
+    subscription.wait_for(pushed[-1], timeout=WAIT)
+    writer = make_store()
+    rebuilt = threading.Event()
+    outlasted: list[bool] = []
+
+    def keep_pushing() -> None:
+        # Until the rebuild is over (bounded, in case it never is), at a steady
+        # pace that leaves the read model's lock free at times: SQLite's lock
+        # is not fair, and a writer in a tight loop could starve the rebuild.
+        n = 0
+        while n < MAX_PUSHED and not (rebuilt.is_set() and n >= 50):
+            pushed.append(record(writer, f"account-{n % 5}", 1000 + n))
+            n += 1
+            time.sleep(0.005)
+        outlasted.append(n < MAX_PUSHED)
+        writer.head_position()
+
+    pusher = threading.Thread(target=keep_pushing)
+    pusher.start()
+    try:
+        rebuild(store, live, batch_size=20)
+    finally:
+        rebuilt.set()
+        pusher.join(WAIT)
+    subscription.wait_for(pushed[-1], timeout=WAIT)
+
+    # The rebuild ended while events were still arriving: it does not chase the head.
+    assert outlasted == [True], f"the rebuild did not end before {MAX_PUSHED} events were pushed"
+
+    scratch = make_ledger(name="scratch")
+    store.subscribe(scratch)
+    assert ledger(live.engine) == expected(pushed)
+    assert ledger(scratch.engine) == expected(pushed)
+    assert times_applied(live) == {str(event.id): 1 for event in pushed}
+
+
+MAX_PUSHED = 3000
+"""The most events pushed while a rebuild runs."""
+
+metadata_v2 = sa.MetaData()
+totals_v2 = sa.Table(
+    "ledger_totals",
+    metadata_v2,
+    sa.Column("stream_id", sa.String(100), primary_key=True),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("last_value", sa.Integer),
+)
+for _table in Ledger.metadata.sorted_tables:
+    if _table.name != "ledger_totals":
+        _table.to_metadata(metadata_v2)
+
+
+class LedgerV2(Ledger):
+    """The ledger with one more column: each stream's last value."""
+
+    metadata = metadata_v2
+
+    def on_amount_recorded(self, event: Event, session: Session) -> None:
+        super().on_amount_recorded(event, session)
+        session.execute(
+            totals_v2.update()
+            .where(totals_v2.c.stream_id == str(event.stream_id))
+            .values(last_value=event.data["value"])
+        )
+
+
+def test_rebuild_with_a_changed_table_shape_takes_effect(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    old = make_ledger()
+    subscription = store.subscribe(old)
+    events = [record(store, "account-a", 1), record(store, "account-b", 2)]
+    events.append(record(store, "account-a", 3))
+    store.unsubscribe(subscription)
+
+    new = LedgerV2(old.engine)
+    rebuild(store, new)
+    store.subscribe(new)
+    events.append(record(store, "account-b", 4))
+
+    with new.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(totals_v2.c.stream_id, totals_v2.c.last_value).order_by("stream_id")
+        ).all()
+    assert [tuple(row) for row in rows] == [("account-a", 3), ("account-b", 4)]
+    assert ledger(new.engine) == expected(events)
+
+
+def test_rebuild_leaves_no_fresh_tables_behind(
+    store: EventStore, make_ledger: Callable[..., Ledger], tmp_path: Path
+) -> None:
+    live = make_ledger()
+    record_many(store, 10)
+
+    rebuild(store, live)
+
+    with live.engine.connect() as conn:
+        names = sa.inspect(conn).get_schema_names()
+    assert not [name for name in names if name.startswith("conduit_rebuild")]
+    assert not list(tmp_path.glob("*.rebuild"))
+
+
+def test_replay_since_applies_the_events_recorded_since_again(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    subscription = store.subscribe(projection)
+    record_many(store, 4)
+    since = record_many(store, 4)[0].recorded_at
+    everything = list(store.read_all())
+    first_since = min(e.position for e in everything if e.recorded_at >= since)
+
+    checkpoint = replay_since(store, projection, since)
+
+    assert checkpoint < first_since
+    assert all(e.position <= checkpoint for e in everything if e.position < first_since)
+    assert subscription.checkpoint == checkpoint
+    subscription.catch_up()
+    assert times_applied(projection) == {
+        str(e.id): 2 if e.position >= first_since else 1 for e in everything
+    }
+    assert read_checkpoint(projection.engine) == everything[-1].position
+
+
+def test_replay_since_a_time_after_the_last_event_changes_nothing(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+    store.subscribe(projection)
+    events = record_many(store, 3)
+
+    checkpoint = replay_since(store, projection, datetime.now(UTC) + timedelta(hours=1))
+
+    assert checkpoint == events[-1].position
+    assert read_checkpoint(projection.engine) == events[-1].position
+
+
+def test_replay_since_a_naive_time_is_refused(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    projection = make_ledger()
+
+    with pytest.raises(InvalidArgument, match="since"):
+        replay_since(store, projection, datetime.now())
+
+
+# -- lag -------------------------------------------------------------------------------
+
+
+def test_status_seen_from_another_store_reaches_the_read_models_checkpoint(
+    make_store: Callable[[], EventStore], make_ledger: Callable[..., Ledger]
+) -> None:
+    store = make_store()
+    projection = make_ledger()
+    subscription = store.subscribe(projection, mode="background")
+    first = record(store, "account-a", 1)
+    subscription.wait_for(first, timeout=WAIT)
+    last = record(store, "account-a", 2)
+    subscription.wait_for(last, timeout=WAIT)
+    store.head_position()
+    elsewhere = make_store()
+
+    def caught_up() -> bool:
+        [status] = elsewhere.subscription_status()
+        return (status.checkpoint, status.behind) == (last.position, 0)
+
+    eventually(caught_up, "the store's copy of the read model's checkpoint catches up", 10.0)
+    assert subscription.status().checkpoint == last.position
+
+
+def test_a_sql_projection_needs_a_name() -> None:
+    class Nameless(SQLProjection):
+        metadata = sa.MetaData()
+
+    with pytest.raises(TypeError, match="name"):
+        Nameless("sqlite://")
