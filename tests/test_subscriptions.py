@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conduit import Event, EventStore, InvalidArgument, ProjectionError
+from conduit import BackendError, Event, EventStore, InvalidArgument, ProjectionError
 from conduit.subscriptions.drivers import Mode, Subscription
 
 MODES: list[Mode] = ["inline", "background"]
@@ -580,3 +580,49 @@ def test_a_listener_with_a_name_attribute_becomes_a_named_subscription(
 def test_a_subscription_name_must_be_a_non_empty_string(store: EventStore, bad: Any) -> None:
     with pytest.raises(InvalidArgument):
         store.subscribe(Recorder(), name=bad)
+
+
+def test_a_background_driver_survives_a_failure_of_the_store(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real_read_all = store.backend.read_all
+    calls = {"n": 0}
+
+    def flaky_read_all(**options: Any) -> list[Event]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise BackendError("the server went away")
+        return real_read_all(**options)
+
+    monkeypatch.setattr(store.backend, "read_all", flaky_read_all)
+
+    class Seen:
+        name = "seen"
+
+        def on_event(self, event: Event) -> None:
+            seen.append(event.version)
+
+    subscription = store.subscribe(Seen(), mode="background", poll_interval=0.01, backoff=0.01)
+    last = [store.push("thing_happened", "s", {}) for _ in range(5)][-1]
+    subscription.wait_for(last, timeout=20)
+    assert seen == [1, 2, 3, 4, 5]
+    assert calls["n"] >= 2
+    assert subscription.error is None
+
+
+def test_a_projection_cannot_be_subscribed_under_another_name(store: EventStore) -> None:
+    class Named:
+        name = "kept_as_this"
+
+        def load_checkpoint(self) -> int:
+            return 0
+
+        def apply(self, events: list[Event], up_to: int) -> None:
+            """Nothing to apply."""
+
+        def apply_parked(self, event: Event) -> None:
+            """Nothing to apply."""
+
+    with pytest.raises(InvalidArgument, match="kept_as_this"):
+        store.subscribe(Named(), name="another")

@@ -447,6 +447,13 @@ class EventStore:
         projector = (
             listener if _is_projector(listener) else StoreProjector(self.backend, name, listener)
         )
+        own_name = getattr(projector, "name", name)
+        if own_name != name:
+            raise InvalidArgument(
+                f"this projection keeps its checkpoint as {own_name!r}; "
+                f"name it {name!r} where it is made, not here",
+                field="name",
+            )
         runner = Runner(
             self,
             projector,  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from conduit.errors import InvalidArgument, ProjectionError
+from conduit.errors import BackendError, InvalidArgument, ProjectionError, SchemaError
 from conduit.events import Event
 from conduit.subscriptions.runner import Runner
 
@@ -142,13 +142,29 @@ class Subscription:
             add_waker(self._wake)
         self._renew_at = 0.0
         try:
+            failures = 0
             while not self.runner.stopped.is_set():
-                if self._keep_lease():
-                    self._wake.clear()
-                    self.catch_up(keep_going=self._keep_lease)
-                    self._wake.wait(self.poll_interval)
-                else:
-                    self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))
+                try:
+                    if self._keep_lease():
+                        self._wake.clear()
+                        self.catch_up(keep_going=self._keep_lease)
+                        self._wake.wait(self.poll_interval)
+                    else:
+                        self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))
+                    failures = 0
+                except SchemaError:
+                    raise
+                except BackendError as exc:
+                    # The store's database is away (restarting, say): keep trying.
+                    failures += 1
+                    delay = self.runner.policy.delay(failures)
+                    log.warning(
+                        "subscription %r: the store failed (%s); retrying in %.2f s",
+                        self.name,
+                        exc,
+                        delay,
+                    )
+                    self.runner.stopped.wait(delay)
         except ProjectionError as exc:
             self.error = exc
             log.error("subscription %r stopped: %s", self.name, exc)

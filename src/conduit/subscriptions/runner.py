@@ -253,7 +253,7 @@ class Runner:
             for parked in page:
                 if not parked.retry_requested:
                     continue
-                event = backend.read_event(parked.event_id)
+                event = self.store.read_event(parked.event_id)  # upcast and typed
                 if event is None:
                     backend.unpark(parked.id)
                     continue
