@@ -1,0 +1,90 @@
+"""``conduit serve``: the event browser and its JSON API, over HTTP (uvicorn)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conduit.cli.context import safe_url, settings
+from conduit.errors import ConfigurationError
+from conduit.store import EventStore
+
+__all__ = ["is_loopback", "serve"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="The address to listen on. Anything but a loopback address needs a token."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8400,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CONDUIT_TOKEN",
+            metavar="TOKEN",
+            help="Require this token on every request (Authorization: Bearer TOKEN, or the "
+            "login form). Prefer the CONDUIT_TOKEN variable: arguments show in ps.",
+            show_default=False,
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option("--read-only", help="Refuse every write and admin action (403)."),
+    ] = False,
+) -> None:
+    """Serve the event browser and its JSON API (OpenAPI at /openapi.json).
+
+    Binds 127.0.0.1 by default. On any other address it refuses to start
+    without a token.
+
+    Examples:
+
+    CONDUIT_URL=sqlite:///events.db conduit serve
+    CONDUIT_TOKEN=$(openssl rand -hex 24) conduit --store sqlite:///events.db serve --host 0.0.0.0
+    conduit --store postgresql://app@db/app serve --read-only --port 8080
+    """
+    from conduit.web import create_app
+    from conduit.web.server import serve_forever
+
+    url = settings(ctx).store_url
+    if not url:
+        raise typer.BadParameter(
+            "no store URL: use --store URL or set CONDUIT_URL", param_hint="--store"
+        )
+    if token is not None and not token.strip():
+        raise ConfigurationError("the token is empty: give a long random one, or none")
+    if not is_loopback(host) and token is None:
+        raise ConfigurationError(
+            f"refusing to serve on {host} without a token: anyone who reaches it could read "
+            "and write every event. Set CONDUIT_TOKEN (or --token), or serve on 127.0.0.1"
+        )
+    store = EventStore(url)
+    try:
+        store.head_position()  # fail now, with one line, if the store cannot be read
+        app = create_app(store, token=token, read_only=read_only)
+        console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        shown = f"[{host}]" if ":" in host else host
+        mode = " (read-only)" if read_only else ""
+        console.print(f"Serving {safe_url(url)}{mode} on http://{shown}:{port}/ ; Ctrl-C stops.")
+        if token is not None:
+            console.print("Requests need the token: Authorization: Bearer …, or log in.")
+        serve_forever(app, host=host, port=port)
+    finally:
+        store.close()

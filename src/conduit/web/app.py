@@ -1,0 +1,134 @@
+"""``create_app``: the Starlette application of the browser and the JSON API."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from conduit.errors import BackendError, ConduitError, InvalidArgument
+from conduit.store import EventStore
+from conduit.web import api, login, pages
+from conduit.web.api import UnsupportedMediaType, error_response
+from conduit.web.auth import CsrfRefused, Guard, is_api
+from conduit.web.openapi import description, openapi
+from conduit.web.render import environment, page
+
+__all__ = ["MAX_BODY", "create_app"]
+
+log = logging.getLogger("conduit.web")
+
+MAX_BODY = 16 * 1024 * 1024
+"""The largest request body accepted (413 beyond)."""
+
+
+def create_app(
+    store: EventStore,
+    *,
+    token: str | None = None,
+    read_only: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The event browser and its JSON API over ``store``, as an ASGI application.
+
+    Args:
+        store: the store to show; the application reads and writes only
+            through its public API, and does not close it.
+        token: when given, every request needs it (``Authorization: Bearer``
+            or the cookie the login form sets).
+        read_only: refuse every write and admin action with 403.
+        allowed_hosts: the host names the server answers to (``Host``
+            header). By default: only loopback names (``localhost``,
+            ``127.0.0.1``, ``::1``) without a token, which defeats DNS
+            rebinding; any host with a token. ``"loopback"`` stands for the
+            loopback names, ``"*"`` for any.
+
+    Raises:
+        InvalidArgument: an empty token.
+    """
+    if token is not None and not token.strip():
+        raise InvalidArgument("token: an empty token protects nothing", field="token")
+    templates = Jinja2Templates(env=environment())
+    app = Starlette(
+        routes=[
+            *api.routes,
+            Route("/openapi.json", openapi, methods=["GET"]),
+            *login.routes,
+            *pages.routes,
+            Mount("/static", StaticFiles(packages=[("conduit.web", "static")]), name="static"),
+        ],
+        middleware=[
+            Middleware(Guard, token=token, read_only=read_only, allowed_hosts=allowed_hosts)
+        ],
+        exception_handlers={ConduitError: _conduit_error, HTTPException: _http_error},
+        max_body_size=MAX_BODY,
+    )
+    app.state.store = store
+    app.state.templates = templates
+    app.state.token = token
+    app.state.token_required = token is not None
+    app.state.read_only = read_only
+    app.state.openapi = description(token=token is not None)
+    app.state.stopping = threading.Event()  # set on shutdown: live tails end
+    return app
+
+
+async def _conduit_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, BackendError):
+        log.error(
+            "%s %s: the storage engine failed", request.method, request.url.path, exc_info=exc
+        )
+    if isinstance(exc, UnsupportedMediaType):
+        return JSONResponse(
+            {"error": "unsupported_media_type", "message": str(exc), "field": "content-type"},
+            status_code=415,
+        )
+    if is_api(request.url.path):
+        if isinstance(exc, CsrfRefused):
+            return JSONResponse(
+                {"error": "csrf", "message": str(exc), "field": "csrf"}, status_code=403
+            )
+        return error_response(exc)
+    if isinstance(exc, CsrfRefused):
+        status, title = 403, "Refused"
+    elif isinstance(exc, InvalidArgument):
+        status, title = 422, "Not valid"
+    elif isinstance(exc, BackendError):
+        status, title = 503, "The store is not answering"
+    else:
+        status, title = 500, "Something failed"
+    message = "The storage engine failed; see the server's log." if status == 503 else str(exc)
+    return page(request, "error.html", {"title": title, "message": message}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=headers)
+    if is_api(request.url.path):
+        error = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(
+            {"error": error, "message": exc.detail, "field": None},
+            status_code=exc.status_code,
+            headers=headers,
+        )
+    response = page(
+        request,
+        "error.html",
+        {"title": exc.detail, "message": f"{exc.status_code}: {exc.detail}"},
+        status_code=exc.status_code,
+    )
+    response.headers.update(headers)
+    return response

@@ -1,0 +1,127 @@
+"""Serving the application with uvicorn: in the foreground, or in a background thread.
+
+Live tails are never-ending responses: on shutdown the server first tells them
+to end (``app.state.stopping``), so that uvicorn can close every connection
+instead of cancelling them after its grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Generator
+from types import FrameType, TracebackType
+from typing import Self
+
+import uvicorn
+from starlette.applications import Starlette
+
+__all__ = ["BackgroundServer", "serve_forever"]
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Like uvicorn's, without raising the signal again once stopped: Ctrl-C
+        # and SIGTERM are the way to stop the server, and it exits with 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _server(app: Starlette, host: str, port: int) -> _Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        server_header=False,
+    )
+    return _Server(config, app.state.stopping)
+
+
+def serve_forever(app: Starlette, *, host: str, port: int) -> None:
+    """Serve ``app`` (made by :func:`conduit.web.create_app`) until SIGINT or SIGTERM."""
+    _server(app, host, port).run()
+
+
+class BackgroundServer:
+    """Serve ``app`` (made by :func:`conduit.web.create_app`) in a daemon thread.
+
+    Use it as a context manager::
+
+        with BackgroundServer(create_app(store)) as server:
+            httpx.get(server.url + "/api/log")
+
+    Args:
+        app: the application.
+        host: the address to listen on (loopback by default).
+        port: the port; 0 picks a free one, which :attr:`url` tells.
+        start_timeout: seconds to wait for the server to listen.
+    """
+
+    def __init__(
+        self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 10
+    ) -> None:
+        self.server = _server(app, host, port)
+        self.host = host
+        self.port = port
+        self.start_timeout = start_timeout
+        self._thread = threading.Thread(target=self.server.run, name="conduit-web", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, such as ``http://127.0.0.1:41234``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Start serving; returns once the server listens.
+
+        Raises:
+            RuntimeError: the server did not start within ``start_timeout``.
+        """
+        self._thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not start on {self.host}")
+            time.sleep(0.01)
+        sockets = [s for server in self.server.servers for s in server.sockets]
+        self.port = sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        """Stop serving; open live tails end within a fraction of a second."""
+        self.server.stopping.set()
+        self.server.should_exit = True
+        self._thread.join(10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

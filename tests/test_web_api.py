@@ -1,0 +1,431 @@
+"""The JSON API of ``conduit serve``, on SQLite and PostgreSQL.
+
+Schemathesis checks the API against its OpenAPI description; the tests below
+pin each behaviour the issue names: options of ``read``, keyset paging, 409
+with the actual version, 422 with the field at fault, parked events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, assume, given, settings
+from schemathesis import GenerationMode
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from conduit import EventStore
+from conduit.events import Event
+from conduit.web import create_app
+from conduit.web.api import routes as api_routes
+from conduit.web.history import events_before
+from conduit.web.openapi import description
+from conduit.web.server import BackgroundServer
+
+ENGINES = ["sqlite", "postgres"]
+EXAMPLES = {"sqlite": 20, "postgresql": 10}
+"""Schemathesis examples per operation and mode, by engine: enough to find, bounded in time.
+PostgreSQL gets fewer: the same code answers, and its part is mapping the engine's errors."""
+
+
+@pytest.fixture
+def client(store: EventStore) -> Iterator[TestClient]:
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+        yield client
+
+
+def append(client: TestClient, stream_id: str, *events: dict[str, Any], **body: Any) -> Any:
+    response = client.post(f"/api/streams/{stream_id}/events", json={"events": events, **body})
+    return response
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def test_append_returns_the_recorded_events_with_201(client: TestClient) -> None:
+    event_id = str(uuid.uuid4())
+    response = append(
+        client,
+        "person-1",
+        {"name": "person_registered", "data": {"first_name": "Kris"}, "id": event_id},
+        {"name": "PersonRenamed", "data": {"first_name": "Kim"}, "metadata": {"user": "admin"}},
+        expected_version=0,
+    )
+    assert response.status_code == 201
+    events = response.json()["events"]
+    assert [(e["version"], e["name"]) for e in events] == [
+        (1, "person_registered"),
+        (2, "person_renamed"),
+    ]
+    assert events[0]["id"] == event_id
+    assert events[1]["metadata"] == {"user": "admin"}
+    assert events[0]["position"] < events[1]["position"]
+
+
+def test_append_with_a_wrong_expected_version_answers_409_with_the_actual_version(
+    client: TestClient, store: EventStore
+) -> None:
+    store.push("person_registered", "person-1", {})
+    response = append(
+        client, "person-1", {"name": "person_renamed", "data": {}}, expected_version=0
+    )
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "wrong_expected_version"
+    assert (body["expected"], body["actual"], body["stream_id"]) == (0, 1, "person-1")
+    assert store.stream_version("person-1") == 1
+
+
+def test_append_again_with_the_same_event_ids_records_nothing_new(
+    client: TestClient, store: EventStore
+) -> None:
+    event = {"name": "person_registered", "data": {}, "id": str(uuid.uuid4())}
+    first = append(client, "person-1", event, expected_version=0)
+    again = append(client, "person-1", event, expected_version=0)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert store.stream_version("person-1") == 1
+
+
+def test_append_an_event_id_of_another_stream_answers_409(client: TestClient) -> None:
+    event = {"name": "person_registered", "data": {}, "id": str(uuid.uuid4())}
+    append(client, "person-1", event)
+    response = append(client, "person-2", event)
+    assert response.status_code == 409
+    assert response.json()["error"] == "duplicate_event"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"events": [{"name": "person registered", "data": {}}]}, "events[0].name"),
+        ({"events": [{"name": "ok", "data": {"a": "\x00"}}]}, "events[0].data['a']"),
+        ({"events": [{"name": "ok", "data": {"n": 2**70}}]}, "events[0].data['n']"),
+        ({"events": [{"name": "ok", "data": []}]}, "events[0].data"),
+        ({"events": [{"name": "ok", "data": {}, "metadata": "x"}]}, "events[0].metadata"),
+        ({"events": [{"name": "ok", "data": {}, "id": "not-a-uuid"}]}, "events[0].id"),
+        ({"events": [{"name": "ok", "data": {}, "recorded_at": "2024"}]}, "events[0].recorded_at"),
+        ({"events": [{"name": "ok"}]}, "events[0].data"),
+        ({"events": []}, "events"),
+        ({"events": [{"name": "ok", "data": {}}], "expected_version": -1}, "expected_version"),
+        ({"events": [{"name": "ok", "data": {}}], "expected_version": "1"}, "expected_version"),
+        ({"events": [{"name": "ok", "data": {}}], "extra": 1}, "extra"),
+    ],
+    ids=lambda value: None if isinstance(value, dict) else str(value),
+)
+def test_append_bad_input_answers_422_naming_the_field_and_writes_nothing(
+    client: TestClient, store: EventStore, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/api/streams/person-1/events", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert store.head_position() == 0
+
+
+def test_append_refuses_a_body_that_is_not_json(client: TestClient) -> None:
+    not_json = client.post(
+        "/api/streams/s/events", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert (not_json.status_code, not_json.json()["field"]) == (422, "body")
+    form = client.post("/api/streams/s/events", data={"events": "x"})
+    assert form.status_code == 415
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def test_read_stream_takes_the_options_of_read(client: TestClient, store: EventStore) -> None:
+    store.push_many("s", [("happened", {"n": n}) for n in range(1, 8)])
+    base = "/api/streams/s/events"
+
+    first = client.get(base, params={"limit": 3}).json()
+    assert [e["version"] for e in first["events"]] == [1, 2, 3]
+    assert (first["version"], first["next_from_version"]) == (7, 4)
+    rest = client.get(base, params={"from_version": 4}).json()
+    assert [e["version"] for e in rest["events"]] == [4, 5, 6, 7]
+    assert rest["next_from_version"] is None
+    backwards = client.get(base, params={"backwards": "true", "limit": 2}).json()
+    assert [e["version"] for e in backwards["events"]] == [7, 6]
+    assert backwards["next_from_version"] == 5
+
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert client.get(base, params={"since": future}).json()["events"] == []
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert len(client.get(base, params={"since": past}).json()["events"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"since": "2024-05-01T12:00:00"}, "since"),
+        ({"since": "yesterday"}, "since"),
+        ({"from_version": 0}, "from_version"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"backwards": "maybe"}, "backwards"),
+    ],
+)
+def test_read_stream_bad_options_answer_422_naming_the_field(
+    client: TestClient, store: EventStore, query: dict[str, Any], field: str
+) -> None:
+    store.push("happened", "s", {})
+    response = client.get("/api/streams/s/events", params=query)
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+
+
+def test_read_an_unknown_stream_answers_404(client: TestClient) -> None:
+    assert client.get("/api/streams/nobody/events").status_code == 404
+
+
+def test_stream_ids_with_slashes_and_spaces_are_one_path_parameter(
+    client: TestClient, store: EventStore
+) -> None:
+    store.push("happened", "tenant/a b?c", {"n": 1})
+    response = client.get("/api/streams/tenant%2Fa%20b%3Fc/events")
+    assert response.status_code == 200
+    assert response.json()["stream_id"] == "tenant/a b?c"
+
+
+def test_streams_are_listed_by_prefix_with_keyset_paging(
+    client: TestClient, store: EventStore
+) -> None:
+    for stream_id in ["order-3", "order-1", "person-1", "order-2"]:
+        store.push("happened", stream_id, {})
+    first = client.get("/api/streams", params={"prefix": "order-", "limit": 2}).json()
+    assert [s["stream_id"] for s in first["streams"]] == ["order-1", "order-2"]
+    assert first["next_after"] == "order-2"
+    rest = client.get(
+        "/api/streams", params={"prefix": "order-", "after": first["next_after"], "limit": 2}
+    ).json()
+    assert rest == {"streams": [{"stream_id": "order-3", "version": 1}], "next_after": None}
+
+
+def test_one_event_by_id(client: TestClient, store: EventStore) -> None:
+    event = store.push("happened", "s", {"a": [1, 2.5, "x", None, True]}, metadata={"m": 1})
+    body = client.get(f"/api/events/{event.id}").json()
+    assert body["data"] == {"a": [1, 2.5, "x", None, True]}
+    assert body["metadata"] == {"m": 1}
+    assert (body["stream_id"], body["version"], body["position"]) == ("s", 1, event.position)
+    assert datetime.fromisoformat(body["recorded_at"]) == event.recorded_at
+    assert client.get(f"/api/events/{uuid.uuid4()}").status_code == 404
+    assert client.get("/api/events/nope").json()["field"] == "event_id"
+
+
+def test_the_log_after_a_position_with_names(client: TestClient, store: EventStore) -> None:
+    events = [store.push(name, "s", {}) for name in ["a_happened", "b_happened", "a_happened"]]
+    everything = client.get("/api/log").json()
+    assert [e["id"] for e in everything["events"]] == [str(e.id) for e in events]
+    assert everything["next_after"] == events[-1].position
+    after_first = client.get("/api/log", params={"after": events[0].position}).json()
+    assert [e["id"] for e in after_first["events"]] == [str(e.id) for e in events[1:]]
+    only_a = client.get("/api/log", params=[("names", "a_happened")]).json()
+    assert len(only_a["events"]) == 2
+    at_the_end = client.get("/api/log", params={"after": events[-1].position}).json()
+    assert at_the_end == {"events": [], "next_after": events[-1].position}
+    assert client.get("/api/log", params={"names": "not a name"}).json()["field"] == "names"
+
+
+# -- the live tail and the log read backwards ------------------------------------
+
+
+def tail_events(url: str, count: int, headers: dict[str, str] | None = None) -> list[Any]:
+    """The first ``count`` events a server-sent event stream sends."""
+    found: list[Any] = []
+    with httpx2.stream("GET", url, headers=headers, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                found.append(json.loads(line.removeprefix("data: ")))
+            if len(found) == count:
+                break
+    return found
+
+
+def test_the_tail_sends_new_events_and_resumes_after_the_last_event_id(
+    store: EventStore,
+) -> None:
+    first, second = (store.push("happened", "s", {"n": n}) for n in (1, 2))
+    with BackgroundServer(create_app(store)) as server:
+        tail = f"{server.url}/api/tail"
+        sent = tail_events(f"{tail}?after=0", 2)
+        assert [e["id"] for e in sent] == [str(first.id), str(second.id)]
+        resumed = tail_events(tail, 1, headers={"last-event-id": str(first.position)})
+        assert resumed[0]["id"] == str(second.id)
+
+        live: list[Any] = []
+        reader = threading.Thread(
+            target=lambda: live.extend(tail_events(f"{tail}?names=wanted", 1))
+        )
+        reader.start()
+        time.sleep(0.5)  # the tail starts at the head: push once it is listening
+        store.push("unwanted", "s", {})
+        third = store.push("wanted", "s", {"n": 3})
+        reader.join(10)
+        assert [e["id"] for e in live] == [str(third.id)]
+
+
+def test_events_before_a_position_are_the_last_ones_below_it(store: EventStore) -> None:
+    recorded: list[Event] = []
+    for size in (1, 7, 1, 1, 30, 2, 1, 15):  # PostgreSQL leaves gaps between transactions
+        recorded += store.push_many(f"s-{size}", [("happened", {})] * size)
+    positions = [e.position for e in recorded]
+    for before in [None, positions[-1], positions[40], positions[9] + 1, positions[0], 1]:
+        below = [p for p in positions if before is None or p < before]
+        for limit in (1, 5, 50, 100):
+            found = [e.position for e in events_before(store, before, limit)]
+            assert found == below[-limit:], (before, limit)
+
+
+def test_the_log_page_pages_by_position_newest_first(client: TestClient, store: EventStore) -> None:
+    recorded = store.push_many("s", [("happened", {"n": n}) for n in range(120)])
+    newest = client.get("/log").text
+    assert f'data-position="{recorded[-1].position}"' in newest
+    assert f'data-position="{recorded[69].position}"' not in newest
+    older = client.get("/log", params={"before": recorded[70].position}).text
+    assert f'data-position="{recorded[69].position}"' in older
+    assert f'data-position="{recorded[20].position}"' in older
+    assert f'data-position="{recorded[19].position}"' not in older
+    newer = client.get("/log", params={"after": recorded[19].position}).text
+    assert f'data-position="{recorded[20].position}"' in newer
+    assert "data-tail-after" not in newer  # only the newest page follows the log
+
+
+# -- projections ------------------------------------------------------------------
+
+
+class Picky:
+    """A projection that fails on events marked ``fail`` until fixed."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.seen: list[int] = []
+
+    def on_happened(self, event: Any) -> None:
+        if self.broken and event.data.get("fail"):
+            raise ValueError("cannot handle this one")
+        self.seen.append(event.data["n"])
+
+
+def test_projections_show_checkpoint_lag_and_parked_events(
+    client: TestClient, store: EventStore
+) -> None:
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    store.push("happened", "s", {"n": 1, "fail": True})
+    store.push("happened", "s", {"n": 2})
+    body = client.get("/api/projections").json()
+    assert body["head_position"] == store.head_position()
+    [status] = body["projections"]
+    assert (status["name"], status["behind"], status["parked"]) == ("picky", 0, 1)
+    assert status["checkpoint"] == store.head_position()
+    [parked] = client.get("/api/projections/parked").json()["parked"]
+    assert parked["subscription"] == "picky"
+    assert "cannot handle this one" in parked["error"]
+
+
+def test_retry_a_parked_event_runs_it_again(client: TestClient, store: EventStore) -> None:
+    picky = Picky()
+    store.subscribe(picky, name="picky", max_attempts=1, backoff=0)
+    store.push("happened", "s", {"n": 1, "fail": True})
+    [parked] = store.parked()
+    picky.broken = False
+    response = client.post(f"/api/projections/parked/{parked.id}/retry")
+    assert response.json() == {"marked": 1}
+    assert picky.seen == [1]  # the inline subscription retried it at once
+    assert list(store.parked()) == []
+    assert client.post(f"/api/projections/parked/{parked.id}/retry").status_code == 404
+
+
+def test_retry_every_parked_event_of_a_subscription(client: TestClient, store: EventStore) -> None:
+    picky = Picky()
+    store.subscribe(picky, name="picky", max_attempts=1, backoff=0)
+    for n in (1, 2):
+        store.push("happened", "s", {"n": n, "fail": True})
+    picky.broken = False
+    response = client.post("/api/projections/retry", params={"subscription": "picky"})
+    assert response.json() == {"marked": 2}
+    assert sorted(picky.seen) == [1, 2]
+
+
+def test_drop_a_parked_event(client: TestClient, store: EventStore) -> None:
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    store.push("happened", "s", {"n": 1, "fail": True})
+    [parked] = store.parked()
+    assert client.delete(f"/api/projections/parked/{parked.id}").status_code == 204
+    assert list(store.parked()) == []
+    assert client.delete(f"/api/projections/parked/{parked.id}").status_code == 404
+
+
+# -- the description ----------------------------------------------------------------
+
+
+def test_the_description_lists_exactly_the_api_routes(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    described = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
+    served = {
+        (route.path.replace(":stream_id}", "}"), method)
+        for route in api_routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert described == served
+
+
+CASES = [
+    (mode, method.upper(), path)
+    for path, item in description(token=False)["paths"].items()
+    if path != "/api/tail"  # never ends: it has tests of its own
+    for method, operation in item.items()
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode is GenerationMode.POSITIVE or operation["parameters"] or "requestBody" in operation
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "method", "path"), CASES, ids=[f"{m.value} {o} {p}" for m, o, p in CASES]
+)
+def test_the_api_keeps_to_its_description(
+    store: EventStore, method: str, path: str, mode: GenerationMode
+) -> None:
+    """Schemathesis: no server error, and every answer fits the description."""
+    picky = Picky()
+    store.subscribe(picky, name="picky", max_attempts=1, backoff=0)
+    store.push("happened", "person-1", {"n": 1, "fail": True}, metadata={"correlation_id": "c"})
+    store.push_many("person-2", [("happened", {"n": 2}), ("happened", {"n": 3})])
+    app = create_app(store, allowed_hosts=["*"])
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operation = schema[path][method]
+
+    @given(operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES[store.backend.scheme],
+        deadline=None,
+        database=None,
+        derandomize=True,  # the same examples on every run: CI never flickers
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case: schemathesis.Case[Any]) -> None:
+        # JSON Schema cannot say "integers within 64 bits" (see the description).
+        assume(mode is GenerationMode.NEGATIVE or not _holds_a_huge_integer(case.body))
+        case.call_and_validate()
+
+    call()
+
+
+def _holds_a_huge_integer(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_a_huge_integer(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_a_huge_integer(item) for item in value)
+    return type(value) is int and not -(2**63) <= value < 2**63
