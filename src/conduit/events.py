@@ -6,7 +6,7 @@ engine) shares the same validation.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import threading
 import time
@@ -32,6 +32,8 @@ __all__ = [
     "event_uuid",
     "new_id",
     "stream_key",
+    "uuid_from_int",
+    "uuid_from_text",
 ]
 
 StreamId: TypeAlias = str | uuid.UUID
@@ -232,6 +234,31 @@ def new_id() -> uuid.UUID:
             if seq > 0xFFF:
                 ms, seq = ms + 1, 0
         _last_ms, _last_seq = ms, seq
-    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand_b
-    return uuid.UUID(int=value)
+    # random is reseeded in forked children, so two processes never share ids.
+    rand_b = _random_bits(62)
+    return uuid_from_int(
+        (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand_b
+    )
+
+
+_random_bits = random.getrandbits
+_new_object = object.__new__
+_set_field = object.__setattr__
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to fit 128 bits, without its checks.
+
+    ``UUID.__init__`` parses and range-checks its arguments; on the read and
+    append paths that costs more than the rest of building an event.
+    """
+    made = _new_object(uuid.UUID)
+    _set_field(made, "int", value)
+    _set_field(made, "is_safe", _SAFE_UNKNOWN)
+    return made
+
+
+def uuid_from_text(text: str) -> uuid.UUID:
+    """A UUID from its canonical text as engines store it (36 characters, hyphens)."""
+    return uuid_from_int(int(text.replace("-", ""), 16))

@@ -21,7 +21,18 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     """The inverse of :func:`to_micros`: an aware UTC datetime."""
-    return EPOCH + timedelta(microseconds=micros)
+    # The events of one append share their time: reuse the last one made (one
+    # tuple, replaced whole, so that threads never see a half-updated pair).
+    global _last
+    last = _last
+    if last[0] == micros:
+        return last[1]
+    moment = EPOCH + timedelta(microseconds=micros)
+    _last = (micros, moment)
+    return moment
+
+
+_last: tuple[int, datetime] = (0, EPOCH)
 
 
 def resolve_retry(

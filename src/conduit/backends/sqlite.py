@@ -21,7 +21,7 @@ from conduit import codec
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
 from conduit.errors import BackendError, SchemaError, WrongExpectedVersion
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey, uuid_from_text
 
 __all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
@@ -378,7 +378,7 @@ def _events(rows: list[Any]) -> list[Event]:
     decode = codec.decode
     return [
         Event(
-            uuid.UUID(event_id),
+            uuid_from_text(event_id),
             ids(stream_text, is_uuid),
             name,
             decode(data),
