@@ -1,0 +1,141 @@
+"""``python -m benchmarks``: run the side-by-side benchmarks and report the ratios.
+
+Examples::
+
+    python -m benchmarks                                  # everything, a few minutes
+    python -m benchmarks --quick --only sqlite            # a ~30 s smoke run
+    python -m benchmarks --write docs/benchmarks.md       # record the figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks import costs, entities_bench, postgres_bench, projections_bench, sqlite_bench
+from benchmarks.common import Settings
+from benchmarks.report import Run, console, markdown
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+PREAMBLE = [
+    "Side-by-side figures, all measured in the same run on the same machine: Conduit, "
+    "the raw driver doing the same inserts in the same transactions, and the "
+    "[`eventsourcing`](https://pypi.org/project/eventsourcing/) library on the same "
+    "engine. Ratios are Conduit's figure divided by the other's (above 1: Conduit is "
+    "faster). These are not tests: no timing is asserted anywhere in the test suite.",
+    "",
+    "Run them with `make bench` (which installs the `bench` extra), or:",
+    "",
+    "```sh",
+    ".venv/bin/python -m benchmarks                             # everything (a few minutes)",
+    ".venv/bin/python -m benchmarks --only sqlite --quick       # a ~30 s smoke run",
+    ".venv/bin/python -m benchmarks --write docs/benchmarks.md  # rewrite this page",
+    "```",
+    "",
+    "`--postgres-url` names the server (default "
+    f"`{DEFAULT_POSTGRES}`); the run creates the database `{postgres_bench.DATABASE}` "
+    "and drops it afterwards.",
+]
+
+CLOSING = [
+    "## Reading these figures",
+    "",
+    "- Each write measurement runs for a fixed time and is repeated in rounds with the "
+    "contenders interleaved (a different one first each round); the table keeps each "
+    "contender's best round. Reads repeat for the same time after a warm-up read.",
+    "- The machine has **2 cores**: with 8 writer processes, the writers, the PostgreSQL "
+    "backends serving them and the WAL writer all share those 2 cores, so the 8-writer "
+    "figures measure CPU contention as much as lock contention.",
+    "- The machine is shared (see the load average above): other work running at the "
+    "same time makes individual figures noisy, which the interleaved rounds only partly "
+    "absorb. Compare ratios, not absolute figures, between runs.",
+    "- SQLite's durability: by default Conduit opens its file with `synchronous=FULL` in "
+    "WAL mode, so a committed event survives a power loss. `sqlite:///file.db"
+    "?synchronous=normal` is faster for single-event appends (no fsync per commit, only at "
+    "checkpoints) at a cost: a power loss or OS crash may lose the last transactions "
+    "(never a process crash, and the file stays consistent). Both settings are measured "
+    "above, each against the others at the same setting.",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the sections, print and optionally write the report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Conduit's side-by-side benchmarks (not part of the test suite).",
+    )
+    parser.add_argument(
+        "--only", choices=("sqlite", "postgres", "projections", "entities"), help="run one section"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a ~30 s smoke run, figures indicative"
+    )
+    parser.add_argument("--write", metavar="PATH", type=Path, help="write the Markdown report here")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a server (superuser)")
+    parser.add_argument("--workdir", type=Path, help="where SQLite files go (default: a temp dir)")
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        metavar="N",
+        help="length of the long stream iterated under tracemalloc (default 1,000,000)",
+    )
+    args = parser.parse_args(argv)
+
+    settings = Settings.quick() if args.quick else Settings()
+    if args.memory_events:
+        short = min(settings.memory_short, max(1, args.memory_events // 10))
+        settings = replace(settings, memory_long=args.memory_events, memory_short=short)
+    workdir = Path(tempfile.mkdtemp(prefix="conduit-bench-", dir=args.workdir))
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+    run = Run(command.strip(), args.quick, workdir)
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    failed = False
+    try:
+        if args.only in (None, "sqlite"):
+            run.sections.append(sqlite_bench.run(settings, workdir, log))
+            print(console(run.sections[-1]), flush=True)
+            run.sections.append(costs.run(workdir, log))
+            print(console(run.sections[-1]), flush=True)
+        if args.only in (None, "postgres"):
+            try:
+                for section in postgres_bench.run(settings, args.postgres_url, log):
+                    run.sections.append(section)
+                    print(console(section), flush=True)
+            except Exception as exc:  # report what could not run, and still write the rest
+                failed = True
+                run.skipped["PostgreSQL"] = f"{type(exc).__name__}: {exc}"
+                log(f"PostgreSQL section failed: {exc}")
+        for only, module, title in (
+            ("projections", projections_bench, "Projections (issue 4)"),
+            ("entities", entities_bench, "Entities (issue 6)"),
+        ):
+            if args.only in (None, only):
+                try:
+                    run.sections.append(module.run(args.quick, workdir, args.postgres_url, log))
+                    print(console(run.sections[-1]), flush=True)
+                except Exception as exc:  # report what could not run, and still write the rest
+                    failed = True
+                    run.skipped[title] = f"{type(exc).__name__}: {exc}"
+                    log(f"{title} failed: {exc}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    log("done")
+    if args.write:
+        args.write.write_text(markdown(run, PREAMBLE, CLOSING), encoding="utf-8")
+        log(f"wrote {args.write}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
