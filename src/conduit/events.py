@@ -30,6 +30,7 @@ __all__ = [
     "TypedEvent",
     "event_name",
     "event_uuid",
+    "make_event",
     "new_id",
     "stream_key",
     "uuid_from_int",
@@ -97,6 +98,53 @@ class Snapshot:
     taken_at: datetime | None = None
 
 
+def _slot_setters() -> tuple[Any, ...]:
+    return tuple(Event.__dict__[field].__set__ for field in Event.__slots__)
+
+
+(
+    _set_id,
+    _set_stream_id,
+    _set_name,
+    _set_data,
+    _set_metadata,
+    _set_version,
+    _set_position,
+    _set_recorded_at,
+) = _slot_setters()
+
+
+def make_event(
+    event_id: uuid.UUID,
+    stream_id: StreamId,
+    name: str,
+    data: dict[str, Any],
+    metadata: dict[str, Any],
+    version: int,
+    position: int,
+    recorded_at: datetime,
+) -> Event:
+    """``Event(...)`` for engines reading rows: the same frozen value, built faster.
+
+    A frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``; on the read path that is a fifth of the cost of an
+    event, so engines set the slots directly.
+    """
+    event = _new_event_object(Event)
+    _set_id(event, event_id)
+    _set_stream_id(event, stream_id)
+    _set_name(event, name)
+    _set_data(event, data)
+    _set_metadata(event, metadata)
+    _set_version(event, version)
+    _set_position(event, position)
+    _set_recorded_at(event, recorded_at)
+    return event
+
+
+_new_event_object = object.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKey:
     """A stream id as engines store it: its text, and whether it was a UUID."""
@@ -106,7 +154,7 @@ class StreamKey:
 
     def stream_id(self) -> StreamId:
         """The stream id in the type the caller used."""
-        return uuid.UUID(self.text) if self.is_uuid else self.text
+        return uuid_from_text(self.text) if self.is_uuid else self.text
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,15 @@ from conduit import codec
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
 from conduit.errors import BackendError, SchemaError, WrongExpectedVersion
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey, uuid_from_text
+from conduit.events import (
+    Event,
+    NewEvent,
+    Snapshot,
+    StreamInfo,
+    StreamKey,
+    make_event,
+    uuid_from_text,
+)
 
 __all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
@@ -177,7 +185,7 @@ class SQLiteBackend(SQLiteSubscriptions):
                     if retried is not None:
                         return retried
                     raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
-                now = max(to_micros(datetime.now(UTC)), last)
+                now = max(time.time_ns() // 1000, last)  # microseconds since the epoch
                 times = [
                     now if new.recorded_at is None else to_micros(new.recorded_at) for new in events
                 ]
@@ -208,7 +216,7 @@ class SQLiteBackend(SQLiteSubscriptions):
         except sqlite3.Error as exc:
             raise BackendError(f"SQLite failed: {exc}") from exc
         first_position = last_position - len(rows)
-        stream_id = uuid.UUID(stream.text) if is_uuid else stream.text
+        stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
         return [
             Event(
                 new.id,
@@ -377,7 +385,7 @@ def _events(rows: list[Any]) -> list[Event]:
     ids = StreamIds()
     decode = codec.decode
     return [
-        Event(
+        make_event(
             uuid_from_text(event_id),
             ids(stream_text, is_uuid),
             name,

@@ -42,7 +42,7 @@ from conduit.errors import (
     SchemaError,
     WrongExpectedVersion,
 )
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey, make_event
 
 __all__ = ["PostgresBackend"]
 
@@ -419,7 +419,7 @@ def _events(cursor: psycopg.Cursor[Any]) -> list[Event]:
     ids = StreamIds()
     decode = codec.decode
     return [
-        Event(
+        make_event(
             event_id,
             ids(stream_text, is_uuid),
             name,

@@ -79,9 +79,11 @@ class Statements:
 
     @property
     def append(self) -> str:
+        # Binary parameters: psycopg's text-format array dumper escapes every
+        # quote of the JSON with a regex, which cost more than the insert.
         return (
             f"SELECT * FROM {self.q}.append_events("
-            "%s, %s, %s, %s::uuid[], %s::text[], %s::text[], %s::text[], %s, %s::timestamptz[])"
+            "%b, %b, %b, %b::uuid[], %b::text[], %b::text[], %b::text[], %b, %b::timestamptz[])"
         )
 
     @property
