@@ -178,17 +178,7 @@ class TypeRegistry:
             raise EventDecodeError(
                 event.id, event.name, cls.__qualname__, exc.field or None, exc.reason
             ) from None
-        return TypedEvent(
-            event.id,
-            event.stream_id,
-            event.name,
-            event.data,
-            event.metadata,
-            event.version,
-            event.position,
-            event.recorded_at,
-            payload,
-        )
+        return with_payload(event, payload)
 
 
 def with_payload(event: Event, payload: object) -> TypedEvent[Any]:
