@@ -192,6 +192,29 @@ def test_a_stale_driver_cannot_apply_a_batch_again(
     assert read_checkpoint(first.engine) == events[-1].position
 
 
+def test_a_thread_that_only_looks_does_not_move_the_batch_baseline(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    """The race a rebuild exposed: a driver loads its checkpoint, the checkpoint
+    moves (a rebuild's swap), and another thread looks at it (wait_for). The
+    driver's batch must still be refused, not applied on top of the new state."""
+    projection = make_ledger()
+    events = record_many(store, 6)
+    projection.apply(events[:3], events[2].position)
+    projection.load_checkpoint()  # the driver's baseline: events[2]
+    other = Ledger(projection.engine)
+    other.load_checkpoint()
+    other.apply(events[3:4], events[3].position)  # the checkpoint moves elsewhere
+
+    looker = threading.Thread(target=projection.load_checkpoint)  # wait_for, status…
+    looker.start()
+    looker.join()
+
+    with pytest.raises(CheckpointConflict):
+        projection.apply(events[3:], events[-1].position)
+    assert set(times_applied(projection).values()) == {1}
+
+
 def test_checkpoint_survives_a_new_store_and_projection(
     make_store: Callable[[], EventStore], make_ledger: Callable[..., Ledger]
 ) -> None:

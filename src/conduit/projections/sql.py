@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -89,7 +90,7 @@ class SQLProjection:
         )
         if name is not None:
             self.name = name
-        self._known: int | None = None
+        self._baseline = threading.local()
         if not getattr(self, "name", None):
             raise TypeError(f"{type(self).__name__} needs a name (a class attribute)")
 
@@ -115,6 +116,20 @@ class SQLProjection:
         self._known = None
 
     # -- the Projector role ----------------------------------------------------
+
+    @property
+    def _known(self) -> int | None:
+        """The checkpoint this thread loaded: the one its next batch must move from.
+
+        Per thread, so that a thread that only looks (``wait_for``, status)
+        never changes the baseline of the driver's batch in flight.
+        """
+        known: int | None = getattr(self._baseline, "known", None)
+        return known
+
+    @_known.setter
+    def _known(self, value: int | None) -> None:
+        self._baseline.known = value
 
     def load_checkpoint(self) -> int:
         """The position this read model is up to date with (0 when empty)."""

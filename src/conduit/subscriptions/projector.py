@@ -9,6 +9,7 @@ read-model database, in the same transaction as their rows (exactly once).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -69,7 +70,21 @@ class StoreProjector:
         self.backend = backend
         self.name = name
         self.target = target
-        self._known: int | None = None
+        self._baseline = threading.local()
+
+    @property
+    def _known(self) -> int | None:
+        """The checkpoint this thread loaded: the one its next batch must move from.
+
+        Per thread, so that a thread that only looks (``wait_for``, status)
+        never changes the baseline of the driver's batch in flight.
+        """
+        known: int | None = getattr(self._baseline, "known", None)
+        return known
+
+    @_known.setter
+    def _known(self, value: int | None) -> None:
+        self._baseline.known = value
 
     def load_checkpoint(self) -> int:
         self._known = self.backend.load_checkpoint(self.name)
