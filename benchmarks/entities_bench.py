@@ -257,7 +257,11 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     """Measure the entity figures on SQLite and PostgreSQL."""
     load_start = os.getloadavg()
     duration = 0.5 if quick else 2.0
-    section = Section("Entities and typed events (issue 6)", [CONDUIT, EVENTSOURCING])
+    section = Section(
+        "Entities and typed events (issue 6)",
+        [CONDUIT, EVENTSOURCING],
+        extra_title="Stand-alone figures (Conduit)",
+    )
 
     mine = _conduit(f"sqlite:///{workdir / 'entities.db'}", duration, "SQLite", log)
     es_env = {
@@ -298,8 +302,9 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
         f"`snapshotting_intervals`), so the latest is at version {LENGTH:,} and a load reads "
         "the snapshot and no event. The worst case, a snapshot 99 events behind, is a "
         f"second stream of {LENGTH + EVERY - 1:,} events.",
-        "Loads repeat for the stated time after a warm-up load; the figure is loads per "
-        "second (and, without snapshots, times 10,000 for events per second).",
+        f"Loads (and reads) repeat for {duration:g} s, at least twice, after a warm-up one; "
+        f"the figure is loads per second (and, without snapshots, times {LENGTH:,} for "
+        "events per second).",
         "Typed decoding: the same stream read with `store.read` from a store opened with "
         "`types=[PersonRegistered]` (`TypedEvent`s with a decoded dataclass payload) and "
         "from one opened without (plain `Event`s, `data` a dict).",
