@@ -389,7 +389,7 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
         with EventStore(url) as store:
             store.setup()
             head = _fill_conduit(store, settings.events)
-            log(f"PostgreSQL: {head} events written; catching up")
+            log(f"PostgreSQL: events written (log head at position {head}); catching up")
             projection = Totals(_sa_url(url))
             batched = _catch_up(store, projection, 500, None)
             single = _catch_up(store, projection, 1, settings.timebox)
