@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -12,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from conduit.events import Event
 from conduit.subscriptions.dispatch import handlers_for
-from conduit.subscriptions.projector import CheckpointConflict, HandlerFailed
+from conduit.subscriptions.projector import CheckpointBaseline, CheckpointConflict, HandlerFailed
 
 __all__ = ["CHECKPOINTS", "HOME_MAP", "PARKED_APPLIED", "SQLProjection"]
 
@@ -41,7 +40,7 @@ PARKED_APPLIED = sa.Table(
 """Parked events a retry has applied, so that a retry is applied once."""
 
 
-class SQLProjection:
+class SQLProjection(CheckpointBaseline):
     """A read model in a SQL database.
 
     Subclass it, name it, give it the SQLAlchemy ``MetaData`` of its tables, and
@@ -90,7 +89,6 @@ class SQLProjection:
         )
         if name is not None:
             self.name = name
-        self._baseline = threading.local()
         if not getattr(self, "name", None):
             raise TypeError(f"{type(self).__name__} needs a name (a class attribute)")
 
@@ -116,20 +114,6 @@ class SQLProjection:
         self._known = None
 
     # -- the Projector role ----------------------------------------------------
-
-    @property
-    def _known(self) -> int | None:
-        """The checkpoint this thread loaded: the one its next batch must move from.
-
-        Per thread, so that a thread that only looks (``wait_for``, status)
-        never changes the baseline of the driver's batch in flight.
-        """
-        known: int | None = getattr(self._baseline, "known", None)
-        return known
-
-    @_known.setter
-    def _known(self, value: int | None) -> None:
-        self._baseline.known = value
 
     def load_checkpoint(self) -> int:
         """The position this read model is up to date with (0 when empty)."""

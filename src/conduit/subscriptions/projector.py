@@ -18,7 +18,13 @@ from conduit.errors import ProjectionError
 from conduit.events import Event
 from conduit.subscriptions.dispatch import handlers_for
 
-__all__ = ["CheckpointConflict", "HandlerFailed", "Projector", "StoreProjector"]
+__all__ = [
+    "CheckpointBaseline",
+    "CheckpointConflict",
+    "HandlerFailed",
+    "Projector",
+    "StoreProjector",
+]
 
 
 class HandlerFailed(Exception):
@@ -61,7 +67,33 @@ class Projector(Protocol):
         ...
 
 
-class StoreProjector:
+class CheckpointBaseline:
+    """The checkpoint a projector's thread loaded: the one its next batch moves from.
+
+    Kept per thread, so that a thread that only looks (``wait_for``, status)
+    never changes the baseline of the driver's batch in flight.
+    """
+
+    _baseline: threading.local
+
+    @property
+    def _known(self) -> int | None:
+        known: int | None = getattr(self._thread_baseline(), "known", None)
+        return known
+
+    @_known.setter
+    def _known(self, value: int | None) -> None:
+        self._thread_baseline().known = value
+
+    def _thread_baseline(self) -> threading.local:
+        try:
+            return self._baseline
+        except AttributeError:
+            self._baseline = threading.local()
+            return self._baseline
+
+
+class StoreProjector(CheckpointBaseline):
     """Any object with ``on_<name>(event)`` handlers; its checkpoint in the store."""
 
     transient_errors: tuple[type[BaseException], ...] = ()
@@ -70,21 +102,6 @@ class StoreProjector:
         self.backend = backend
         self.name = name
         self.target = target
-        self._baseline = threading.local()
-
-    @property
-    def _known(self) -> int | None:
-        """The checkpoint this thread loaded: the one its next batch must move from.
-
-        Per thread, so that a thread that only looks (``wait_for``, status)
-        never changes the baseline of the driver's batch in flight.
-        """
-        known: int | None = getattr(self._baseline, "known", None)
-        return known
-
-    @_known.setter
-    def _known(self, value: int | None) -> None:
-        self._baseline.known = value
 
     def load_checkpoint(self) -> int:
         self._known = self.backend.load_checkpoint(self.name)
