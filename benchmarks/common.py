@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 __all__ = [
     "CONDUIT",
@@ -157,3 +161,18 @@ def read_rate(duration: float, read: Callable[[], int]) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= duration and runs >= 2:
             return rate(count, elapsed)
+
+
+@contextmanager
+def fresh_database(server_url: str, name: str) -> Iterator[str]:
+    """A new PostgreSQL database ``name`` on the server, dropped afterwards; yields its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server_url)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

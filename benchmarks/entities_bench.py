@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate as EsAggregate
 from eventsourcing.domain import event
 
-from benchmarks.common import CONDUIT, EVENT_NAME, EVENTSOURCING, Row, Section, Target, read_rate
+from benchmarks.common import (
+    CONDUIT,
+    EVENT_NAME,
+    EVENTSOURCING,
+    Row,
+    Section,
+    Target,
+    fresh_database,
+    read_rate,
+)
 from conduit import Aggregate, EventStore
 
 __all__ = ["DATABASE", "run"]
@@ -180,19 +189,11 @@ def _es_store(env: dict[str, str], label: str) -> dict[str, str]:
 
 @contextmanager
 def _database(server_url: str) -> Iterator[str]:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-        parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
-    try:
+    with fresh_database(server_url, DATABASE) as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE SCHEMA es_plain")
             conn.execute("CREATE SCHEMA es_snap")
         yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
 
 def _rows(section: Section, engine: str, mine: dict[str, float], es: dict[str, float]) -> None:

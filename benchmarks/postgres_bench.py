@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable
 
 import psycopg
 
@@ -24,6 +22,7 @@ from benchmarks.common import (
     Settings,
     Target,
     event_data,
+    fresh_database,
     read_rate,
 )
 from benchmarks.pg_contenders import KINDS, PAGE, RAW, Batch, open_contender, prepare
@@ -67,7 +66,7 @@ def run(settings: Settings, server_url: str, log: Log) -> list[Section]:
         [CONDUIT, RAW, EVENTSOURCING],
         extra_title="Raw psycopg variants and the cost of NOTIFY",
     )
-    with _database(server_url) as url, WriterPool(max(settings.writers)) as pool:
+    with fresh_database(server_url, DATABASE) as url, WriterPool(max(settings.writers)) as pool:
         section.versions.update(_server_facts(url))
         best: dict[tuple[str, int, int], float] = {}
         for round_ in range(settings.rounds):
@@ -91,21 +90,6 @@ def run(settings: Settings, server_url: str, log: Log) -> list[Section]:
     _targets(section, settings)
     _notes(section, settings)
     return [section, costs]
-
-
-@contextmanager
-def _database(server_url: str) -> Iterator[str]:
-    """A fresh database for the run, dropped afterwards; yields its URL."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
 
 def _server_facts(url: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -30,7 +30,7 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from psycopg.sql import SQL, Identifier
 from sqlalchemy.orm import Session
 
-from benchmarks.common import CONDUIT, EVENTSOURCING, Row, Section, Target, rate
+from benchmarks.common import CONDUIT, EVENTSOURCING, Row, Section, Target, fresh_database, rate
 from conduit import EventStore
 from conduit.events import Event
 from conduit.projections import SQLProjection
@@ -328,20 +328,6 @@ def _sa_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-@contextmanager
-def _database(server_url: str) -> Iterator[str]:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-
 def _latency_rows(section: Section, engine: str, figures: dict[str, tuple[float, float]]) -> None:
     for driver, (p50, p99) in figures.items():
         section.extra.append(Row(f"latency p50, {driver} ({engine}, ms)", "ms", {CONDUIT: p50}))
@@ -385,7 +371,7 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     _latency_rows(section, "SQLite", figures)
     log(f"SQLite latency: {figures}")
 
-    with _database(server_url) as url:
+    with fresh_database(server_url, DATABASE) as url:
         with EventStore(url) as store:
             store.setup()
             head = _fill_conduit(store, settings.events)
