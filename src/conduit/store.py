@@ -31,7 +31,7 @@ from conduit.events import (
     stream_key,
 )
 from conduit.subscriptions.dispatch import deliver
-from conduit.subscriptions.drivers import Mode, Subscription, SubscriptionStatus
+from conduit.subscriptions.drivers import POLL_INTERVAL, Mode, Subscription, SubscriptionStatus
 from conduit.subscriptions.projector import StoreProjector
 from conduit.subscriptions.runner import Filter, RetryPolicy, Runner
 from conduit.typed import TypeRegistry, encode_typed, is_typed, with_payload
@@ -401,7 +401,7 @@ class EventStore:
         backoff: float = 0.05,
         on_failure: Literal["park", "stop"] = "park",
         batch_size: int | None = None,
-        poll_interval: float = 0.05,
+        poll_interval: float = POLL_INTERVAL,
         lease_ttl: float = 10.0,
     ) -> Any:
         """Notify ``listener`` of new events: a plain listener, or a named subscription.
@@ -429,8 +429,10 @@ class EventStore:
                 ``max_attempts`` times in all with exponential backoff from
                 ``backoff`` seconds, then its event is parked and the
                 subscription goes on (``"park"``) or stops (``"stop"``).
-            batch_size: events read (and, for SQL read models, committed) at a time;
-                by default the projection's ``batch_size`` attribute, else 100.
+            batch_size: events applied at a time: for SQL read models, one
+                transaction with the checkpoint per ``batch_size`` events; by
+                default the projection's ``batch_size`` attribute, else 100.
+                The log is read in pages of 500 (or ``batch_size``, if larger).
             poll_interval: how often a background driver looks for events
                 pushed by other processes.
             lease_ttl: seconds after which another driver may take over a dead

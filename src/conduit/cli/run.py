@@ -11,6 +11,7 @@ from rich.console import Console
 
 from conduit.cli.context import safe_url, settings
 from conduit.store import EventStore
+from conduit.subscriptions.drivers import POLL_INTERVAL
 from conduit.subscriptions.worker import load_projections, run_worker
 
 __all__ = ["run"]
@@ -29,7 +30,7 @@ def run(
     poll_interval: Annotated[
         float,
         typer.Option(help="Seconds between looks for events pushed by other processes."),
-    ] = 0.05,
+    ] = POLL_INTERVAL,
     lease_ttl: Annotated[
         float,
         typer.Option(

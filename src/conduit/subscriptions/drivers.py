@@ -28,11 +28,14 @@ from conduit.subscriptions.runner import Runner
 if TYPE_CHECKING:
     pass
 
-__all__ = ["Mode", "Subscription", "SubscriptionStatus"]
+__all__ = ["POLL_INTERVAL", "Mode", "Subscription", "SubscriptionStatus"]
 
 log = logging.getLogger("conduit.subscriptions")
 
 Mode = Literal["inline", "background"]
+
+POLL_INTERVAL = 0.02
+"""Seconds between a background driver's looks for events other processes pushed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ class Subscription:
         runner: Runner,
         mode: Mode,
         *,
-        poll_interval: float = 0.05,
+        poll_interval: float = POLL_INTERVAL,
         lease_ttl: float = 10.0,
     ) -> None:
         if mode not in ("inline", "background"):

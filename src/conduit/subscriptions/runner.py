@@ -30,6 +30,9 @@ __all__ = ["Filter", "RetryPolicy", "Runner"]
 
 log = logging.getLogger("conduit.subscriptions")
 
+PAGE_SIZE = 500
+"""Events read from the log at a time; applied ``batch_size`` per transaction."""
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -93,6 +96,7 @@ class Runner:
         self.filter = filter
         self.policy = policy
         self.batch_size = batch_size
+        self.page_size = max(batch_size, PAGE_SIZE)
         self.retry_check_interval = retry_check_interval
         self.stopped = threading.Event()
         self._next_retry_check = 0.0
@@ -127,11 +131,9 @@ class Runner:
             self._next_retry_check = time.monotonic() + self.retry_check_interval
         total = 0
         while not self.stopped.is_set():
-            read = self._step()
-            if read == 0:
-                break
+            read, go_on = self._step(keep_going)
             total += read
-            if keep_going is not None and not keep_going():
+            if read == 0 or not go_on:
                 break
         if (
             (total or self._mirror_pending)
@@ -163,46 +165,61 @@ class Runner:
             self._mirror_pending = True
             log.warning("subscription %r: cannot copy its checkpoint: %r", self.name, exc)
 
-    def _step(self) -> int:
+    def _step(self, keep_going: Callable[[], bool] | None) -> tuple[int, bool]:
+        """Read one page of the log and apply it, ``batch_size`` events per transaction.
+
+        Returns the events read and whether to go on (``keep_going`` is asked
+        after each batch).
+        """
         backend = self.store.backend
         try:
             position = self.projector.load_checkpoint()
             head = backend.head_position() if self.filter.names is not None else 0
             page = list(
-                self.store.read_all(after=position, names=self.filter.names, limit=self.batch_size)
+                self.store.read_all(after=position, names=self.filter.names, limit=self.page_size)
             )
         except self.projector.transient_errors as exc:
             self._pause(exc, 1)
-            return 0
-        if len(page) < self.batch_size and head > max(position, page[-1].position if page else 0):
+            return 0, False
+        if len(page) < self.page_size and head > max(position, page[-1].position if page else 0):
             # Everything up to the head was considered, even what the names filter left out.
             up_to = head
         elif page:
             up_to = page[-1].position
         else:
-            return 0
-        self._apply([event for event in page if self.filter.keeps(event)], up_to)
-        return max(len(page), 1)
+            return 0, False
+        kept = [event for event in page if self.filter.keeps(event)]
+        size = self.batch_size
+        for start in range(0, max(len(kept), 1), size):
+            chunk = kept[start : start + size]
+            last = start + size >= len(kept)
+            if not self._apply(chunk, up_to if last else chunk[-1].position):
+                return max(len(page), 1), False
+            if keep_going is not None and not keep_going():
+                return max(len(page), 1), False
+        return max(len(page), 1), True
 
-    def _apply(self, events: Sequence[Event], up_to: int) -> None:
+    def _apply(self, events: Sequence[Event], up_to: int) -> bool:
+        """Apply one batch; False when the rest of the page must not follow it."""
         transient_failures = 0
         while not self.stopped.is_set():
             try:
                 self.projector.apply(events, up_to)
-                return
+                return True
             except CheckpointConflict:
                 log.info("subscription %r: another driver moved the checkpoint", self.name)
-                return
+                return False
             except HandlerFailed as failure:
                 bad = events[failure.index]
                 rest = events[failure.index + 1 :]
                 if not self._retry_one(bad, failure.error):
-                    return
+                    return False
                 events = rest
                 transient_failures = 0
             except self.projector.transient_errors as exc:
                 transient_failures += 1
                 self._pause(exc, transient_failures)
+        return False
 
     def _retry_one(self, event: Event, error: BaseException) -> bool:
         """Retry a failing event alone; park it or stop. True to go on with the batch."""

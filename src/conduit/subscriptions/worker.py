@@ -11,6 +11,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from conduit.errors import ConfigurationError
+from conduit.subscriptions.drivers import POLL_INTERVAL
 
 if TYPE_CHECKING:
     from conduit.store import EventStore
@@ -54,7 +55,7 @@ def run_worker(
     projections: Sequence[Any],
     *,
     stop: threading.Event | None = None,
-    poll_interval: float = 0.05,
+    poll_interval: float = POLL_INTERVAL,
     lease_ttl: float = 10.0,
     handle_signals: bool = True,
     **options: Any,
