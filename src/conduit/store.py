@@ -39,8 +39,13 @@ from conduit.upcasting import SCHEMA_VERSION_KEY
 
 if TYPE_CHECKING:
     from conduit.aggregate import Aggregate
+    from conduit.migration import MigrationReport, Progress
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_BATCH", "EventStore", "PendingEvent"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_BATCH", "RESERVED_PREFIX", "EventStore", "PendingEvent"]
+
+RESERVED_PREFIX = "conduit."
+"""Checkpoint names Conduit keeps for itself (``conduit.migrate-events``): no
+subscription may take one, and subscription status does not list them."""
 
 T = TypeVar("T")
 
@@ -446,6 +451,11 @@ class EventStore:
             return listener
         if not isinstance(name, str) or not name:
             raise InvalidArgument("a subscription's name is a non-empty string", field="name")
+        if name.startswith(RESERVED_PREFIX):
+            raise InvalidArgument(
+                f"subscription names starting with {RESERVED_PREFIX!r} are Conduit's own",
+                field="name",
+            )
         projector = (
             listener if _is_projector(listener) else StoreProjector(self.backend, name, listener)
         )
@@ -529,7 +539,11 @@ class EventStore:
         """Every subscription's checkpoint, the log's head and how many events behind."""
         running = {known.name: known for known in self._subscriptions}
         head = self.head_position()
-        found = dict(self.backend.checkpoints())
+        found = {
+            name: position
+            for name, position in self.backend.checkpoints()
+            if not name.startswith(RESERVED_PREFIX)
+        }
         statuses = []
         for name in sorted(set(found) | set(running)):
             if name in running:
@@ -601,6 +615,37 @@ class EventStore:
         if event is None or self.types is None:
             return event
         return self.types.decode(event)
+
+    def migrate_events(
+        self,
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
+        after: int | None = None,
+        restart: bool = False,
+        progress: Progress | None = None,
+    ) -> MigrationReport:
+        """Rewrite stored events to today's schema versions with this store's upcasters.
+
+        In batches of ``batch_size`` events, one transaction each, resuming
+        where an interrupted run stopped (``restart``: from the beginning;
+        ``after``: right after that position); ``dry_run`` writes nothing and
+        reports what would change. See :func:`conduit.migration.migrate_events`.
+
+        Raises:
+            EventDecodeError: an upcaster failed on an event; its batch is not written.
+            BackendError: the engine failed.
+        """
+        from conduit.migration import migrate_events
+
+        return migrate_events(
+            self,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            after=after,
+            restart=restart,
+            progress=progress,
+        )
 
 
 def _new_event(

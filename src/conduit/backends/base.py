@@ -11,12 +11,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from conduit.events import Event, NewEvent, ParkedEvent, Snapshot, StreamInfo, StreamKey
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "EventRewrite"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRewrite:
+    """A new name, data and metadata for an event already recorded (``migrate-events``).
+
+    ``data`` and ``metadata`` are JSON text, encoded and checked by
+    :mod:`conduit.codec` above the engine, as for :class:`~conduit.events.NewEvent`.
+    """
+
+    id: uuid.UUID
+    name: str
+    data: str
+    metadata: str
 
 
 @runtime_checkable
@@ -175,4 +190,19 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and files. The engine is unusable afterwards."""
+        ...
+
+    # -- rewriting (conduit migrate-events) ---------------------------------
+
+    def rewrite_events(self, changes: Sequence[EventRewrite]) -> int:
+        """Replace the name, data and metadata of recorded events, atomically.
+
+        All or nothing, in one transaction. Each event keeps its id, stream,
+        version, position and recorded time; ids not recorded are skipped.
+        Only :mod:`conduit.migration` calls this: events are otherwise never
+        changed. Returns how many events were rewritten.
+
+        Raises:
+            BackendError: the engine failed; nothing written.
+        """
         ...

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from conduit import codec
+from conduit.backends.base import EventRewrite
 from conduit.backends.common import resolve_retry
 from conduit.backends.memory_subscriptions import MemorySubscriptions
 from conduit.errors import WrongExpectedVersion
@@ -156,3 +157,20 @@ class MemoryBackend(MemorySubscriptions):
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def rewrite_events(self, changes: Sequence[EventRewrite]) -> int:
+        decoded = [
+            (change, codec.decode(change.data), codec.decode(change.metadata)) for change in changes
+        ]
+        with self._lock:
+            count = 0
+            for change, data, metadata in decoded:
+                old = self._by_id.get(change.id)
+                if old is None:
+                    continue
+                new = replace(old, name=change.name, data=data, metadata=metadata)
+                self._by_id[new.id] = new
+                self._log[new.position - 1] = new
+                self._streams[str(new.stream_id)][new.version - 1] = new
+                count += 1
+            return count

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conduit import codec
+from conduit.backends.base import EventRewrite
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
 from conduit.errors import BackendError, SchemaError, WrongExpectedVersion
@@ -365,6 +366,14 @@ class SQLiteBackend(SQLiteSubscriptions):
         for conn in connections:
             conn.close()
         self._local = threading.local()
+
+    def rewrite_events(self, changes: Sequence[EventRewrite]) -> int:
+        rows = [(c.name, c.data, c.metadata, str(c.id)) for c in changes]
+        with self._write() as conn:
+            cursor = conn.executemany(
+                "UPDATE events SET name = ?, data = ?, metadata = ? WHERE id = ?", rows
+            )
+            return max(cursor.rowcount, 0)
 
 
 def _begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:

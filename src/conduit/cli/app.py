@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conduit.cli import demo, events, init, projections, run, serve, streams, transfer
+from conduit.cli import demo, events, init, migrate, projections, run, serve, streams, transfer
 from conduit.cli.context import Settings
 from conduit.errors import ConduitError
 
@@ -94,7 +94,7 @@ app.command(name="init")(init.init)
 app.command(name="demo")(demo.demo)
 app.command(name="run")(run.run)
 app.command(name="serve")(serve.serve)
-for _group in (events, streams, transfer, projections):
+for _group in (events, streams, transfer, projections, migrate):
     _group.register(app)
 
 

@@ -31,6 +31,7 @@ import psycopg.errors
 import psycopg_pool
 
 from conduit import codec
+from conduit.backends.base import EventRewrite
 from conduit.backends.common import StreamIds, resolve_retry
 from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
 from conduit.backends.postgres.subscriptions import PostgresSubscriptions
@@ -413,6 +414,17 @@ class PostgresBackend(PostgresSubscriptions):
     def close(self) -> None:
         self._close_leases()
         self._pool.close()
+
+    def rewrite_events(self, changes: Sequence[EventRewrite]) -> int:
+        if not changes:
+            return 0
+        params = (
+            [change.id for change in changes],
+            [change.name for change in changes],
+            [change.data for change in changes],
+            [change.metadata for change in changes],
+        )
+        return self._run(lambda conn: conn.execute(self.sql.rewrite_events, params).rowcount)
 
 
 def _events(cursor: psycopg.Cursor[Any]) -> list[Event]:

@@ -196,6 +196,18 @@ class Statements:
     def setup_lock(self) -> str:
         return f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(%s))"
 
+    @property
+    def rewrite_events(self) -> str:
+        # One statement: all the batch's events or none; position, version and
+        # recorded_at stay as they are.
+        return (
+            f"UPDATE {self.q}.events AS e"
+            " SET name = u.name, data = u.data::json, metadata = u.metadata::json"
+            " FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[])"
+            " AS u(id, name, data, metadata)"
+            " WHERE e.id = u.id"
+        )
+
 
 LEADER_LOCK_CLASS = LOCK_CLASS + 1
 """The class id of the session advisory locks that elect a subscription's driver."""
