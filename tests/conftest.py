@@ -78,8 +78,12 @@ def make_store(
         def make() -> EventStore:
             return EventStore(backend)
 
-    elif engine == "sqlite":
+    elif engine.startswith("sqlite"):
         url = f"sqlite:///{tmp_path / 'events.db'}"
+        if engine == "sqlite-before-3.35":  # appends without RETURNING
+            request.getfixturevalue("monkeypatch").setattr(
+                "conduit.backends.sqlite.RETURNING", False
+            )
 
         def make() -> EventStore:
             store = EventStore(url)

@@ -82,6 +82,17 @@ _UPSERT_STREAM = (
     " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
     " recorded_at = excluded.recorded_at"
 )
+# One statement instead of a SELECT and an upsert: the stream's row moves on by
+# the batch's size first and says where it was (inside BEGIN IMMEDIATE, so
+# nobody sees it before the version check, which rolls it back if it fails).
+_ADVANCE_STREAM = (
+    "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (stream_id) DO UPDATE SET version = version + excluded.version,"
+    " recorded_at = max(recorded_at, excluded.recorded_at)"
+    " RETURNING version, is_uuid, recorded_at"
+)
+RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+"""SQLite 3.35 and newer know ``RETURNING``: an append saves a statement."""
 
 
 class SQLiteBackend(SQLiteSubscriptions):
@@ -174,19 +185,22 @@ class SQLiteBackend(SQLiteSubscriptions):
     def append(
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
     ) -> list[Event]:
+        conn = self._connection()
+        count = len(events)
         try:
-            with self._write() as conn:
-                row = conn.execute(
-                    "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?",
-                    (stream.text,),
-                ).fetchone()
-                version, is_uuid, last = row if row else (0, stream.is_uuid, 0)
+            _begin_immediate(conn, self._busy_timeout)
+            try:
+                if RETURNING:
+                    version, is_uuid, now = conn.execute(
+                        _ADVANCE_STREAM,
+                        (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
+                    ).fetchone()
+                    version -= count
+                else:
+                    version, is_uuid, now = self._stream_row(conn, stream)
                 if expected_version is not None and expected_version != version:
-                    retried = self._retried(conn, stream, events)
-                    if retried is not None:
-                        return retried
-                    raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
-                now = max(time.time_ns() // 1000, last)  # microseconds since the epoch
+                    conn.execute("ROLLBACK")
+                    return self._conflict(conn, stream, events, expected_version, version)
                 times = [
                     now if new.recorded_at is None else to_micros(new.recorded_at) for new in events
                 ]
@@ -204,33 +218,65 @@ class SQLiteBackend(SQLiteSubscriptions):
                     for i, new in enumerate(events, 1)
                 ]
                 try:
-                    conn.executemany(_INSERT, rows)
+                    if count == 1:
+                        last_position: int = conn.execute(_INSERT, rows[0]).lastrowid  # type: ignore[assignment]
+                    else:
+                        conn.executemany(_INSERT, rows)
+                        last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 except sqlite3.IntegrityError:
                     conn.execute("ROLLBACK")
-                    conn.execute("BEGIN")
                     retried = self._retried(conn, stream, events)
                     if retried is not None:
                         return retried
                     raise
-                conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + len(rows), times[-1]))
-                last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                if not RETURNING:
+                    conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as exc:
             raise BackendError(f"SQLite failed: {exc}") from exc
-        first_position = last_position - len(rows)
+        first_position = last_position - count
         stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
+        decode = codec.decode
         return [
-            Event(
+            make_event(
                 new.id,
                 stream_id,
                 new.name,
-                codec.decode(new.data),
-                codec.decode(new.metadata),
+                decode(new.data),
+                {} if new.metadata == "{}" else decode(new.metadata),
                 version + i,
                 first_position + i,
                 from_micros(times[i - 1]),
             )
             for i, new in enumerate(events, 1)
         ]
+
+    def _stream_row(self, conn: sqlite3.Connection, stream: StreamKey) -> tuple[int, bool, int]:
+        """The stream's version, id type and last time (SQLite before 3.35)."""
+        row = conn.execute(
+            "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?",
+            (stream.text,),
+        ).fetchone()
+        version, is_uuid, last = row if row else (0, stream.is_uuid, 0)
+        return version, is_uuid, max(time.time_ns() // 1000, last)
+
+    def _conflict(
+        self,
+        conn: sqlite3.Connection,
+        stream: StreamKey,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        version: int,
+    ) -> list[Event]:
+        """A version that is not the expected one: a retry of a recorded batch, or an error."""
+        retried = self._retried(conn, stream, events)
+        if retried is not None:
+            return retried
+        raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
 
     def _retried(
         self, conn: sqlite3.Connection, stream: StreamKey, events: Sequence[NewEvent]
