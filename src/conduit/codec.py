@@ -76,14 +76,8 @@ def _check_object(obj: dict[Any, Any], path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidEvent(f"{path}: nested deeper than {MAX_DEPTH} levels", field=path)
     for key, item in obj.items():
-        if type(key) is not str:
-            raise InvalidEvent(
-                f"{path}: keys must be strings, not {type(key).__name__} ({key!r})", field=path
-            )
-        if "\x00" in key:
-            raise InvalidEvent(f"{path}: key {key!r} holds a NUL character", field=path)
-        if not key.isascii() and not _utf8(key):
-            raise InvalidEvent(f"{path}: key {key!r} holds a lone surrogate", field=path)
+        if type(key) is not str or key not in _good_keys:
+            _check_key(key, path)
         t = type(item)
         if t is str:
             if "\x00" in item or not (item.isascii() or _utf8(item)):
@@ -94,6 +88,24 @@ def _check_object(obj: dict[Any, Any], path: str, depth: int) -> None:
                 raise InvalidEvent(f"{where}: integers must fit in 64 bits (signed)", field=where)
         else:
             _check_value(item, f"{path}[{key!r}]", depth)
+
+
+_good_keys: set[str] = set()
+"""Keys already found valid: events of one kind repeat the same few keys."""
+_GOOD_KEYS_MAX = 10_000
+
+
+def _check_key(key: object, path: str) -> None:
+    if type(key) is not str:
+        raise InvalidEvent(
+            f"{path}: keys must be strings, not {type(key).__name__} ({key!r})", field=path
+        )
+    if "\x00" in key:
+        raise InvalidEvent(f"{path}: key {key!r} holds a NUL character", field=path)
+    if not key.isascii() and not _utf8(key):
+        raise InvalidEvent(f"{path}: key {key!r} holds a lone surrogate", field=path)
+    if len(_good_keys) < _GOOD_KEYS_MAX and len(key) <= 100:
+        _good_keys.add(key)
 
 
 def _check_array(arr: list[Any], path: str, depth: int) -> None:

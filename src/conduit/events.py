@@ -31,6 +31,7 @@ __all__ = [
     "event_name",
     "event_uuid",
     "make_event",
+    "make_new_event",
     "new_id",
     "stream_key",
     "uuid_from_int",
@@ -169,6 +170,26 @@ class NewEvent:
     """Set only when importing or copying events: the time the source recorded them."""
 
 
+def _new_event_setters() -> tuple[Any, ...]:
+    return tuple(NewEvent.__dict__[field].__set__ for field in NewEvent.__slots__)
+
+
+_set_new_id, _set_new_name, _set_new_data, _set_new_metadata, _set_new_recorded_at = (
+    _new_event_setters()
+)
+
+
+def make_new_event(event_id: uuid.UUID, name: str, data: str, metadata: str) -> NewEvent:
+    """``NewEvent(...)`` without a recorded time, built as :func:`make_event` builds events."""
+    new = _new_event_object(NewEvent)
+    _set_new_id(new, event_id)
+    _set_new_name(new, name)
+    _set_new_data(new, data)
+    _set_new_metadata(new, metadata)
+    _set_new_recorded_at(new, None)
+    return new
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """A stream and its current version (the version of its last event)."""
@@ -192,12 +213,28 @@ class ParkedEvent:
     retry_requested: bool
 
 
+_KNOWN_NAMES: dict[str, str] = {}
+"""Names already checked, and their stored form: a store sees the same few names."""
+_KNOWN_NAMES_MAX = 10_000
+
+
 def event_name(name: object) -> str:
     """Check an event name and return its stored, snake_case form.
 
     ``PersonRegistered`` becomes ``person_registered``; names must be
     identifiers of letters, digits and underscores that start with a letter.
     """
+    if type(name) is str:
+        known = _KNOWN_NAMES.get(name)
+        if known is not None:
+            return known
+    stored = _check_event_name(name)
+    if type(name) is str and len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+        _KNOWN_NAMES[name] = stored
+    return stored
+
+
+def _check_event_name(name: object) -> str:
     if not isinstance(name, str):
         raise InvalidEvent(
             f"name: event names are strings, not {type(name).__name__}", field="name"

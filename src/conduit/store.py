@@ -28,6 +28,7 @@ from conduit.events import (
     StreamInfo,
     event_name,
     event_uuid,
+    make_new_event,
     stream_key,
 )
 from conduit.subscriptions.dispatch import deliver
@@ -665,7 +666,7 @@ def _new_event(
         meta = types.check(stored_name, text, metadata, where)
     else:
         meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
-    return NewEvent(id=new_id, name=stored_name, data=text, metadata=meta)
+    return make_new_event(new_id, stored_name, text, meta)
 
 
 def _new_typed_event(
@@ -682,11 +683,13 @@ def _new_typed_event(
             codec.encode(metadata, field=f"{where}metadata")  # raises, naming the field
         metadata = {**(metadata or {}), SCHEMA_VERSION_KEY: version}  # type: ignore[dict-item]
     meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
-    return NewEvent(id=new_id, name=name, data=text, metadata=meta)
+    return make_new_event(new_id, name, text, meta)
 
 
 def _pending(item: object, index: int, types: TypeRegistry | None = None) -> NewEvent:
     where = f"events[{index}]."
+    if type(item) is tuple and len(item) == 2:  # the common case first
+        return _new_event(item[0], item[1], None, None, where, types)
     if isinstance(item, Mapping):
         unknown = set(item) - {"name", "data", "metadata", "id", "recorded_at"}
         if unknown or "name" not in item or "data" not in item:
