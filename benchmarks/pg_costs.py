@@ -67,16 +67,16 @@ def run(url: str, calls: int, log: Log) -> list[Row]:
             versions[stream] += 1
             conn.execute(insert, (new_id(), str(stream), versions[stream], EVENT_NAME, text))
 
-        call, names = _append_call(conn, "cost_conduit")
+        call, names = _append_call(conn, "cost_conduit", SINGLE)
 
         def direct(i: int) -> None:
             known = {
                 "p_stream": str(streams[i % 10]),
                 "p_is_uuid": True,
-                "p_ids": [new_id()],
-                "p_names": [EVENT_NAME],
-                "p_data": [text],
-                "p_metadata": ["{}"],
+                "p_id": new_id(),
+                "p_name": EVENT_NAME,
+                "p_data": text,
+                "p_metadata": "{}",
                 "p_notify": False,
             }
             conn.execute(call, [known.get(name) for name in names]).fetchall()
@@ -93,7 +93,7 @@ def run(url: str, calls: int, log: Log) -> list[Row]:
             _per_call(lambda _: conn.execute("SELECT 1").fetchall(), calls),
         )
         add("raw INSERT, autocommit (client to commit)", RAW, _per_call(raw, calls))
-        add("`append_events(...)` called directly, autocommit", CONDUIT, _per_call(direct, calls))
+        add(f"`{SINGLE}(...)` called directly, autocommit", CONDUIT, _per_call(direct, calls))
         add(
             "`store.push(...)` end to end",
             CONDUIT,
@@ -106,7 +106,7 @@ def run(url: str, calls: int, log: Log) -> list[Row]:
             _server_loop(conn, _raw_do(text), calls),
         )
         add(
-            "`append_events`, server only (DO block, COMMIT each)",
+            f"`{SINGLE}`, server only (DO block, COMMIT each)",
             CONDUIT,
             _server_loop(conn, _conduit_do(conn, text), calls),
         )
@@ -145,7 +145,7 @@ def _batch_rows(
     )
     body = _conduit_do(conn, texts[0], size=BATCH)
     add(
-        f"`append_events` of {BATCH}, server only (DO block), per event",
+        f"`{BATCHED}` of {BATCH}, server only (DO block), per event",
         CONDUIT,
         _server_loop(conn, body, calls) / BATCH,
     )
@@ -163,38 +163,49 @@ def _cpu_per_call(work: Callable[[], object], calls: int) -> float:
     return best * 1e6
 
 
-def _append_call(conn: psycopg.Connection[Any], schema: str) -> tuple[str, list[str]]:
-    """A call of ``append_events`` by argument names, whatever its signature grows into.
+SINGLE = "append_event"
+"""The SQL function behind a one-event ``push``."""
+BATCHED = "append_batch"
+"""The SQL function behind ``push_many``."""
+
+
+def _append_call(
+    conn: psycopg.Connection[Any], schema: str, function: str
+) -> tuple[str, list[str]]:
+    """A call of an append function by argument names, whatever its signature grows into.
 
     Arguments this benchmark does not know are passed as NULL.
     """
     row = conn.execute(
         "SELECT p.proargnames, p.proargmodes FROM pg_proc p"
         " JOIN pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE n.nspname = %s AND p.proname = 'append_events'",
-        (schema,),
+        " WHERE n.nspname = %s AND p.proname = %s",
+        (schema, function),
     ).fetchone()
     if row is None:
-        raise RuntimeError(f"no function {schema}.append_events")
+        raise RuntimeError(f"no function {schema}.{function}")
     all_names, modes = row
     names = [name for i, name in enumerate(all_names) if modes is None or modes[i] in ("i", "b")]
     marks = ", ".join(f"{name} => %s" for name in names)
-    return f'SELECT * FROM "{schema}".append_events({marks})', names
+    return f'SELECT * FROM "{schema}".{function}({marks})', names
 
 
 def _conduit_do(conn: psycopg.Connection[Any], text: str, size: int = 1) -> str:
-    _, names = _append_call(conn, "cost_conduit")
+    function = SINGLE if size == 1 else BATCHED
+    _, names = _append_call(conn, "cost_conduit", function)
     known = {
         "p_stream": "'do-' || (i % 10)",
         "p_is_uuid": "false",
+        "p_id": "gen_random_uuid()",
+        "p_name": f"'{EVENT_NAME}'",
         "p_ids": f"ARRAY(SELECT gen_random_uuid() FROM generate_series(1, {size}))",
         "p_names": f"array_fill('{EVENT_NAME}'::text, ARRAY[{size}])",
-        "p_data": f"array_fill('{text}'::text, ARRAY[{size}])",
-        "p_metadata": f"array_fill('{{}}'::text, ARRAY[{size}])",
+        "p_data": f"'{text}'" if size == 1 else f"array_fill('{text}'::text, ARRAY[{size}])",
+        "p_metadata": "'{}'" if size == 1 else f"array_fill('{{}}'::text, ARRAY[{size}])",
         "p_notify": "false",
     }
     args = ", ".join(f"{name} => {known.get(name, 'NULL')}" for name in names)
-    return f'PERFORM * FROM "cost_conduit".append_events({args})'
+    return f'PERFORM * FROM "cost_conduit".{function}({args})'
 
 
 def _server_loop(conn: psycopg.Connection[Any], body: str, calls: int) -> float:
@@ -231,6 +242,8 @@ def section(rows: list[Row], calls: int) -> Section:
         "the difference to the row above them is the client's share. The server-only raw "
         "INSERT also looks up the stream's version (`max(version)`), which the client-side "
         "raw INSERT does not need. The psycopg rows send the same 100 JSON texts that "
-        "`push_many` passes to `append_events` (`p_data`), as a parameter of a trivial query."
+        f"`push_many` passes to `{BATCHED}` (`p_data`), as a parameter of a trivial query. "
+        f"A one-event `push` calls `{SINGLE}` (scalar parameters, in text format), "
+        f"`push_many` calls `{BATCHED}` (arrays, in binary format)."
     )
     return found

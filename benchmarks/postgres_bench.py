@@ -285,8 +285,8 @@ def _notes(section: Section, settings: Settings) -> None:
         "over the longest writer's time. Every measurement gets a fresh schema, after a "
         "`CHECKPOINT`.",
         "Conduit: `EventStore(url, schema=…, pool_size=1)` per process, `push` / `push_many` "
-        "with `expected_version` (one call of its `append_events` SQL function: stream "
-        "advisory lock, version check, insert, `streams` row upsert).",
+        "with `expected_version` (one call of its `append_event` or `append_batch` SQL "
+        "function: stream advisory lock, version check, insert, `streams` row update).",
         "Raw psycopg: a table with Conduit's columns, types and indexes but an identity "
         "column for the position (a plain sequence, not gap-free); each writer knows its "
         "streams' versions and only INSERTs (autocommit: one transaction per event). "

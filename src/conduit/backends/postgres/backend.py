@@ -3,11 +3,11 @@
 Writers to different streams never wait for each other; the global log stays
 gap-free without serializing them (DESIGN.md §3, docs/postgresql.md):
 
-- an append is one call of the schema's ``append_events`` function, in one
-  autocommitted statement: it takes the stream's transaction-scoped advisory
-  lock before anything gives the transaction an id, checks the expected
-  version, then inserts; an event's position is ``(transaction id << 20) |
-  ordinal``;
+- an append is one call of the schema's ``append_event`` (one event) or
+  ``append_batch`` function, in one autocommitted statement: it takes the
+  stream's transaction-scoped advisory lock before anything gives the
+  transaction an id, checks the expected version, then inserts; an event's
+  position is ``(transaction id << 20) | ordinal``;
 - a reader of the global log returns only positions below the oldest
   transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``), so
   nothing can commit behind it later;
@@ -43,7 +43,15 @@ from conduit.errors import (
     SchemaError,
     WrongExpectedVersion,
 )
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey, make_event
+from conduit.events import (
+    Event,
+    NewEvent,
+    Snapshot,
+    StreamInfo,
+    StreamKey,
+    make_event,
+    uuid_from_text,
+)
 
 __all__ = ["PostgresBackend"]
 
@@ -51,8 +59,8 @@ log = logging.getLogger("conduit.postgres")
 
 T = TypeVar("T")
 
-_WRONG_VERSION = "CD409"  # raised by append_events, with the actual version as detail
-_DUPLICATE_ID = "CD410"  # raised by append_events when an event id is already recorded
+_WRONG_VERSION = "CD409"  # raised by the append functions, with the actual version as detail
+_UNIQUE_VIOLATION = "23505"  # an event id already recorded
 
 _OPTIONS = {
     "schema": str,
@@ -239,33 +247,54 @@ class PostgresBackend(PostgresSubscriptions):
     def append(
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
     ) -> list[Event]:
-        params = (
-            stream.text,
-            stream.is_uuid,
-            expected_version,
-            [new.id for new in events],
-            [new.name for new in events],
-            [new.data for new in events],
-            [new.metadata for new in events],
-            self.notify,
-            [new.recorded_at for new in events] if any(e.recorded_at for e in events) else None,
-        )
+        first = events[0]
+        sql: str
+        params: tuple[Any, ...]
+        if len(events) == 1 and first.recorded_at is None:
+            sql = self.sql.append_one
+            params = (
+                stream.text,
+                stream.is_uuid,
+                expected_version,
+                first.id,
+                first.name,
+                first.data,
+                first.metadata,
+                self.notify,
+            )
+        else:
+            sql = self.sql.append_batch
+            params = (
+                stream.text,
+                stream.is_uuid,
+                expected_version,
+                [new.id for new in events],
+                [new.name for new in events],
+                [new.data for new in events],
+                [new.metadata for new in events],
+                self.notify,
+                [new.recorded_at for new in events]
+                if any(new.recorded_at for new in events)
+                else None,
+            )
 
         def append(conn: psycopg.Connection[Any]) -> list[Event] | str:
             try:
-                return self._recorded(stream, events, conn.execute(self.sql.append, params))
+                row: tuple[Any, ...] = conn.execute(sql, params).fetchone()  # type: ignore[assignment]
             except psycopg.DatabaseError as exc:
                 if exc.sqlstate == _WRONG_VERSION:
                     return exc.diag.message_detail or "0"
-                if exc.sqlstate == _DUPLICATE_ID:
+                if exc.sqlstate == _UNIQUE_VIOLATION:
                     return ""
                 raise
+            return self._recorded(stream, events, row)
 
         outcome = self._run(append)
         if isinstance(outcome, list):
             return outcome
         # A conflict: the batch may be a retry of one already recorded.
-        found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, (params[3],))))
+        ids = [new.id for new in events]
+        found = self._run(lambda conn: _events(conn.execute(self.sql.by_ids, (ids,))))
         retried = resolve_retry(stream, events, found)
         if retried is not None:
             self._remember_xid(max(event.position for event in retried) >> 20)
@@ -273,7 +302,10 @@ class PostgresBackend(PostgresSubscriptions):
         if outcome:
             assert expected_version is not None
             raise WrongExpectedVersion(stream.stream_id(), expected_version, int(outcome))
-        raise AssertionError("an event id conflicted but no recorded event has it")
+        raise BackendError(
+            f"an append to stream {stream.text!r} broke a unique constraint, "
+            "yet none of its event ids is recorded"
+        )
 
     def _remember_xid(self, xid: int) -> None:
         """Note this store's newest transaction: its global-log reads wait for it."""
@@ -281,24 +313,26 @@ class PostgresBackend(PostgresSubscriptions):
             self._last_xid = max(self._last_xid, xid)
 
     def _recorded(
-        self, stream: StreamKey, events: Sequence[NewEvent], cursor: psycopg.Cursor[Any]
+        self, stream: StreamKey, events: Sequence[NewEvent], row: tuple[Any, ...]
     ) -> list[Event]:
-        rows = cursor.fetchall()
-        self._remember_xid(rows[-1][0] >> 20)
+        """The events as recorded, from the append function's one row."""
+        first_position, first_version, now, is_uuid = row
+        self._remember_xid(first_position >> 20)
         # The stream's id keeps the type it was created with.
-        stream_id = StreamKey(stream.text, rows[0][3]).stream_id()
+        stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
+        decode = codec.decode
         return [
-            Event(
+            make_event(
                 new.id,
                 stream_id,
                 new.name,
-                codec.decode(new.data),
-                codec.decode(new.metadata),
-                version,
-                position,
-                recorded_at,
+                decode(new.data),
+                {} if new.metadata == "{}" else decode(new.metadata),
+                first_version + i,
+                first_position + i,
+                now if new.recorded_at is None else new.recorded_at,
             )
-            for new, (position, version, recorded_at, _) in zip(events, rows, strict=True)
+            for i, new in enumerate(events)
         ]
 
     def read_stream(

@@ -22,7 +22,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this release creates and uses."""
 
 _COLUMNS = (
@@ -78,11 +78,20 @@ class Statements:
         return quote_ident(self.schema)
 
     @property
-    def append(self) -> str:
+    def append_one(self) -> str:
+        # Scalars, in text format: psycopg sends them far more cheaply than
+        # one-element arrays, and than the same scalars in binary format.
+        return (
+            f"SELECT * FROM {self.q}.append_event(%s::text, %s::boolean, %s::bigint,"
+            " %s::uuid, %s::text, %s::text, %s::text, %s::boolean)"
+        )
+
+    @property
+    def append_batch(self) -> str:
         # Binary parameters: psycopg's text-format array dumper escapes every
         # quote of the JSON with a regex, which cost more than the insert.
         return (
-            f"SELECT * FROM {self.q}.append_events("
+            f"SELECT * FROM {self.q}.append_batch("
             "%b, %b, %b, %b::uuid[], %b::text[], %b::text[], %b::text[], %b, %b::timestamptz[])"
         )
 
