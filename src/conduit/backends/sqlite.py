@@ -445,7 +445,7 @@ def _events(rows: list[Any]) -> list[Event]:
             ids(stream_text, is_uuid),
             name,
             decode(data),
-            decode(metadata),
+            {} if metadata == "{}" else decode(metadata),
             version,
             position,
             from_micros(recorded_at),

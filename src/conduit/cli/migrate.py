@@ -125,7 +125,7 @@ def migrate_events(
     elif report.rewritten:
         out.print(
             f"Rewrote {report.rewritten:,} of {report.scanned:,} events scanned in {where}, "
-            f"in {report.batches:,} batches."
+            f"in {report.batches:,} {'batch' if report.batches == 1 else 'batches'}."
         )
     else:
         out.print(

@@ -470,7 +470,7 @@ def _events(cursor: psycopg.Cursor[Any]) -> list[Event]:
             ids(stream_text, is_uuid),
             name,
             decode(data),
-            decode(metadata),
+            {} if metadata == "{}" else decode(metadata),
             version,
             position,
             recorded_at,
