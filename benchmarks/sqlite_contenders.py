@@ -31,10 +31,10 @@ _INSERT = (
     "INSERT INTO events (id, stream_id, stream_is_uuid, version, name, data, metadata,"
     " recorded_at) VALUES (?, ?, 1, ?, ?, ?, '{}', ?)"
 )
-_UPSERT_STREAM = (
+_ADVANCE_STREAM = (
     "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, 1, ?, ?)"
-    " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
-    " recorded_at = excluded.recorded_at"
+    " ON CONFLICT (stream_id) DO UPDATE SET version = version + excluded.version,"
+    " recorded_at = excluded.recorded_at RETURNING version"
 )
 
 
@@ -93,10 +93,11 @@ class RawSQLite:
     """The minimal correct hand-written equivalent of Conduit's append.
 
     On Conduit's own tables (a store creates them, then is closed): ``BEGIN
-    IMMEDIATE``; read the stream's version from ``streams``; one ``INSERT``
-    per event (``executemany`` for a batch); upsert the ``streams`` row;
-    ``COMMIT``. Event ids are Conduit's time-ordered UUIDs (``new_id``: Python
-    3.11 has no ``uuid7``), so that both sides grow the ``id`` index at its end;
+    IMMEDIATE``; move the ``streams`` row on by the batch's size with an upsert
+    that returns the new version (the statements Conduit runs); one ``INSERT``
+    per event (``executemany`` for a batch); ``COMMIT``. Event ids are Conduit's
+    time-ordered UUIDs (``new_id``: Python 3.11 has no ``uuid7``), so that both
+    sides grow the ``id`` index at its end;
     random ``uuid4`` ids would make every insert touch a random index page.
     It returns nothing, checks no input and builds no objects.
     """
@@ -114,11 +115,9 @@ class RawSQLite:
         text = str(stream)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute(
-                "SELECT version FROM streams WHERE stream_id = ?", (text,)
-            ).fetchone()
-            current = row[0] if row else 0
             now = time.time_ns() // 1000
+            (after,) = conn.execute(_ADVANCE_STREAM, (text, len(batch), now)).fetchone()
+            current = after - len(batch)
             rows = [
                 (str(new_id()), text, current + i, EVENT_NAME, orjson.dumps(data).decode(), now)
                 for i, data in enumerate(batch, 1)
@@ -127,7 +126,6 @@ class RawSQLite:
                 conn.execute(_INSERT, rows[0])
             else:
                 conn.executemany(_INSERT, rows)
-            conn.execute(_UPSERT_STREAM, (text, current + len(rows), now))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
