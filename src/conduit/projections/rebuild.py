@@ -46,6 +46,15 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
         @sa.event.listens_for(engine, "connect")
         def attach(dbapi_conn: Any, _: Any) -> None:
             dbapi_conn.execute(f"ATTACH DATABASE '{fresh_file}' AS {fresh_schema}")
+            # pysqlite commits DDL at once, outside the transaction: the swap's
+            # DROP and CREATE would let the live driver write into the empty
+            # live tables before the copy. SQLAlchemy's recipe for SQLite:
+            # the driver leaves transactions alone and each one begins here.
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     elif dialect == "postgresql":
         engine = sa.create_engine(base.url).execution_options(schema_translate_map=HOME_MAP)
