@@ -79,8 +79,9 @@ class Statements:
 
     @property
     def append_one(self) -> str:
-        # Scalars, in text format: psycopg sends them far more cheaply than
-        # one-element arrays, and than the same scalars in binary format.
+        # Scalars: psycopg sends them far more cheaply than one-element arrays
+        # (about 55 us less client CPU per call); text or binary format makes
+        # no measurable difference here.
         return (
             f"SELECT * FROM {self.q}.append_event(%s::text, %s::boolean, %s::bigint,"
             " %s::uuid, %s::text, %s::text, %s::text, %s::boolean)"
