@@ -7,11 +7,10 @@ projections), the store from ``--store`` or ``CONDUIT_URL``.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +20,7 @@ from rich.table import Table
 from conduit.cli.common import console, store_url, table
 from conduit.cli.context import safe_url
 from conduit.errors import ConfigurationError, EventDecodeError
+from conduit.importing import import_attribute
 from conduit.migration import CHECKPOINT, MigrationReport
 from conduit.store import EventStore
 from conduit.typed import TypeRegistry
@@ -165,20 +165,9 @@ def load_types(spec: str) -> TypeRegistry:
         ConfigurationError: the module or attribute cannot be found, or holds
             something else.
     """
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigurationError(f"{spec!r} is not module:attribute (e.g. myapp.events:types)")
     if "" not in sys.path:
         sys.path.insert(0, "")  # like python -m and `conduit run`: the current directory
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}") from None
+    target = import_attribute(spec, "myapp.events:types")
     if callable(target) and not isinstance(target, type | TypeRegistry | Upcasters):
         target = target()  # a function making them
     if isinstance(target, TypeRegistry):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
@@ -11,6 +10,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from conduit.errors import ConfigurationError
+from conduit.importing import import_attribute
 from conduit.subscriptions.drivers import POLL_INTERVAL
 
 if TYPE_CHECKING:
@@ -29,18 +29,7 @@ def load_projections(spec: str) -> list[Any]:
         ConfigurationError: the module or attribute cannot be found, or names
             an object without a ``name``.
     """
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigurationError(f"{spec!r} is not module:attribute (e.g. myapp.read_models:all)")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}") from None
+    target = import_attribute(spec, "myapp.read_models:all")
     if callable(target) and not hasattr(target, "name") and not isinstance(target, type):
         target = target()
     found = list(target) if isinstance(target, list | tuple) else [target]
