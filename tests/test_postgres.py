@@ -123,6 +123,28 @@ def test_options_can_be_given_in_the_url(postgres_url: str, schema: str) -> None
         assert store.stream_version("s") == 1
 
 
+def test_libpq_parameters_in_the_url_reach_the_server_unchanged(
+    postgres_url: str, schema: str
+) -> None:
+    separator = "&" if "?" in postgres_url else "?"
+    url = (
+        f"{postgres_url}{separator}schema={schema}&application_name=conduit%20test%2Bapp"
+        "&options=-c%20search_path%3Dsomewhere"
+    )
+    with EventStore(url) as store:
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+
+        def settings(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+            row = conn.execute(
+                "SELECT current_setting('application_name'), current_setting('search_path')"
+            ).fetchone()
+            assert row is not None
+            return tuple(row)
+
+        assert backend._run(settings, check=False) == ("conduit test+app", "somewhere")
+
+
 def test_a_bad_option_value_in_the_url_is_a_configuration_error(postgres_url: str) -> None:
     separator = "&" if "?" in postgres_url else "?"
     with pytest.raises(ConfigurationError, match="pool_size"):

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
@@ -521,7 +521,10 @@ def _split_url(url: str) -> tuple[str, dict[str, Any]]:
         else:
             theirs.append((key, value))
     scheme = "postgresql"
-    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
+    # quote, not urlencode's default quote_plus: libpq reads "+" as a plus sign,
+    # so a space written "+" would reach the server as one ("-c+search_path").
+    query = urlencode(theirs, quote_via=quote)
+    return urlunsplit((scheme, parts.netloc, parts.path, query, "")), ours
 
 
 def _pick(given: Any, options: dict[str, Any], key: str, default: Any) -> Any:
