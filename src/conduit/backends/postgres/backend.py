@@ -78,7 +78,9 @@ class _Connection(psycopg.Connection[Any]):
 
     ``Connection.execute`` builds a new cursor for every statement; reusing one
     saves 10-20 us of client CPU per append, a tenth of what a push costs the
-    client.
+    client. The cursor takes results in binary format, a few microseconds less
+    per append and per page read; every statement run on it therefore casts
+    JSON columns to ``text`` (binary ``json`` would be parsed into dicts).
     """
 
     _cursor: psycopg.Cursor[Any] | None = None
@@ -87,7 +89,7 @@ class _Connection(psycopg.Connection[Any]):
         """Execute a statement on the kept cursor and return it, for fetching."""
         cursor = self._cursor
         if cursor is None or cursor.closed:
-            cursor = self._cursor = self.cursor()
+            cursor = self._cursor = self.cursor(binary=True)
         return cursor.execute(query, params)
 
 
