@@ -211,7 +211,13 @@ def push_events(store: EventStore, count: int, rng: random.Random, streams: int 
     return expected
 
 
-def eventually(check: Callable[[], bool], what: str, setup: Setup, timeout: float = WAIT) -> None:
+def eventually(
+    check: Callable[[], bool],
+    what: str,
+    setup: Setup,
+    timeout: float = WAIT,
+    interval: float = 0.05,
+) -> None:
     """Wait, bounded, until ``check()`` holds; on failure show the workers' logs."""
     deadline = time.monotonic() + timeout
     while not check():
@@ -221,7 +227,7 @@ def eventually(check: Callable[[], bool], what: str, setup: Setup, timeout: floa
                 for n, child in enumerate(setup.children)
             )
             pytest.fail(f"{what}: not within {timeout} s\n{logs}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def appliers(engine: sa.Engine) -> dict[int, int]:
@@ -229,6 +235,12 @@ def appliers(engine: sa.Engine) -> dict[int, int]:
     query = sa.select(hits.c.pid, sa.func.count()).group_by(hits.c.pid)
     with engine.connect() as conn:
         return {pid: n for pid, n in conn.execute(query)}
+
+
+def applied(engine: sa.Engine) -> int:
+    """How many distinct events the ledger has applied so far."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(hits)).scalar_one())
 
 
 def applied_counts(engine: sa.Engine) -> tuple[int, set[int]]:
@@ -276,11 +288,21 @@ def test_worker_killed_at_random_moments_loses_and_doubles_nothing(setup: Setup)
     scratch = ThreadPoolExecutor(1).submit(build_from_scratch, setup)
 
     while len(kills) < KILLS:
-        before = setup.checkpoint()
-        assert before < head, f"caught up after {len(kills)} kills: too few events (seed {seed})"
+        done = applied(setup.engine)
+        assert done < TOTAL_EVENTS, f"caught up after {len(kills)} kills (seed {seed})"
+        # Each kill comes at a random point of a stretch of what is left, short
+        # enough that however fast the worker, it is still busy at the last kill
+        # (a kill after a random time let a fast worker finish first).
+        stretch = (TOTAL_EVENTS - done) // (2 * (KILLS - len(kills)) + 1)
+        target = done + rng.randint(1, max(1, stretch))
         worker = setup.start_worker()
-        eventually(lambda: setup.checkpoint() > before, "the worker makes progress", setup)  # noqa: B023
-        time.sleep(rng.uniform(0.0, 0.3))  # a random moment while it projects
+        eventually(
+            lambda: applied(setup.engine) >= target,  # noqa: B023
+            "the worker makes progress",
+            setup,
+            interval=0.005,
+        )
+        time.sleep(rng.uniform(0.0, 0.02))  # a random moment in the batch at hand
         worker.kill()
         worker.wait(10)
         kills.append(setup.checkpoint())
