@@ -477,6 +477,47 @@ def test_a_driver_keeps_its_lease_through_a_catch_up_longer_than_lease_ttl(
     assert not driver_b.active
 
 
+def test_a_driver_keeps_its_lease_while_it_retries_a_failing_event(
+    make_store: Callable[[], EventStore],
+) -> None:
+    class Flaky(Recorder):
+        """Fails its first attempts: with the backoff, for several lease_ttl."""
+
+        def __init__(self, failures: int) -> None:
+            super().__init__()
+            self.failures = failures
+            self.attempts = 0
+
+        def on_event(self, event: Event) -> None:
+            self.attempts += 1
+            if self.attempts <= self.failures:
+                raise RuntimeError(f"attempt {self.attempts} fails")
+            super().on_event(event)
+
+    options: dict[str, Any] = {
+        "mode": "background",
+        "lease_ttl": 0.3,
+        "max_attempts": 10,
+        "backoff": 0.1,
+    }
+    store_a, store_b = make_store(), make_store()
+    first, second = Flaky(failures=4), Flaky(failures=0)
+    driver_a = store_a.subscribe(first, name="shared", **options)
+    eventually(lambda: driver_a.active, "the first driver takes the lease")
+    driver_b = store_b.subscribe(second, name="shared", **options)
+    pushed = store_a.push("thing_happened", "s", {})
+
+    # Four failures and their backoff (0.1 + 0.2 + 0.4 + 0.8 s): five times lease_ttl.
+    driver_a.wait_for(pushed, timeout=WAIT)
+
+    assert first.ids == [pushed.id]
+    assert first.attempts == 5
+    assert second.attempts == 0, "the other driver took the lease during the retries"
+    assert driver_a.active
+    assert not driver_b.active
+    assert list(store_a.parked()) == []
+
+
 def test_stopped_driver_gives_up_its_lease(make_store: Callable[[], EventStore]) -> None:
     store_a, store_b = make_store(), make_store()
     driver_a = store_a.subscribe(Recorder(), name="shared", mode="background", lease_ttl=30.0)

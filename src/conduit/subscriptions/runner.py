@@ -34,6 +34,10 @@ PAGE_SIZE = 500
 """Events read from the log at a time; applied ``batch_size`` per transaction."""
 
 
+BACKOFF_STEP = 0.05
+"""Seconds between two questions to ``keep_going`` while a retry waits."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """What a subscription does when a handler raises.
@@ -116,9 +120,9 @@ class Runner:
     def catch_up(self, *, keep_going: Callable[[], bool] | None = None) -> int:
         """Apply every event after the checkpoint; returns how many were read.
 
-        ``keep_going`` is asked after each batch; False ends the catch-up
-        early (a background driver renews its lease there, and stops when
-        another driver has it).
+        ``keep_going`` is asked after each batch, and between the retries of
+        a failing one; False ends the catch-up early (a background driver
+        renews its lease there, and stops when another driver has it).
 
         Raises:
             ProjectionError: the subscription stopped on a failing event
@@ -179,7 +183,7 @@ class Runner:
                 self.store.read_all(after=position, names=self.filter.names, limit=self.page_size)
             )
         except self.projector.transient_errors as exc:
-            self._pause(exc, 1)
+            self._pause(exc, 1, keep_going)
             return 0, False
         if len(page) < self.page_size and head > max(position, page[-1].position if page else 0):
             # Everything up to the head was considered, even what the names filter left out.
@@ -193,14 +197,22 @@ class Runner:
         for start in range(0, max(len(kept), 1), size):
             chunk = kept[start : start + size]
             last = start + size >= len(kept)
-            if not self._apply(chunk, up_to if last else chunk[-1].position):
+            if not self._apply(chunk, up_to if last else chunk[-1].position, keep_going):
                 return max(len(page), 1), False
             if keep_going is not None and not keep_going():
                 return max(len(page), 1), False
         return max(len(page), 1), True
 
-    def _apply(self, events: Sequence[Event], up_to: int) -> bool:
-        """Apply one batch; False when the rest of the page must not follow it."""
+    def _apply(
+        self, events: Sequence[Event], up_to: int, keep_going: Callable[[], bool] | None = None
+    ) -> bool:
+        """Apply one batch; False when the rest of the page must not follow it.
+
+        Between retries it asks ``keep_going``, so that a driver renews its
+        lease through a long outage or a failing handler's backoff (instead of
+        letting it lapse and another driver take over), and gives up when it
+        no longer holds it.
+        """
         transient_failures = 0
         while not self.stopped.is_set():
             try:
@@ -212,20 +224,23 @@ class Runner:
             except HandlerFailed as failure:
                 bad = events[failure.index]
                 rest = events[failure.index + 1 :]
-                if not self._retry_one(bad, failure.error):
+                if not self._retry_one(bad, failure.error, keep_going):
                     return False
                 events = rest
                 transient_failures = 0
             except self.projector.transient_errors as exc:
                 transient_failures += 1
-                self._pause(exc, transient_failures)
+                if not self._pause(exc, transient_failures, keep_going):
+                    return False
         return False
 
-    def _retry_one(self, event: Event, error: BaseException) -> bool:
+    def _retry_one(
+        self, event: Event, error: BaseException, keep_going: Callable[[], bool] | None = None
+    ) -> bool:
         """Retry a failing event alone; park it or stop. True to go on with the batch."""
         attempts = 1
         while attempts < self.policy.max_attempts:
-            if self.stopped.wait(self.policy.delay(attempts)):
+            if not self._backoff(self.policy.delay(attempts), keep_going):
                 return False
             attempts += 1
             try:
@@ -237,7 +252,8 @@ class Runner:
                 return False
             except self.projector.transient_errors as exc:
                 attempts -= 1  # the storage is away: not the handler's fault
-                self._pause(exc, 1)
+                if not self._pause(exc, 1, keep_going):
+                    return False
         details = "".join(traceback.format_exception(error))
         if self.policy.on_failure == "stop":
             self.failed = ProjectionError(
@@ -290,7 +306,10 @@ class Runner:
                 return
             after = page[-1].id
 
-    def _pause(self, error: BaseException, failures: int) -> None:
+    def _pause(
+        self, error: BaseException, failures: int, keep_going: Callable[[], bool] | None = None
+    ) -> bool:
+        """Wait before trying the storage again; False to give up (see :meth:`_backoff`)."""
         delay = self.policy.delay(failures)
         log.warning(
             "subscription %r: storage unavailable (%r); retrying in %.2f s",
@@ -298,4 +317,22 @@ class Runner:
             error,
             delay,
         )
-        self.stopped.wait(delay)
+        return self._backoff(delay, keep_going)
+
+    def _backoff(self, delay: float, keep_going: Callable[[], bool] | None) -> bool:
+        """Wait ``delay`` seconds before a retry; False once stopped or told not to go on.
+
+        ``keep_going`` is asked every :data:`BACKOFF_STEP` seconds: a driver renews
+        its lease there (only when due), so that a backoff longer than the lease
+        does not let another driver take over.
+        """
+        deadline = time.monotonic() + delay
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            step = left if keep_going is None else min(left, BACKOFF_STEP)
+            if self.stopped.wait(step):
+                return False
+            if keep_going is not None and not keep_going():
+                return False
