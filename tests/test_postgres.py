@@ -145,6 +145,23 @@ def test_libpq_parameters_in_the_url_reach_the_server_unchanged(
         assert backend._run(settings, check=False) == ("conduit test+app", "somewhere")
 
 
+def test_a_pooled_connection_keeps_no_page_of_events_once_read(
+    postgres_url: str, schema: str
+) -> None:
+    with EventStore(postgres_url, schema=schema, pool_size=1) as store:
+        store.setup()
+        store.push_many("s", [("thing_happened", {"blob": "x" * 100_000})] * 20)
+        assert len(store.get("s")) == 20
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+
+        def kept_rows(conn: Any) -> int:
+            cursor = conn._cursor  # the cursor the engine keeps for small results
+            return 0 if cursor is None or cursor.pgresult is None else cursor.pgresult.ntuples
+
+        assert backend._run(kept_rows, check=False) <= 1
+
+
 def test_a_bad_option_value_in_the_url_is_a_configuration_error(postgres_url: str) -> None:
     separator = "&" if "?" in postgres_url else "?"
     with pytest.raises(ConfigurationError, match="pool_size"):
