@@ -144,6 +144,26 @@ def make_event(
 
 
 _new_event_object = object.__new__
+_set_payload = TypedEvent.__dict__["payload"].__set__
+
+
+def make_typed_event(event: Event, payload: object) -> TypedEvent[Any]:
+    """``TypedEvent(...)`` of an event and its payload, built as :func:`make_event` builds.
+
+    Typed reads build one per event; the dataclass ``__init__`` (nine
+    ``object.__setattr__`` calls) cost about a fifth of decoding one.
+    """
+    typed: TypedEvent[Any] = _new_event_object(TypedEvent)
+    _set_id(typed, event.id)
+    _set_stream_id(typed, event.stream_id)
+    _set_name(typed, event.name)
+    _set_data(typed, event.data)
+    _set_metadata(typed, event.metadata)
+    _set_version(typed, event.version)
+    _set_position(typed, event.position)
+    _set_recorded_at(typed, event.recorded_at)
+    _set_payload(typed, payload)
+    return typed
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from conduit import codec
 from conduit.errors import EventDecodeError, InvalidArgument, InvalidEvent
-from conduit.events import Event, TypedEvent, event_name
+from conduit.events import Event, TypedEvent, event_name, make_typed_event
 from conduit.typed_codec import Decoder, Mismatch, class_decoder, is_typed, to_json
 from conduit.upcasting import SCHEMA_VERSION_KEY, Upcaster, Upcasters, schema_version
 
@@ -183,14 +183,4 @@ class TypeRegistry:
 
 def with_payload(event: Event, payload: object) -> TypedEvent[Any]:
     """A recorded event carrying the typed object it was pushed as."""
-    return TypedEvent(
-        event.id,
-        event.stream_id,
-        event.name,
-        event.data,
-        event.metadata,
-        event.version,
-        event.position,
-        event.recorded_at,
-        payload,
-    )
+    return make_typed_event(event, payload)
