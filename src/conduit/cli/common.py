@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ import orjson
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from conduit.cli.context import settings
@@ -35,6 +36,7 @@ __all__ = [
     "open_store",
     "parse_object",
     "parse_time",
+    "progress_bar",
     "short_time",
     "store_url",
     "stream_arg",
@@ -196,3 +198,39 @@ def complete_stream(ctx: typer.Context, incomplete: str) -> list[str]:
             return [str(info.stream_id) for info in store.streams(prefix=incomplete, limit=50)]
     except Exception:
         return []
+
+
+@contextmanager
+def progress_bar(
+    label: str, total: int | None, wanted: bool | None, *, every: int = 1
+) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr; yields ``advance(completed, events)``.
+
+    ``wanted`` None shows it only on a terminal. The bar is redrawn when
+    ``events`` is a multiple of ``every`` (callers that advance per event
+    pass a larger one), and once more at the end.
+    """
+    err = Console(stderr=True)
+    show = err.is_terminal if wanted is None else wanted
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+    ) as bar:
+        size = total if total is not None and total > 0 else None
+        task = bar.add_task(label, total=size, events=0)
+        state = {"completed": 0, "events": 0}
+
+        def advance(completed: int, events: int) -> None:
+            state["completed"], state["events"] = completed, events
+            if events % every == 0:
+                bar.update(task, completed=completed, events=events)
+
+        try:
+            yield advance
+        finally:
+            bar.update(task, completed=state["completed"], events=state["events"])

@@ -8,16 +8,12 @@ projections), the store from ``--store`` or ``CONDUIT_URL``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from conduit.cli.common import console, store_url, table
+from conduit.cli.common import console, progress_bar, store_url, table
 from conduit.cli.context import safe_url
 from conduit.errors import ConfigurationError, EventDecodeError
 from conduit.importing import import_attribute
@@ -97,7 +93,7 @@ def migrate_events(
         head = store.head_position()
         seen: list[MigrationReport] = []
         try:
-            with _progress(head - start, progress) as advance:
+            with progress_bar("Migrating", head - start, progress) as advance:
 
                 def track(report: MigrationReport) -> None:
                     seen[:] = [report]
@@ -195,25 +191,3 @@ def _stopped(seen: list[MigrationReport], dry_run: bool, how: str) -> None:
             f"{how}: {done.rewritten:,} events rewritten, up to position "
             f"{done.last_position}. Run the same command again to resume there."
         )
-
-
-@contextmanager
-def _progress(total: int, wanted: bool | None) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields ``advance(completed, events)``."""
-    err = Console(stderr=True)
-    show = err.is_terminal if wanted is None else wanted
-    with Progress(
-        TextColumn("Migrating"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[events]:,} events"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show,
-    ) as bar:
-        task = bar.add_task("Migrating", total=max(total, 0) or None, events=0)
-
-        def advance(completed: int, events: int) -> None:
-            bar.update(task, completed=completed, events=events)
-
-        yield advance

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,23 +23,18 @@ from typing import IO, Annotated
 
 import orjson
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from conduit.cli.appending import Appender, Item, resume_position
-from conduit.cli.common import console, event_line, open_store
+from conduit.cli.common import console, event_line, open_store, progress_bar
 from conduit.cli.context import safe_url
 from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.store import EventStore
 
 __all__ = ["copy", "export", "import_", "register"]
+
+REDRAW_EVERY = 200
+"""Events between two redraws of a progress bar (these commands advance it per event)."""
 
 BatchOption = Annotated[
     int,
@@ -104,7 +99,10 @@ def export(
     with open_store(ctx) as store:
         total = max(store.head_position() - after, 0)
         count = 0
-        with _output(file) as out, _progress("Exporting", total, progress) as advance:
+        with (
+            _output(file) as out,
+            progress_bar("Exporting", total, progress, every=REDRAW_EVERY) as advance,
+        ):
             for event in store.read_all(after=after):
                 out.write(event_line(event))
                 out.write("\n")
@@ -162,7 +160,10 @@ def import_(
         appender = Appender(store, batch_size, store.head_position())
         name = "stdin" if file == "-" else file
         done = 0
-        with _interruptible(appender, "import"), _progress("Importing", size, progress) as advance:
+        with (
+            _interruptible(appender, "import"),
+            progress_bar("Importing", size, progress, every=REDRAW_EVERY) as advance,
+        ):
             for number, line in enumerate(lines, 1):
                 done += len(line)
                 if line.strip():
@@ -292,7 +293,10 @@ def copy(
         total = max(source.head_position() - start, 0)
         appender = Appender(target, batch_size, target.head_position())
         last = start
-        with _interruptible(appender, "copy"), _progress("Copying", total, progress) as advance:
+        with (
+            _interruptible(appender, "copy"),
+            progress_bar("Copying", total, progress, every=REDRAW_EVERY) as advance,
+        ):
             for event in source.read_all(after=start, limit=limit):
                 appender.add(_from_event(event))
                 read += 1
@@ -323,36 +327,6 @@ def _from_event(event: Event) -> Item:
 
 
 # -- progress ------------------------------------------------------------------
-
-
-@contextmanager
-def _progress(
-    label: str, total: int | None, wanted: bool | None
-) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields ``advance(completed, events)``."""
-    err = Console(stderr=True)
-    show = err.is_terminal if wanted is None else wanted
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[events]:,} events"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show,
-    ) as bar:
-        task = bar.add_task(label, total=total or None, events=0)
-        state = {"completed": 0, "events": 0}
-
-        def advance(completed: int, events: int) -> None:
-            state["completed"], state["events"] = completed, events
-            if events % 200 == 0:
-                bar.update(task, completed=completed, events=events)
-
-        try:
-            yield advance
-        finally:
-            bar.update(task, completed=state["completed"], events=state["events"])
 
 
 @contextmanager
