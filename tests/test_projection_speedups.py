@@ -104,12 +104,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         yield made
         made.dispose()
         return
-    admin: str = request.getfixturevalue("postgres_url")
-    name = create_database(admin)
-    made = sa.create_engine(sqlalchemy_url(with_database(admin, name)))
-    yield made
-    made.dispose()
-    drop_database(admin, name)
+    yield request.getfixturevalue("postgres_engine")
 
 
 @pytest.fixture

@@ -29,13 +29,14 @@ from conduit.events import (
     event_name,
     event_uuid,
     make_new_event,
+    make_typed_event,
     stream_key,
 )
 from conduit.subscriptions.dispatch import deliver
 from conduit.subscriptions.drivers import POLL_INTERVAL, Mode, Subscription, SubscriptionStatus
 from conduit.subscriptions.projector import StoreProjector
 from conduit.subscriptions.runner import Filter, RetryPolicy, Runner
-from conduit.typed import TypeRegistry, encode_typed, is_typed, with_payload
+from conduit.typed import TypeRegistry, encode_typed, is_typed
 from conduit.upcasting import SCHEMA_VERSION_KEY
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ class EventStore:
         result: list[Event] = []
         for event, item in zip(recorded, pushed, strict=True):
             if is_typed(item):
-                result.append(with_payload(event, item))
+                result.append(make_typed_event(event, item))
             elif types is None:
                 result.append(event)
             else:

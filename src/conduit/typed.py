@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from conduit import codec
 from conduit.errors import EventDecodeError, InvalidArgument, InvalidEvent
-from conduit.events import Event, TypedEvent, event_name, make_typed_event
+from conduit.events import Event, event_name, make_typed_event
 from conduit.typed_codec import Decoder, Mismatch, class_decoder, is_typed, to_json
 from conduit.upcasting import SCHEMA_VERSION_KEY, Upcaster, Upcasters, schema_version
 
@@ -178,9 +178,4 @@ class TypeRegistry:
             raise EventDecodeError(
                 event.id, event.name, cls.__qualname__, exc.field or None, exc.reason
             ) from None
-        return with_payload(event, payload)
-
-
-def with_payload(event: Event, payload: object) -> TypedEvent[Any]:
-    """A recorded event carrying the typed object it was pushed as."""
-    return make_typed_event(event, payload)
+        return make_typed_event(event, payload)
