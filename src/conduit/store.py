@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from conduit.backends.base import Backend
 from conduit.backends.url import open_backend
 from conduit.errors import (
     ConduitError,
+    ConfigurationError,
     DuplicateEvent,
     InvalidArgument,
     InvalidEvent,
@@ -85,11 +87,14 @@ class EventStore:
         snapshot_every: take a snapshot of an entity loaded or saved through
             :meth:`load` and :meth:`save` every this many events (an entity
             class's own ``snapshot_every`` attribute wins); ``None``: never.
-        **options: passed to the engine (for example ``synchronous="normal"``
-            for SQLite, ``pool_size=8`` or ``schema="app"`` for PostgreSQL).
+        **options: passed to the engine opened from ``url`` (for example
+            ``synchronous="normal"`` for SQLite, ``pool_size=8`` or
+            ``schema="app"`` for PostgreSQL); not with a backend object.
 
     Raises:
-        ConfigurationError: the URL is malformed or names no known engine.
+        ConfigurationError: the URL is malformed or names no known engine, an
+            option is unknown to the engine (the message names the known ones),
+            or options were given with a backend object.
     """
 
     def __init__(
@@ -112,7 +117,17 @@ class EventStore:
         )
         """Where events are read into typed objects and upcast; ``None``: plain events."""
         self.snapshot_every = snapshot_every
-        self.backend: Backend = url if isinstance(url, Backend) else open_backend(url, **options)
+        if isinstance(url, Backend):
+            if options:
+                raise ConfigurationError(
+                    f"engine options ({', '.join(sorted(options))}) are given to the engine "
+                    "when the store opens it from a URL; configure the backend object you "
+                    "pass instead"
+                )
+            self.backend: Backend = url
+        else:
+            self.backend = open_backend(url, **options)
+        self._owns_backend = not isinstance(url, Backend)
         self.page_size = page_size
         self._listeners: tuple[object, ...] = ()
         self._subscriptions: tuple[Subscription, ...] = ()
@@ -128,12 +143,17 @@ class EventStore:
         self.backend.setup()
 
     def close(self) -> None:
-        """Stop this store's subscriptions, then release the engine's connections and files."""
+        """Stop this store's subscriptions, then release the engine's connections and files.
+
+        A backend object given to the constructor belongs to the caller, who may
+        share it between stores: it is left open (close it yourself).
+        """
         with self._listeners_lock:
             running, self._subscriptions = self._subscriptions, ()
         for subscription in running:
             subscription.stop()
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()
 
     def __enter__(self) -> Self:
         return self
@@ -307,6 +327,8 @@ class EventStore:
         after: int | None = None,
         names: Iterable[str] | None = None,
         limit: int | None = None,
+        correlation_id: str | uuid.UUID | None = None,
+        causation_id: str | uuid.UUID | None = None,
     ) -> Iterator[Event]:
         """Iterate over the global log: every event of every stream, once, in commit order.
 
@@ -314,22 +336,46 @@ class EventStore:
             after: a position this store returned; the log resumes right after it.
             names: only events with these names.
             limit: stop after this many events.
+            correlation_id: only events whose metadata's ``correlation_id`` is
+                this (a string; an integer matches by its decimal text).
+            causation_id: only events whose metadata's ``causation_id`` is this
+                (the events an event caused: its id's text).
+
+        Each filter is served by an index, whatever the size of the log.
         """
         position = _check_position(after)
         wanted = None if names is None else tuple(sorted({event_name(n) for n in names}))
         remaining = _check_limit(limit)
+        related = {
+            key: _check_related(key, value)
+            for key, value in (("correlation_id", correlation_id), ("causation_id", causation_id))
+            if value is not None
+        }
         if self.types is None:
-            return self._read_all_pages(position, wanted, remaining)
-        return self._read_all_typed(position, wanted, remaining, self.types)
+            return self._read_all_pages(position, wanted, remaining, related)
+        return self._read_all_typed(position, wanted, remaining, self.types, related)
 
     def _read_all_pages(
-        self, position: int, names: Sequence[str] | None, remaining: int | None
+        self,
+        position: int,
+        names: Sequence[str] | None,
+        remaining: int | None,
+        related: Mapping[str, str] | None = None,
     ) -> Iterator[Event]:
         if names is not None and not names:
             return
         while remaining is None or remaining > 0:
             size = self.page_size if remaining is None else min(self.page_size, remaining)
-            page = self.backend.read_all(after=position, names=names, limit=size)
+            if related:
+                page = self.backend.read_all(
+                    after=position,
+                    names=names,
+                    limit=size,
+                    correlation_id=related.get("correlation_id"),
+                    causation_id=related.get("causation_id"),
+                )
+            else:
+                page = self.backend.read_all(after=position, names=names, limit=size)
             yield from page
             if len(page) < size:
                 return
@@ -343,6 +389,7 @@ class EventStore:
         names: Sequence[str] | None,
         remaining: int | None,
         types: TypeRegistry,
+        related: Mapping[str, str] | None = None,
     ) -> Iterator[Event]:
         """The global log, upcast and typed; ``names`` are today's names.
 
@@ -350,12 +397,12 @@ class EventStore:
         too, and kept when their name, once upcast, is one of ``names``.
         """
         if names is None:
-            for event in self._read_all_pages(position, None, remaining):
+            for event in self._read_all_pages(position, None, remaining, related):
                 yield types.decode(event)
             return
         wanted = set(names)
         stored = tuple(sorted(types.upcasters.stored_names(wanted)))
-        for event in self._read_all_pages(position, stored, None):
+        for event in self._read_all_pages(position, stored, None, related):
             event = types.decode(event)
             if event.name in wanted:
                 yield event
@@ -752,6 +799,14 @@ def _check_limit(limit: object) -> int | None:
     if type(limit) is not int or limit < 0:
         raise InvalidArgument("limit must be an integer of 0 or more", field="limit")
     return limit
+
+
+def _check_related(key: str, value: object) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if type(value) is not str or not value or "\x00" in value:
+        raise InvalidArgument(f"{key} must be a non-empty string", field=key)
+    return value
 
 
 def _check_position(after: object) -> int:

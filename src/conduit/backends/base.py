@@ -86,11 +86,27 @@ class Backend(Protocol):
         """
         ...
 
-    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
+    def read_all(
+        self,
+        *,
+        after: int,
+        names: Sequence[str] | None,
+        limit: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        wait: bool = True,
+    ) -> list[Event]:
         """One page of the global log: events whose position is after ``after``.
 
         In log order, each event once; an event that commits later never
         appears behind a position this method has already returned.
+        ``names``, ``correlation_id`` and ``causation_id`` keep only the
+        events with one of those names, and whose metadata holds that
+        ``correlation_id`` / ``causation_id`` (a string, or an integer by its
+        decimal text); each is served by an index. ``wait``: right after this
+        engine appended, wait (bounded) until its own events can be read
+        (PostgreSQL's reader horizon); False for callers that only look
+        (status, lag, the browser).
         """
         ...
 
@@ -102,8 +118,11 @@ class Backend(Protocol):
         """One page of streams, ordered by their id's text, after ``after``."""
         ...
 
-    def head_position(self) -> int:
-        """The position of the last event in the global log (0 when empty)."""
+    def head_position(self, *, wait: bool = True) -> int:
+        """The position of the last event in the global log (0 when empty).
+
+        ``wait`` as for :meth:`read_all`.
+        """
         ...
 
     def count_after(self, position: int, *, names: Sequence[str] | None) -> int:

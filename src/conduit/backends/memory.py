@@ -94,14 +94,27 @@ class MemoryBackend(MemorySubscriptions):
                 page = [e for e in page if e.recorded_at >= since]
             return page[:limit]
 
-    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
+    def read_all(
+        self,
+        *,
+        after: int,
+        names: Sequence[str] | None,
+        limit: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        wait: bool = True,
+    ) -> list[Event]:
         with self._lock:
-            if names is None:
+            if names is None and correlation_id is None and causation_id is None:
                 return self._log[max(0, after) : max(0, after) + limit]
-            wanted = set(names)
+            wanted = None if names is None else set(names)
             page: list[Event] = []
             for event in self._log[max(0, after) :]:
-                if event.name in wanted:
+                if (
+                    (wanted is None or event.name in wanted)
+                    and _matches(event, "correlation_id", correlation_id)
+                    and _matches(event, "causation_id", causation_id)
+                ):
                     page.append(event)
                     if len(page) == limit:
                         break
@@ -127,7 +140,7 @@ class MemoryBackend(MemorySubscriptions):
                     break
             return page
 
-    def head_position(self) -> int:
+    def head_position(self, *, wait: bool = True) -> int:
         with self._lock:
             return len(self._log)
 
@@ -174,3 +187,14 @@ class MemoryBackend(MemorySubscriptions):
                 self._streams[str(new.stream_id)][new.version - 1] = new
                 count += 1
             return count
+
+
+def _matches(event: Event, key: str, wanted: str | None) -> bool:
+    """Whether the event's metadata holds ``wanted`` under ``key`` (a string, or an
+    integer by its decimal text, as the SQL engines compare them)."""
+    if wanted is None:
+        return True
+    value = event.metadata.get(key)
+    if type(value) is int:
+        return str(value) == wanted
+    return type(value) is str and value == wanted

@@ -8,10 +8,13 @@ own connection (sqlite3 connections are not shareable).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,7 +24,7 @@ from conduit import codec
 from conduit.backends.base import EventRewrite
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
-from conduit.errors import BackendError, SchemaError, WrongExpectedVersion
+from conduit.errors import BackendError, ConfigurationError, SchemaError, WrongExpectedVersion
 from conduit.events import (
     Event,
     NewEvent,
@@ -34,7 +37,7 @@ from conduit.events import (
 
 __all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 _SCHEMA = """
@@ -70,7 +73,44 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) WITHOUT ROWID;
 """
 
-_MIGRATIONS = {1: _SCHEMA, 2: SCHEMA_V2, 3: _SCHEMA_V3}
+CORRELATION = "CAST(json_extract(metadata, '$.correlation_id') AS TEXT)"
+CAUSATION = "CAST(json_extract(metadata, '$.causation_id') AS TEXT)"
+"""The metadata's correlation and causation ids as text, as the indexes hold them."""
+
+# Version 4: positions are never reused, even once the last events are removed
+# (AUTOINCREMENT: a plain INTEGER PRIMARY KEY hands out max(rowid) + 1 again),
+# and indexes for the reads that filter the log (rare names, correlation and
+# causation links, the first event since a time). SQLite cannot add
+# AUTOINCREMENT to a table, so the events are copied into a new one: on a large
+# file this migration takes a while, once.
+_SCHEMA_V4 = f"""
+CREATE TABLE events_v4 (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT    NOT NULL UNIQUE,
+    stream_id      TEXT    NOT NULL,
+    stream_is_uuid INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    name           TEXT    NOT NULL,
+    data           TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL,
+    recorded_at    INTEGER NOT NULL,
+    UNIQUE (stream_id, version)
+);
+INSERT INTO events_v4 (position, id, stream_id, stream_is_uuid, version, name, data, metadata,
+    recorded_at)
+    SELECT position, id, stream_id, stream_is_uuid, version, name, data, metadata, recorded_at
+    FROM events ORDER BY position;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+CREATE INDEX events_name_position ON events (name, position);
+CREATE INDEX events_correlation ON events ({CORRELATION}, position)
+    WHERE {CORRELATION} IS NOT NULL;
+CREATE INDEX events_causation ON events ({CAUSATION}, position)
+    WHERE {CAUSATION} IS NOT NULL;
+CREATE INDEX events_recorded_at ON events (recorded_at, position);
+"""
+
+_MIGRATIONS = {1: _SCHEMA, 2: SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 _COLUMNS = "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at"
 _INSERT = (
@@ -91,33 +131,78 @@ _ADVANCE_STREAM = (
     " recorded_at = max(recorded_at, excluded.recorded_at)"
     " RETURNING version, is_uuid, recorded_at"
 )
+_MERGED_NAMES = 64
+"""Up to this many names, a filtered log read merges one index range per name."""
+
 RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 """SQLite 3.35 and newer know ``RETURNING``: an append saves a statement."""
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be referenced weakly: the engine keeps a weak set of the
+    per-thread connections, so that one dies (and closes) with its thread."""
 
 
 class SQLiteBackend(SQLiteSubscriptions):
     """Events in one SQLite file.
 
+    Opening reads the file's schema version and writes nothing when the schema
+    is current, so a file another process is writing, or one opened
+    ``read_only``, opens at once. A missing file is created with its schema
+    (unless ``create=False``); an older schema is migrated (unless
+    ``read_only``, which raises :class:`~conduit.errors.SchemaError` instead).
+
     Args:
-        path: the database file; created with its schema on first use.
+        path: the database file.
         synchronous: ``full`` (the default: a committed event survives a power
             loss), or ``normal`` (faster; in WAL mode the last transactions may be
             lost on power loss, though never on a process crash).
         busy_timeout: seconds to wait for another process's write to finish.
+        create: create the file when it does not exist; ``False`` raises
+            :class:`~conduit.errors.ConfigurationError` instead (a mistyped path
+            then fails rather than making an empty store).
+        read_only: open the file for reading only (``mode=ro``): every write
+            raises :class:`~conduit.errors.BackendError`.
     """
 
     scheme = "sqlite"
 
-    def __init__(self, path: str, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "full",
+        busy_timeout: float = 30.0,
+        create: bool = True,
+        read_only: bool = False,
+    ) -> None:
         if synchronous not in SYNCHRONOUS_MODES:
-            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+            raise ConfigurationError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, not {synchronous!r}"
+            )
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
+            raise ConfigurationError("busy_timeout is a number of seconds")
         self.path = path
+        self.read_only = bool(read_only)
         self._synchronous = synchronous
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = float(busy_timeout)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Weak: a thread's connection lives in its thread-local storage and is
+        # closed when the thread ends; close() closes whatever is still open.
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
+        exists = os.path.exists(path)
+        if not exists and (read_only or not create):
+            raise ConfigurationError(
+                f"no SQLite store at {path!r}: create it with `conduit init sqlite:///{path}` "
+                "or EventStore(url).setup()"
+            )
+        found = self._schema_version() if exists else 0
+        if found == SCHEMA_VERSION:
+            return
+        if found > SCHEMA_VERSION or read_only:
+            self._check_version(found)
         self.setup()
 
     # -- connections -------------------------------------------------------
@@ -129,20 +214,53 @@ class SQLiteBackend(SQLiteSubscriptions):
         if self._closed:
             raise BackendError("this store is closed")
         try:
-            conn = sqlite3.connect(
-                self.path,
+            if self.read_only:
+                target = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
+            else:
+                target = self.path
+            made = sqlite3.connect(
+                target,
                 timeout=self._busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
+                factory=_Connection,
+                uri=self.read_only,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            assert isinstance(made, _Connection)
+            if not self.read_only:
+                made.execute("PRAGMA journal_mode=WAL")
+            made.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open SQLite file {self.path!r}: {exc}") from exc
         with self._lock:
-            self._connections.append(conn)
-        self._local.conn = conn
-        return conn
+            if self._closed:
+                made.close()
+                raise BackendError("this store is closed")
+            self._connections.add(made)
+        self._local.conn = made
+        return made
+
+    def open_connections(self) -> int:
+        """How many of this engine's connections are open (one per thread that used it)."""
+        with self._lock:
+            return len(self._connections)
+
+    def _schema_version(self) -> int:
+        rows = self._query("PRAGMA user_version")
+        return int(rows[0][0])
+
+    def _check_version(self, found: int) -> None:
+        if found > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path} has schema version {found}, newer than this release of "
+                f"Conduit knows ({SCHEMA_VERSION}); upgrade Conduit"
+            )
+        if found < SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path} has schema version {found}, older than this release's "
+                f"{SCHEMA_VERSION}; it is opened read-only: migrate it with "
+                f"`conduit init sqlite:///{self.path}` first"
+            )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -169,13 +287,13 @@ class SQLiteBackend(SQLiteSubscriptions):
     # -- the protocol ------------------------------------------------------
 
     def setup(self) -> None:
+        if self.read_only:
+            self._check_version(self._schema_version())
+            return
         with self._write() as conn:
             found = conn.execute("PRAGMA user_version").fetchone()[0]
             if found > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"{self.path} has schema version {found}, newer than this release of "
-                    f"Conduit knows ({SCHEMA_VERSION}); upgrade Conduit"
-                )
+                self._check_version(found)
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
@@ -281,11 +399,17 @@ class SQLiteBackend(SQLiteSubscriptions):
     def _retried(
         self, conn: sqlite3.Connection, stream: StreamKey, events: Sequence[NewEvent]
     ) -> list[Event] | None:
-        marks = ", ".join("?" * len(events))
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE id IN ({marks})",
-            [str(new.id) for new in events],
-        ).fetchall()
+        ids = [str(new.id) for new in events]
+        rows: list[Any] = []
+        # In chunks: a batch may hold more ids than a statement may have
+        # parameters (32,766 by default since SQLite 3.32, 999 before).
+        size = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            marks = ", ".join("?" * len(chunk))
+            rows += conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE id IN ({marks})", chunk
+            ).fetchall()
         return resolve_retry(stream, events, _events(rows))
 
     def read_stream(
@@ -313,16 +437,45 @@ class SQLiteBackend(SQLiteSubscriptions):
         )
         return _events(self._query(sql, params))
 
-    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
+    def read_all(
+        self,
+        *,
+        after: int,
+        names: Sequence[str] | None,
+        limit: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        wait: bool = True,
+    ) -> list[Event]:
+        where = ["position > ?"]
+        params: list[Any] = [after]
+        if correlation_id is not None:
+            where.append(f"{CORRELATION} = ?")
+            params.append(correlation_id)
+        if causation_id is not None:
+            where.append(f"{CAUSATION} = ?")
+            params.append(causation_id)
+        clause = " AND ".join(where)
+        if names is not None and len(names) > _MERGED_NAMES:
+            clause += f" AND name IN ({', '.join('?' * len(names))})"
+            params.extend(names)
+            names = None
         if names is None:
-            sql = f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-            return _events(self._query(sql, (after, limit)))
-        marks = ", ".join("?" * len(names))
-        sql = (
-            f"SELECT {_COLUMNS} FROM events WHERE position > ? AND name IN ({marks})"
-            " ORDER BY position LIMIT ?"
+            sql = f"SELECT {_COLUMNS} FROM events WHERE {clause} ORDER BY position LIMIT ?"
+            return _events(self._query(sql, (*params, limit)))
+        # One index range per name, each in position order and cut at the
+        # limit, then merged: `name IN (...)` would sort every match after
+        # `after` (millions, for common names) to return one page.
+        branch = (
+            f"SELECT * FROM (SELECT {_COLUMNS} FROM events WHERE name = ? AND {clause}"
+            " ORDER BY position LIMIT ?)"
         )
-        return _events(self._query(sql, (after, *names, limit)))
+        sql = " UNION ALL ".join([branch] * len(names)) + " ORDER BY position LIMIT ?"
+        values: list[Any] = []
+        for name in names:
+            values.extend((name, *params, limit))
+        values.append(limit)
+        return _events(self._query(sql, values))
 
     def stream_version(self, stream: StreamKey) -> int:
         rows = self._query("SELECT version FROM streams WHERE stream_id = ?", (stream.text,))
@@ -349,7 +502,7 @@ class SQLiteBackend(SQLiteSubscriptions):
         ids = StreamIds()
         return [StreamInfo(ids(text, bool(is_uuid)), version) for text, is_uuid, version in rows]
 
-    def head_position(self) -> int:
+    def head_position(self, *, wait: bool = True) -> int:
         rows = self._query("SELECT max(position) FROM events")
         return int(rows[0][0] or 0)
 
@@ -408,7 +561,8 @@ class SQLiteBackend(SQLiteSubscriptions):
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
+            connections = list(self._connections)
+            self._connections = weakref.WeakSet()
         for conn in connections:
             conn.close()
         self._local = threading.local()

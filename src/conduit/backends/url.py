@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from conduit.backends.base import Backend
+from conduit.backends.options import check_options, parse_flag
 from conduit.errors import ConfigurationError
 
 __all__ = ["SCHEMES", "mask_password", "open_backend"]
@@ -43,6 +44,7 @@ def open_backend(url: str, **options: Any) -> Backend:
             raise _unsupported(url, "memory:// takes no path")
         from conduit.backends.memory import MemoryBackend
 
+        check_options(MemoryBackend, options)
         return MemoryBackend(**options)
     if scheme == "sqlite":
         path, _, query = rest.partition("?")
@@ -51,7 +53,7 @@ def open_backend(url: str, **options: Any) -> Backend:
                 url, "a SQLite URL names a file: sqlite:///relative.db or sqlite:////abs/path.db"
             )
         params = dict(parse_qsl(query, keep_blank_values=True))
-        unknown = set(params) - {"synchronous", "busy_timeout"}
+        unknown = set(params) - {"synchronous", "busy_timeout", "create", "read_only"}
         if unknown:
             raise _unsupported(url, f"unknown SQLite option(s) {', '.join(sorted(unknown))}")
         if "synchronous" in params:
@@ -61,10 +63,16 @@ def open_backend(url: str, **options: Any) -> Backend:
                 options.setdefault("busy_timeout", float(params["busy_timeout"]))
             except ValueError:
                 raise _unsupported(url, "busy_timeout is a number of seconds") from None
+        for flag in ("create", "read_only"):
+            if flag in params:
+                options.setdefault(flag, parse_flag(flag, params[flag]))
         from conduit.backends.sqlite import SQLiteBackend
 
+        check_options(SQLiteBackend, options, skip=1)
         try:
             return SQLiteBackend(path[1:], **options)
+        except ConfigurationError:
+            raise
         except ValueError as exc:
             raise _unsupported(url, str(exc)) from exc
     if scheme in ("postgresql", "postgres"):
@@ -73,5 +81,6 @@ def open_backend(url: str, **options: Any) -> Backend:
             raise _unsupported(url, "a PostgreSQL URL names a server and a database")
         from conduit.backends.postgres import PostgresBackend
 
+        check_options(PostgresBackend, options, skip=1)
         return PostgresBackend(url, **options)
     raise _unsupported(url, f"unknown scheme {scheme!r}")

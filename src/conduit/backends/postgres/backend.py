@@ -33,7 +33,7 @@ import psycopg_pool
 from conduit import codec
 from conduit.backends.base import EventRewrite
 from conduit.backends.common import StreamIds, resolve_retry
-from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
+from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, channel, migrations
 from conduit.backends.postgres.subscriptions import PostgresSubscriptions
 from conduit.backends.url import mask_password
 from conduit.errors import (
@@ -151,10 +151,13 @@ class PostgresBackend(PostgresSubscriptions):
         self.pool_timeout: float = _pick(pool_timeout, options, "pool_timeout", 10.0)
         if self.pool_size < 1:
             raise ConfigurationError("pool_size must be at least 1")
+        _check_names(self.schema, self.notify)
         self.sql = Statements(self.schema)
         self.conninfo = conninfo
         self._ready = False
-        self._leases = {}
+        self._lease_conn = None
+        self._lease_conn_lock = threading.Lock()
+        self._lease_holders = {}
         self._leases_lock = threading.Lock()
         self._wakers = set()
         self._listener = None
@@ -162,6 +165,7 @@ class PostgresBackend(PostgresSubscriptions):
         self._xid_lock = threading.Lock()
         self._last_xid = 0  # the newest transaction of this store's own pushes
         self._horizon_seen = 0  # the highest reader horizon seen (it only grows)
+        self._gave_up_xid = 0  # the newest own push a read-your-writes wait ran out for
         self._pool = psycopg_pool.ConnectionPool(
             conninfo,
             min_size=min(2, self.pool_size),
@@ -396,18 +400,40 @@ class PostgresBackend(PostgresSubscriptions):
         params.append(limit)
         return self._run(lambda conn: _events(conn.read(sql, params)))
 
-    def read_all(self, *, after: int, names: Sequence[str] | None, limit: int) -> list[Event]:
-        self._wait_for_own_writes()
-        sql = self.sql.read_all(names=names is not None)
-        params: tuple[Any, ...] = (
-            (after, list(names), limit) if names is not None else (after, limit)
+    def read_all(
+        self,
+        *,
+        after: int,
+        names: Sequence[str] | None,
+        limit: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        wait: bool = True,
+    ) -> list[Event]:
+        if wait:
+            self._wait_for_own_writes()
+        sql = self.sql.read_all(
+            names=names is not None,
+            correlation=correlation_id is not None,
+            causation=causation_id is not None,
         )
+        params: list[Any] = [after]
+        params.extend(value for value in (correlation_id, causation_id) if value is not None)
+        params.append(limit)
+        if names is not None:
+            params = [list(names), *params, limit]
         return self._run(lambda conn: _events(conn.read(sql, params)))
 
     def _wait_for_own_writes(self) -> None:
-        """Wait, bounded, until the reader horizon has passed this store's last push."""
+        """Wait, bounded, until the reader horizon has passed this store's last push.
+
+        Once a wait has run out for a push (a transaction open elsewhere on the
+        server holds the horizon back), later reads do not wait for that push
+        again: only a newer push of this store makes them wait, so that a long
+        transaction costs one bounded wait per push, not one per read.
+        """
         own = self._last_xid
-        if own < self._horizon_seen:
+        if own < self._horizon_seen or own <= self._gave_up_xid:
             return
         deadline = time.monotonic() + self.read_your_writes_timeout
         delay = 0.0005
@@ -419,6 +445,8 @@ class PostgresBackend(PostgresSubscriptions):
             if own < horizon:
                 return
             if time.monotonic() >= deadline:
+                with self._xid_lock:
+                    self._gave_up_xid = max(self._gave_up_xid, own)
                 log.warning(
                     "the global log's reader horizon has not passed this store's last push "
                     "after %.1f s: a transaction is open elsewhere on the server "
@@ -445,8 +473,9 @@ class PostgresBackend(PostgresSubscriptions):
         ids = StreamIds()
         return [StreamInfo(ids(text, is_uuid), version) for text, is_uuid, version in rows]
 
-    def head_position(self) -> int:
-        self._wait_for_own_writes()
+    def head_position(self, *, wait: bool = True) -> int:
+        if wait:
+            self._wait_for_own_writes()
         row = self._run(lambda conn: conn.run(self.sql.head_position).fetchone())
         return int(row[0]) if row else 0
 
@@ -544,6 +573,33 @@ def _translate(exc: psycopg.Error, schema: str) -> ConduitError:
     if isinstance(exc, psycopg.errors.LockNotAvailable):
         return BackendError(f"the stream stayed locked longer than lock_timeout: {exc}")
     return BackendError(f"PostgreSQL failed: {exc}")
+
+
+MAX_IDENTIFIER_BYTES = 63
+"""PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), channel names included."""
+
+
+def _check_names(schema: str, notify: bool) -> None:
+    """Refuse a schema name PostgreSQL would truncate, or whose channel it would refuse.
+
+    Raises:
+        ConfigurationError: naming the limit.
+    """
+    if not schema or "\x00" in schema:
+        raise ConfigurationError("schema: a non-empty name without NUL characters")
+    if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
+        raise ConfigurationError(
+            f"schema: {schema!r} is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES} bytes "
+            "for a name (it would be cut short, and two stores could share one schema)"
+        )
+    name = channel(schema)
+    if notify and len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        raise ConfigurationError(
+            f"notify: the channel {name!r} of schema {schema!r} is longer than "
+            f"PostgreSQL's {MAX_IDENTIFIER_BYTES} bytes, so every append would fail; use a "
+            f"schema name of at most {MAX_IDENTIFIER_BYTES - len('conduit.')} bytes, "
+            "or notify=False"
+        )
 
 
 def _split_url(url: str) -> tuple[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this release creates and uses."""
 
 _COLUMNS = (
@@ -112,12 +112,28 @@ class Statements:
             f" ORDER BY version {order} LIMIT %s"
         )
 
-    def read_all(self, *, names: bool) -> str:
-        by_name = " AND name = ANY(%s::text[])" if names else ""
+    def read_all(self, *, names: bool, correlation: bool = False, causation: bool = False) -> str:
+        """A page of the log. Parameters: after, [correlation], [causation], limit; with
+        ``names``, the names array first and the limit once more at the end."""
+        where = ["position > %s", f"position < {_HORIZON}"]
+        if correlation:
+            where.append("(metadata ->> 'correlation_id') = %s")
+        if causation:
+            where.append("(metadata ->> 'causation_id') = %s")
+        if not names:
+            return (
+                f"SELECT {_COLUMNS} FROM {self.q}.events WHERE {' AND '.join(where)}"
+                " ORDER BY position LIMIT %s"
+            )
+        # One index range per name, each in position order and cut at the limit,
+        # then merged: `name = ANY(...)` would sort every match after `after`
+        # (millions, for common names) to return one page.
+        columns = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
         return (
-            f"SELECT {_COLUMNS} FROM {self.q}.events"
-            f" WHERE position > %s AND position < {_HORIZON}{by_name}"
-            " ORDER BY position LIMIT %s"
+            f"SELECT {columns} FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
+            f" (SELECT * FROM {self.q}.events AS e WHERE e.name = n.name"
+            f" AND {' AND '.join(where)} ORDER BY e.position LIMIT %s) AS e"
+            " ORDER BY e.position LIMIT %s"
         )
 
     def count_after(self, *, names: bool) -> str:

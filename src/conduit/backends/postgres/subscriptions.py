@@ -8,6 +8,8 @@ another driver takes over at once.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +23,8 @@ __all__ = ["PostgresSubscriptions"]
 
 T = TypeVar("T")
 
+log = logging.getLogger("conduit.postgres")
+
 
 class PostgresSubscriptions:
     """Mixed into the PostgreSQL engine, whose pooled connections it uses."""
@@ -33,7 +37,9 @@ class PostgresSubscriptions:
             self, work: Callable[[psycopg.Connection[Any]], T], *, check: bool = True
         ) -> T: ...
 
-    _leases: dict[tuple[str, str], psycopg.Connection[Any]]
+    _lease_conn: psycopg.Connection[Any] | None
+    _lease_conn_lock: threading.Lock
+    _lease_holders: dict[str, str]
     _leases_lock: threading.Lock
     _wakers: set[threading.Event]
     _listener: threading.Thread | None
@@ -121,41 +127,75 @@ class PostgresSubscriptions:
         return self._run(lambda conn: conn.execute(sql, (parked_id,)).rowcount == 1)
 
     def try_lease(self, name: str, owner: str, ttl: float) -> bool:
-        key = (name, owner)
-        with self._leases_lock:
-            held = self._leases.get(key)
-        if held is not None:
-            if not held.closed and not held.broken:
-                try:
-                    held.execute("SELECT 1")
+        """Take or keep a subscription's session advisory lock; False if another holds it.
+
+        Every lease of this engine lives on ONE connection of its own (a session
+        lock is held by a session, and one session may hold many), so standing
+        by costs one small statement a second, not a connection. The holders
+        are tracked here too: session locks are re-entrant, so two owners in
+        this process must not both get one from the shared session. When that
+        connection breaks, every lease it held is lost (the server released
+        its locks with the session), and the next attempt opens a new one.
+        """
+        with self._lease_conn_lock:
+            holder = self._lease_holders.get(name)
+            if holder is not None and holder != owner:
+                return False
+            try:
+                conn = self._lease_session()
+                if holder == owner:
+                    conn.execute("SELECT 1")  # still alive: the lock is still ours
                     return True
-                except psycopg.Error:
-                    pass
-            self._drop_lease(key)
-        try:
-            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
-        except psycopg.Error:
-            return False
-        row = conn.execute(self._subs().try_leader_lock, (f"{self.schema}:{name}",)).fetchone()
-        if not row or not row[0]:
-            conn.close()
-            return False
-        with self._leases_lock:
-            self._leases[key] = conn
-        return True
+                row = conn.execute(
+                    self._subs().try_leader_lock, (f"{self.schema}:{name}",)
+                ).fetchone()
+            except psycopg.Error as exc:
+                log.warning("the lease connection failed (%s); leases are lost", exc)
+                self._drop_lease_session()
+                return False
+            if not row or not row[0]:
+                return False
+            self._lease_holders[name] = owner
+            return True
 
     def release_lease(self, name: str, owner: str) -> None:
-        self._drop_lease((name, owner))
+        with self._lease_conn_lock:
+            if self._lease_holders.get(name) != owner:
+                return
+            del self._lease_holders[name]
+            conn = self._lease_conn
+            if conn is None:
+                return
+            try:
+                conn.execute(self._subs().leader_unlock, (f"{self.schema}:{name}",))
+            except psycopg.Error:
+                self._drop_lease_session()  # ending the session releases its locks
 
-    def _drop_lease(self, key: tuple[str, str]) -> None:
-        with self._leases_lock:
-            conn = self._leases.pop(key, None)
+    def _lease_session(self) -> psycopg.Connection[Any]:
+        """The connection holding this engine's leases (opened on first use)."""
+        conn = self._lease_conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
         if conn is not None:
-            conn.close()  # ending the session releases its advisory locks
+            self._drop_lease_session()
+        self._lease_conn = conn = psycopg.connect(
+            self.conninfo, autocommit=True, connect_timeout=10
+        )
+        return conn
+
+    def _drop_lease_session(self) -> None:
+        conn, self._lease_conn = self._lease_conn, None
+        self._lease_holders.clear()
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()  # ending the session releases its advisory locks
+
+    def lease_holders(self) -> dict[str, str]:
+        """The subscriptions whose lease this engine holds, and their owners."""
+        with self._lease_conn_lock:
+            return dict(self._lease_holders)
 
     def _close_leases(self) -> None:
         self._closing.set()
-        with self._leases_lock:
-            keys = list(self._leases)
-        for key in keys:
-            self._drop_lease(key)
+        with self._lease_conn_lock:
+            self._drop_lease_session()
