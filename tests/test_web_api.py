@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from conduit import EventStore
+from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.web import create_app
 from conduit.web.api import routes as api_routes
@@ -331,6 +332,45 @@ def test_projections_show_checkpoint_lag_and_parked_events(
     [parked] = client.get("/api/projections/parked").json()["parked"]
     assert parked["subscription"] == "picky"
     assert "cannot handle this one" in parked["error"]
+
+
+def test_a_page_of_parked_events_after_an_id_reads_none_before_it(
+    client: TestClient, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    store.push_many("s", [("happened", {"n": n, "fail": True}) for n in range(30)])
+    ids = [item.id for item in store.parked()]
+    assert len(ids) == 30
+    calls: list[dict[str, Any]] = []
+    read: list[int] = []
+    engine_parked = store.backend.parked
+
+    def counting(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        page = engine_parked(**kwargs)
+        read.extend(item.id for item in page)
+        return page
+
+    monkeypatch.setattr(store.backend, "parked", counting)
+    body = client.get("/api/projections/parked", params={"after": ids[19], "limit": 5}).json()
+    assert [item["id"] for item in body["parked"]] == ids[20:25]
+    assert body["next_after"] == ids[24]
+    assert calls[0]["after"] == ids[19]
+    assert min(read) > ids[19]  # the engine skipped the first 20 by its index
+    assert len(read) == 6  # the page, and one more that tells there is a next page
+
+
+def test_parked_events_page_by_id_in_the_store(store: EventStore) -> None:
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    store.push_many("s", [("happened", {"n": n, "fail": True}) for n in range(5)])
+    ids = [item.id for item in store.parked()]
+    assert [item.id for item in store.parked(after=ids[1], limit=2)] == ids[2:4]
+    assert [item.id for item in store.parked("picky", after=ids[3])] == ids[4:]
+    assert list(store.parked(limit=0)) == []
+    with pytest.raises(InvalidArgument, match="after"):
+        store.parked(after=-1)  # refused at the call, not at the first item
+    with pytest.raises(InvalidArgument, match="limit"):
+        store.parked(limit=-1)
 
 
 def test_retry_a_parked_event_runs_it_again(client: TestClient, store: EventStore) -> None:
