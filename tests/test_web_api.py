@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -239,12 +238,23 @@ def test_the_log_after_a_position_with_names(client: TestClient, store: EventSto
 # -- the live tail and the log read backwards ------------------------------------
 
 
-def tail_events(url: str, count: int, headers: dict[str, str] | None = None) -> list[Any]:
-    """The first ``count`` events a server-sent event stream sends."""
+def tail_events(
+    url: str,
+    count: int,
+    headers: dict[str, str] | None = None,
+    listening: threading.Event | None = None,
+) -> list[Any]:
+    """The first ``count`` events a server-sent event stream sends.
+
+    ``listening`` is set once the answer's headers came: the tail has then
+    fixed the position it follows from (the head, without ``after``).
+    """
     found: list[Any] = []
-    with httpx2.stream("GET", url, headers=headers, timeout=10) as response:
+    with httpx2.stream("GET", url, headers=headers, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        if listening is not None:
+            listening.set()
         for line in response.iter_lines():
             if line.startswith("data: "):
                 found.append(json.loads(line.removeprefix("data: ")))
@@ -265,14 +275,17 @@ def test_the_tail_sends_new_events_and_resumes_after_the_last_event_id(
         assert resumed[0]["id"] == str(second.id)
 
         live: list[Any] = []
+        listening = threading.Event()
         reader = threading.Thread(
-            target=lambda: live.extend(tail_events(f"{tail}?names=wanted", 1))
+            target=lambda: live.extend(tail_events(f"{tail}?names=wanted", 1, None, listening))
         )
         reader.start()
-        time.sleep(0.5)  # the tail starts at the head: push once it is listening
+        # The tail starts at the head: push once it is listening.
+        assert listening.wait(30), "the tail did not answer"
         store.push("unwanted", "s", {})
         third = store.push("wanted", "s", {"n": 3})
-        reader.join(10)
+        reader.join(30)
+        assert not reader.is_alive(), "the tail sent no wanted event"
         assert [e["id"] for e in live] == [str(third.id)]
 
 
