@@ -236,6 +236,36 @@ def test_the_xss_payload_renders_as_text_and_opens_no_dialog(page: Page, site: S
     # The page fixture fails the test if any dialog opened.
 
 
+def test_log_in_with_the_token_and_log_out_for_good(browser: Browser, site: Site) -> None:
+    token = "a-token-for-the-browser-test"
+    with BackgroundServer(create_app(site.store, token=token)) as server:
+        context = browser.new_context(base_url=server.url)
+        context.set_default_timeout(TIMEOUT)
+        try:
+            page = context.new_page()
+            page.goto("/projections")
+            expect(page).to_have_url(re.compile(r"/login\?next="))
+            page.get_by_label("Token").fill("not-the-token")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("alert")).to_contain_text("That is not the token")
+            page.get_by_label("Token").fill(token)
+            page.get_by_role("button", name="Log in").click()
+            expect(page).to_have_url(re.compile(r"/projections$"))
+            [session] = [c for c in context.cookies() if c["name"] == "conduit_session"]
+            assert session["httpOnly"]
+            assert session["expires"] > 0  # a cookie with an end, not for the browser's life
+            page.get_by_role("button", name="Log out").click()
+            expect(page).to_have_url(re.compile(r"/login"))
+            # A copy of the cookie, kept from before, no longer opens anything.
+            context.add_cookies(
+                [{"name": session["name"], "value": session["value"], "url": server.url}]
+            )
+            page.goto("/projections")
+            expect(page).to_have_url(re.compile(r"/login\?next="))
+        finally:
+            context.close()
+
+
 def test_screenshots_of_the_main_pages(page: Page, site: Site, tmp_path: Path) -> None:
     site.mailer.broken = True
     site.store.push("order_placed", "order-6002", {"undeliverable": True, "total": 12.5})
