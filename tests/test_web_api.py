@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from conduit import EventStore
+from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.web import create_app
 from conduit.web.api import routes as api_routes
@@ -238,12 +238,23 @@ def test_the_log_after_a_position_with_names(client: TestClient, store: EventSto
 # -- the live tail and the log read backwards ------------------------------------
 
 
-def tail_events(url: str, count: int, headers: dict[str, str] | None = None) -> list[Any]:
-    """The first ``count`` events a server-sent event stream sends."""
+def tail_events(
+    url: str,
+    count: int,
+    headers: dict[str, str] | None = None,
+    listening: threading.Event | None = None,
+) -> list[Any]:
+    """The first ``count`` events a server-sent event stream sends.
+
+    ``listening`` is set once the answer's headers came: the tail has then
+    fixed the position it follows from (the head, without ``after``).
+    """
     found: list[Any] = []
-    with httpx2.stream("GET", url, headers=headers, timeout=10) as response:
+    with httpx2.stream("GET", url, headers=headers, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        if listening is not None:
+            listening.set()
         for line in response.iter_lines():
             if line.startswith("data: "):
                 found.append(json.loads(line.removeprefix("data: ")))
@@ -264,14 +275,17 @@ def test_the_tail_sends_new_events_and_resumes_after_the_last_event_id(
         assert resumed[0]["id"] == str(second.id)
 
         live: list[Any] = []
+        listening = threading.Event()
         reader = threading.Thread(
-            target=lambda: live.extend(tail_events(f"{tail}?names=wanted", 1))
+            target=lambda: live.extend(tail_events(f"{tail}?names=wanted", 1, None, listening))
         )
         reader.start()
-        time.sleep(0.5)  # the tail starts at the head: push once it is listening
+        # The tail starts at the head: push once it is listening.
+        assert listening.wait(30), "the tail did not answer"
         store.push("unwanted", "s", {})
         third = store.push("wanted", "s", {"n": 3})
-        reader.join(10)
+        reader.join(30)
+        assert not reader.is_alive(), "the tail sent no wanted event"
         assert [e["id"] for e in live] == [str(third.id)]
 
 
@@ -331,6 +345,45 @@ def test_projections_show_checkpoint_lag_and_parked_events(
     [parked] = client.get("/api/projections/parked").json()["parked"]
     assert parked["subscription"] == "picky"
     assert "cannot handle this one" in parked["error"]
+
+
+def test_a_page_of_parked_events_after_an_id_reads_none_before_it(
+    client: TestClient, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    store.push_many("s", [("happened", {"n": n, "fail": True}) for n in range(30)])
+    ids = [item.id for item in store.parked()]
+    assert len(ids) == 30
+    calls: list[dict[str, Any]] = []
+    read: list[int] = []
+    engine_parked = store.backend.parked
+
+    def counting(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        page = engine_parked(**kwargs)
+        read.extend(item.id for item in page)
+        return page
+
+    monkeypatch.setattr(store.backend, "parked", counting)
+    body = client.get("/api/projections/parked", params={"after": ids[19], "limit": 5}).json()
+    assert [item["id"] for item in body["parked"]] == ids[20:25]
+    assert body["next_after"] == ids[24]
+    assert calls[0]["after"] == ids[19]
+    assert min(read) > ids[19]  # the engine skipped the first 20 by its index
+    assert len(read) == 6  # the page, and one more that tells there is a next page
+
+
+def test_parked_events_page_by_id_in_the_store(store: EventStore) -> None:
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    store.push_many("s", [("happened", {"n": n, "fail": True}) for n in range(5)])
+    ids = [item.id for item in store.parked()]
+    assert [item.id for item in store.parked(after=ids[1], limit=2)] == ids[2:4]
+    assert [item.id for item in store.parked("picky", after=ids[3])] == ids[4:]
+    assert list(store.parked(limit=0)) == []
+    with pytest.raises(InvalidArgument, match="after"):
+        store.parked(after=-1)  # refused at the call, not at the first item
+    with pytest.raises(InvalidArgument, match="limit"):
+        store.parked(limit=-1)
 
 
 def test_retry_a_parked_event_runs_it_again(client: TestClient, store: EventStore) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import signal
 import socket
@@ -20,13 +22,20 @@ from typer.testing import CliRunner
 from conduit import EventStore
 from conduit.cli import app as cli
 from conduit.cli.serve import is_loopback
+from conduit.errors import InvalidArgument
 from conduit.web import create_app
+from conduit.web import sessions as session_module
 from conduit.web.auth import CSRF_COOKIE, SESSION_COOKIE
+from conduit.web.limiter import ATTEMPTS, WINDOW, LoginLimiter
 from conduit.web.openapi import description
+from conduit.web.server import BackgroundServer
+from conduit.web.sessions import Sessions
 
 TOKEN = "s3cret-token-for-tests"
 BASE = "http://127.0.0.1"
 XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
+PUBLIC = "https://events.example.com"
+EVENT = {"events": [{"name": "x", "data": {}}]}
 
 
 @pytest.fixture
@@ -52,6 +61,25 @@ def operations() -> list[tuple[str, str]]:
             path = path.replace(placeholder, value)
         found += [(method.upper(), path) for method in item]
     return found
+
+
+def log_in(client: TestClient, token: str = TOKEN, **headers: str) -> Any:
+    """Post the login form (with its CSRF token); returns the answer."""
+    return client.post(
+        "/login", data={"csrf": csrf_of(client, "/login"), "token": token}, headers=headers
+    )
+
+
+def session_of(client: TestClient) -> str:
+    """The session cookie the client holds."""
+    return str(client.cookies[SESSION_COOKIE])
+
+
+def with_session(store: EventStore, cookie: str, **options: Any) -> TestClient:
+    """A client of a new application (``options``) that holds the session cookie ``cookie``."""
+    client = client_for(store, **options)
+    client.cookies.set(SESSION_COOKIE, cookie)
+    return client
 
 
 def csrf_of(client: TestClient, page: str = "/") -> str:
@@ -139,6 +167,272 @@ def test_an_empty_token_is_refused() -> None:
         create_app(EventStore(), token=" ")
 
 
+# -- sessions -------------------------------------------------------------------------
+
+
+def test_the_session_cookie_lasts_session_max_age(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(store, token=TOKEN, session_max_age=600)
+    sessions: Sessions = client.app.state.sessions  # type: ignore[attr-defined]
+    start = time.time()
+    monkeypatch.setattr(sessions, "clock", lambda: start)
+    response = log_in(client)
+    assert "max-age=600" in response.headers["set-cookie"].lower()
+    monkeypatch.setattr(sessions, "clock", lambda: start + 590)
+    assert client.get("/").status_code == 200
+    monkeypatch.setattr(sessions, "clock", lambda: start + 601)
+    assert client.get("/").status_code == 303
+    assert client.get("/api/log").status_code == 401
+
+
+def test_a_session_cookie_whose_expiry_was_moved_is_refused(store: EventStore) -> None:
+    client = client_for(store, token=TOKEN)
+    log_in(client)
+    expires, session_id, signature = session_of(client).split(".")
+    later = f"{int(expires) + 86400}.{session_id}.{signature}"
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, f"{expires}.{session_id}.{signature}")
+    assert client.get("/").status_code == 200
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, later)
+    assert client.get("/").status_code == 303
+
+
+def test_a_session_cookie_from_another_process_secret_is_refused(store: EventStore) -> None:
+    client = client_for(store, token=TOKEN)
+    log_in(client)
+    cookie = session_of(client)
+    assert client.get("/").status_code == 200
+    # Another process (a restart) with the same token has another secret.
+    assert with_session(store, cookie, token=TOKEN).get("/").status_code == 303
+
+
+def test_processes_given_the_same_session_secret_share_sessions_of_the_same_token(
+    store: EventStore,
+) -> None:
+    secret = b"0123456789abcdef0123456789abcdef"
+    client = client_for(store, token=TOKEN, session_secret=secret)
+    log_in(client)
+    cookie = session_of(client)
+    assert (
+        with_session(store, cookie, token=TOKEN, session_secret=secret).get("/").status_code == 200
+    )
+    rotated = with_session(store, cookie, token="another-token-x", session_secret=secret)
+    assert rotated.get("/").status_code == 303  # a new token ends every session
+
+
+def test_the_former_constant_cookie_opens_nothing(store: EventStore) -> None:
+    # Before: the cookie was this HMAC of the token, the same for every login, forever.
+    constant = hmac.new(TOKEN.encode(), b"conduit browser session v1", hashlib.sha256).hexdigest()
+    assert with_session(store, constant, token=TOKEN).get("/").status_code == 303
+    assert with_session(store, constant, token=TOKEN).get("/api/log").status_code == 401
+
+
+def test_logging_out_ends_the_session_on_the_server(store: EventStore) -> None:
+    client = client_for(store, token=TOKEN)
+    log_in(client)
+    cookie = session_of(client)
+    other = TestClient(client.app, base_url=BASE, follow_redirects=False)
+    log_in(other)
+    client.post("/logout", data={"csrf": csrf_of(client, "/")})
+    assert SESSION_COOKIE not in client.cookies
+    client.cookies.set(SESSION_COOKIE, cookie)  # a copy kept of the cookie
+    assert client.get("/").status_code == 303
+    assert other.get("/").status_code == 200  # another login goes on
+
+
+def test_ended_sessions_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "MAX_ENDED", 3)
+    sessions = Sessions(TOKEN, max_age=60)
+    cookies = [sessions.issue() for _ in range(5)]
+    for cookie in cookies[:3]:
+        sessions.end(cookie)
+    assert [sessions.valid(c) for c in cookies] == [False, False, False, True, True]
+    sessions.end(cookies[3])  # one too many to remember: every session ends
+    assert not any(sessions.valid(c) for c in cookies)
+    assert sessions.valid(sessions.issue())
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"session_max_age": 0}, "session_max_age"),
+        ({"session_secret": b"short"}, "session_secret"),
+        ({"public_url": "https://events.example.com/conduit"}, "public_url"),
+        ({"public_url": ["ftp://events.example.com"]}, "public_url"),
+    ],
+)
+def test_create_app_refuses_bad_session_and_proxy_options(
+    store: EventStore, options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=field) as caught:
+        create_app(store, token=TOKEN, **options)
+    assert caught.value.field == field
+
+
+# -- attempts at the token ------------------------------------------------------------
+
+
+def test_after_too_many_wrong_logins_even_the_right_token_gets_429(store: EventStore) -> None:
+    client = client_for(store, token=TOKEN)
+    for _ in range(ATTEMPTS):
+        assert log_in(client, "guess").status_code == 401
+    response = log_in(client)
+    assert response.status_code == 429
+    assert 0 < int(response.headers["retry-after"]) <= WINDOW
+    assert "try again in" in response.text
+    assert SESSION_COOKIE not in client.cookies
+
+
+def test_after_too_many_wrong_bearer_tokens_the_api_answers_429(store: EventStore) -> None:
+    client = client_for(store, token=TOKEN)
+    for _ in range(ATTEMPTS):
+        wrong = client.get("/api/log", headers={"authorization": "Bearer guess"})
+        assert wrong.status_code == 401
+    response = client.get("/api/log", headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 429
+    assert response.json()["error"] == "too_many_attempts"
+    assert int(response.headers["retry-after"]) > 0
+    assert log_in(client).status_code == 429  # the same count as the login form's
+
+
+def test_a_locked_out_client_may_try_again_once_the_window_passed(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(store, token=TOKEN)
+    limiter: LoginLimiter = client.app.state.login_limiter  # type: ignore[attr-defined]
+    start = time.monotonic()
+    monkeypatch.setattr(limiter, "clock", lambda: start)
+    for _ in range(ATTEMPTS):
+        log_in(client, "guess")
+    assert log_in(client).status_code == 429
+    monkeypatch.setattr(limiter, "clock", lambda: start + WINDOW - 1)
+    assert log_in(client).status_code == 429
+    monkeypatch.setattr(limiter, "clock", lambda: start + WINDOW + 1)
+    assert log_in(client).status_code == 303
+
+
+def test_a_wrong_token_counts_against_its_own_client_only() -> None:
+    limiter = LoginLimiter(attempts=2, window=60, clock=lambda: 1000.0)
+    limiter.failed("10.0.0.1")
+    limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == 60
+    assert limiter.retry_after("10.0.0.2") is None
+
+
+def test_the_limiter_remembers_a_bounded_number_of_clients() -> None:
+    limiter = LoginLimiter(attempts=1, window=60, max_clients=3, clock=lambda: 1000.0)
+    for n in range(10):
+        limiter.failed(f"10.0.0.{n}")
+    locked = [n for n in range(10) if limiter.retry_after(f"10.0.0.{n}") is not None]
+    assert locked == [7, 8, 9]
+
+
+@pytest.mark.parametrize(("trusted", "locked"), [(False, True), (True, False)])
+def test_forwarded_client_addresses_count_only_from_a_trusted_proxy(
+    store: EventStore, trusted: bool, locked: bool
+) -> None:
+    client = client_for(store, token=TOKEN, trusted_proxy=trusted)
+    for n in range(ATTEMPTS):
+        log_in(client, "guess", **{"x-forwarded-for": f"203.0.113.{n}"})
+    response = log_in(client, **{"x-forwarded-for": "203.0.113.99"})
+    assert (response.status_code == 429) is locked
+
+
+# -- behind a reverse proxy -----------------------------------------------------------
+
+
+def proxied(origin: str, **more: str) -> dict[str, str]:
+    """The headers of a browser's POST that a proxy passes on with Host rewritten."""
+    return {
+        "host": "127.0.0.1:8400",
+        "x-forwarded-host": "events.example.com",
+        "x-forwarded-proto": "https",
+        "origin": origin,
+        "sec-fetch-site": "same-origin",
+        "authorization": f"Bearer {TOKEN}",
+        **more,
+    }
+
+
+@pytest.mark.parametrize(("trusted", "status"), [(False, 403), (True, 201)])
+def test_behind_a_proxy_that_rewrites_host_a_same_site_change_needs_the_proxy_trusted(
+    store: EventStore, trusted: bool, status: int
+) -> None:
+    client = client_for(store, token=TOKEN, trusted_proxy=trusted)
+    response = client.post("/api/streams/s/events", json=EVENT, headers=proxied(PUBLIC))
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    "options", [{"trusted_proxy": False}, {"trusted_proxy": True}, {"public_url": PUBLIC}]
+)
+def test_behind_a_proxy_a_change_from_another_site_is_still_refused(
+    store: EventStore, options: dict[str, Any]
+) -> None:
+    client = client_for(store, token=TOKEN, **options)
+    for headers in [
+        proxied("https://evil.example"),
+        proxied("https://events.example.com.evil.example"),
+        proxied("http://events.example.com"),  # another scheme, another origin
+        proxied(PUBLIC, **{"sec-fetch-site": "cross-site"}),
+    ]:
+        response = client.post("/api/streams/s/events", json=EVENT, headers=headers)
+        assert response.status_code == 403, headers
+    assert store.head_position() == 0
+
+
+def test_with_a_public_url_changes_come_from_its_origin_only(store: EventStore) -> None:
+    client = client_for(store, token=TOKEN, public_url=[PUBLIC])
+    good = client.post("/api/streams/s/events", json=EVENT, headers=proxied(PUBLIC + ":443"))
+    assert good.status_code == 201
+    # The Host header alone no longer makes an origin this server's.
+    as_host = proxied("http://127.0.0.1:8400")
+    assert client.post("/api/streams/s/events", json=EVENT, headers=as_host).status_code == 403
+
+
+def test_a_trusted_proxy_without_a_token_answers_only_the_public_host(store: EventStore) -> None:
+    client = client_for(store, trusted_proxy=True, public_url=PUBLIC)
+    public = {"host": "127.0.0.1:8400", "x-forwarded-host": "events.example.com"}
+    rebound = {"host": "127.0.0.1:8400", "x-forwarded-host": "evil.example"}
+    assert client.get("/api/log", headers=public).status_code == 200
+    assert client.get("/api/log", headers=rebound).status_code == 400
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [(False, False), (True, True)])
+def test_the_session_cookie_is_secure_when_a_trusted_proxy_says_https(
+    store: EventStore, trusted: bool, secure: bool
+) -> None:
+    client = client_for(store, token=TOKEN, trusted_proxy=trusted)
+    response = log_in(client, **{"x-forwarded-proto": "https"})
+    assert response.status_code == 303
+    assert ("secure" in response.headers["set-cookie"].lower()) is secure
+
+
+def test_the_server_itself_believes_no_forwarded_header(store: EventStore) -> None:
+    # uvicorn, left to itself, would believe X-Forwarded-* sent from 127.0.0.1.
+    with BackgroundServer(create_app(store, token=TOKEN)) as server:
+        with httpx2.Client(base_url=server.url, follow_redirects=False, timeout=30) as client:
+            client.get("/login")
+            csrf = client.cookies[CSRF_COOKIE]
+            for n in range(ATTEMPTS):
+                spoofed = {"x-forwarded-for": f"203.0.113.{n}", "x-forwarded-proto": "https"}
+                wrong = client.post("/login", data={"csrf": csrf, "token": "x"}, headers=spoofed)
+                assert wrong.status_code == 401
+            locked = client.post(
+                "/login",
+                data={"csrf": csrf, "token": TOKEN},
+                headers={"x-forwarded-for": "1.2.3.4"},
+            )
+            assert locked.status_code == 429
+
+
+def test_the_description_tells_of_429_when_a_token_is_needed() -> None:
+    assert "429" in description(token=True)["paths"]["/api/log"]["get"]["responses"]
+    assert "429" not in description(token=False)["paths"]["/api/log"]["get"]["responses"]
+
+
 # -- read-only ------------------------------------------------------------------------
 
 
@@ -189,6 +483,8 @@ def test_read_only_still_reads(store: EventStore) -> None:
         {"origin": "null"},
         {"sec-fetch-site": "cross-site"},
         {"sec-fetch-site": "same-site"},
+        {"origin": "https://127.0.0.1"},  # another scheme: another origin
+        {"origin": "http://127.0.0.1:8400"},  # another port
     ],
 )
 def test_a_change_sent_from_another_site_is_refused(
@@ -310,6 +606,42 @@ def test_serve_refuses_to_start_elsewhere_than_loopback_without_a_token(host: st
     )
     assert result.exit_code == 1
     assert "without a token" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_passes_on_its_proxy_and_session_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served: list[Any] = []
+    monkeypatch.setattr("conduit.web.server.serve_forever", lambda app, **where: served.append(app))
+    options = ["--trusted-proxy", "--public-url", PUBLIC, "--session-max-age", "90"]
+    result = CliRunner().invoke(
+        cli, ["--store", "memory://", "serve", *options], env={"CONDUIT_TOKEN": TOKEN}
+    )
+    assert result.exit_code == 0, result.output
+    [app] = served
+    client = TestClient(app, base_url=BASE, follow_redirects=False)
+    response = log_in(
+        client,
+        **{
+            "host": "127.0.0.1:8400",
+            "x-forwarded-host": "events.example.com",
+            "x-forwarded-proto": "https",
+            "origin": PUBLIC,
+        },
+    )
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"].lower()
+    assert "max-age=90" in cookie
+    assert "secure" in cookie
+
+
+def test_serve_refuses_a_public_url_that_is_not_an_origin() -> None:
+    result = CliRunner().invoke(
+        cli, ["--store", "memory://", "serve", "--public-url", PUBLIC + "/conduit"]
+    )
+    assert result.exit_code == 1
+    assert "public_url" in result.output
     assert "Traceback" not in result.output
 
 

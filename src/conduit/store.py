@@ -557,15 +557,36 @@ class EventStore:
 
     # -- parked events and lag -----------------------------------------------
 
-    def parked(self, subscription: str | None = None) -> Iterator[ParkedEvent]:
-        """The events subscriptions gave up on, with their errors, oldest first."""
-        after = 0
-        while True:
-            page = self.backend.parked(subscription=subscription, after=after, limit=self.page_size)
-            yield from page
-            if len(page) < self.page_size:
-                return
-            after = page[-1].id
+    def parked(
+        self, subscription: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> Iterator[ParkedEvent]:
+        """The events subscriptions gave up on, with their errors, oldest first.
+
+        Args:
+            subscription: only the events of this subscription.
+            after: a parked event's id; the list resumes right after it (keyset
+                paging: the engine skips what comes before by its index).
+            limit: stop after this many parked events.
+
+        Raises:
+            InvalidArgument: ``after`` or ``limit`` is not an integer of 0 or more.
+        """
+        if type(after) is not int or after < 0:
+            raise InvalidArgument("after must be a parked event's id (0 or more)", field="after")
+        remaining = _check_limit(limit)
+
+        def pages(after: int, remaining: int | None) -> Iterator[ParkedEvent]:
+            while remaining is None or remaining > 0:
+                size = self.page_size if remaining is None else min(self.page_size, remaining)
+                page = self.backend.parked(subscription=subscription, after=after, limit=size)
+                yield from page
+                if len(page) < size:
+                    return
+                if remaining is not None:
+                    remaining -= len(page)
+                after = page[-1].id
+
+        return pages(after, remaining)
 
     def retry_parked(self, parked_id: int | None = None, *, subscription: str | None = None) -> int:
         """Ask for parked events to be tried again by their subscription's driver.

@@ -48,6 +48,33 @@ def serve(
         bool,
         typer.Option("--read-only", help="Refuse every write and admin action (403)."),
     ] = False,
+    public_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="The URL browsers reach the server at, behind a reverse proxy "
+            "(https://events.example.com); changes are accepted from this origin only. "
+            "Repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        bool,
+        typer.Option(
+            "--trusted-proxy",
+            help="Believe X-Forwarded-Host, X-Forwarded-Proto and X-Forwarded-For: only "
+            "when nothing but the reverse proxy can reach the server.",
+        ),
+    ] = False,
+    session_max_age: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="How long a login in the browser lasts (default: 43200, 12 hours).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the event browser and its JSON API (OpenAPI at /openapi.json).
 
@@ -59,9 +86,11 @@ def serve(
     CONDUIT_URL=sqlite:///events.db conduit serve
     CONDUIT_TOKEN=$(openssl rand -hex 24) conduit --store sqlite:///events.db serve --host 0.0.0.0
     conduit --store postgresql://app@db/app serve --read-only --port 8080
+    conduit serve --trusted-proxy --public-url https://events.example.com
     """
     from conduit.web import create_app
     from conduit.web.server import serve_forever
+    from conduit.web.sessions import DEFAULT_MAX_AGE
 
     url = settings(ctx).store_url
     if not url:
@@ -78,7 +107,14 @@ def serve(
     store = EventStore(url)
     try:
         store.head_position()  # fail now, with one line, if the store cannot be read
-        app = create_app(store, token=token, read_only=read_only)
+        app = create_app(
+            store,
+            token=token,
+            read_only=read_only,
+            public_url=public_url or None,
+            trusted_proxy=trusted_proxy,
+            session_max_age=session_max_age or DEFAULT_MAX_AGE,
+        )
         console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         shown = f"[{host}]" if ":" in host else host
         mode = " (read-only)" if read_only else ""

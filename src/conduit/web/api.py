@@ -7,7 +7,6 @@ Errors are JSON objects ``{"error", "message", "field"}``; see :func:`error_resp
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
 from typing import Any
@@ -289,12 +288,9 @@ def list_parked(request: Request) -> Response:
     query = request.query_params
     subscription = params.text(query, "subscription", max_length=200)
     after = params.integer(query, "after", default=0)
+    assert after is not None
     limit = params.limit(query)
-    found = itertools.islice(
-        (item for item in store_of(request).parked(subscription) if item.id > (after or 0)),
-        limit + 1,
-    )
-    items = list(found)
+    items = list(store_of(request).parked(subscription, after=after, limit=limit + 1))
     page = items[:limit]
     return JSONResponse(
         {

@@ -20,8 +20,11 @@ from conduit.store import EventStore
 from conduit.web import api, login, pages
 from conduit.web.api import UnsupportedMediaType, error_response
 from conduit.web.auth import CsrfRefused, Guard, is_api
+from conduit.web.limiter import LoginLimiter
 from conduit.web.openapi import description, openapi
+from conduit.web.proxy import public_origins
 from conduit.web.render import environment, page
+from conduit.web.sessions import DEFAULT_MAX_AGE, Sessions
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -37,6 +40,10 @@ def create_app(
     token: str | None = None,
     read_only: bool = False,
     allowed_hosts: Sequence[str] | None = None,
+    public_url: str | Sequence[str] | None = None,
+    trusted_proxy: bool = False,
+    session_max_age: int = DEFAULT_MAX_AGE,
+    session_secret: bytes | None = None,
 ) -> Starlette:
     """The event browser and its JSON API over ``store``, as an ASGI application.
 
@@ -44,19 +51,44 @@ def create_app(
         store: the store to show; the application reads and writes only
             through its public API, and does not close it.
         token: when given, every request needs it (``Authorization: Bearer``
-            or the cookie the login form sets).
+            or the session cookie the login form sets).
         read_only: refuse every write and admin action with 403.
         allowed_hosts: the host names the server answers to (``Host``
             header). By default: only loopback names (``localhost``,
             ``127.0.0.1``, ``::1``) without a token, which defeats DNS
             rebinding; any host with a token. ``"loopback"`` stands for the
-            loopback names, ``"*"`` for any.
+            loopback names, ``"*"`` for any. The hosts of ``public_url`` are
+            always answered.
+        public_url: the URL (or URLs) browsers reach the server at, such as
+            ``https://events.example.com`` behind a reverse proxy. A change a
+            browser sends is accepted only from these origins. By default:
+            from the origin the request was addressed to (``Host``, or the
+            forwarded host and scheme of a trusted proxy).
+        trusted_proxy: believe ``X-Forwarded-Host``, ``X-Forwarded-Proto``
+            and ``X-Forwarded-For`` (the last value of each): only for a
+            server that nothing but the proxy can reach.
+        session_max_age: seconds a browser's login lasts.
+        session_secret: the secret session cookies are signed with (at least
+            16 bytes), for several processes that share their sessions. By
+            default a random one: a restart ends every session.
 
     Raises:
-        InvalidArgument: an empty token.
+        InvalidArgument: an empty token, a ``public_url`` that is not an
+            origin, a ``session_max_age`` below 1 or a short ``session_secret``.
     """
     if token is not None and not token.strip():
         raise InvalidArgument("token: an empty token protects nothing", field="token")
+    if type(session_max_age) is not int or session_max_age < 1:
+        raise InvalidArgument(
+            "session_max_age: a number of seconds, 1 or more", field="session_max_age"
+        )
+    if session_secret is not None and len(session_secret) < 16:
+        raise InvalidArgument("session_secret: at least 16 random bytes", field="session_secret")
+    origins = public_origins(public_url)
+    sessions = (
+        None if token is None else Sessions(token, max_age=session_max_age, secret=session_secret)
+    )
+    limiter = LoginLimiter()
     templates = Jinja2Templates(env=environment())
     app = Starlette(
         routes=[
@@ -67,7 +99,16 @@ def create_app(
             Mount("/static", StaticFiles(packages=[("conduit.web", "static")]), name="static"),
         ],
         middleware=[
-            Middleware(Guard, token=token, read_only=read_only, allowed_hosts=allowed_hosts)
+            Middleware(
+                Guard,
+                token=token,
+                read_only=read_only,
+                allowed_hosts=allowed_hosts,
+                sessions=sessions,
+                limiter=limiter,
+                public_origins=origins,
+                trusted_proxy=trusted_proxy,
+            )
         ],
         exception_handlers={ConduitError: _conduit_error, HTTPException: _http_error},
         max_body_size=MAX_BODY,
@@ -77,6 +118,8 @@ def create_app(
     app.state.token = token
     app.state.token_required = token is not None
     app.state.read_only = read_only
+    app.state.sessions = sessions
+    app.state.login_limiter = limiter
     app.state.openapi = description(token=token is not None)
     app.state.stopping = threading.Event()  # set on shutdown: live tails end
     return app

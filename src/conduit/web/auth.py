@@ -2,18 +2,24 @@
 
 :class:`Guard` is ASGI middleware in front of every route. In order, it
 
-1. refuses a ``Host`` header it does not trust (without a token, only the
-   loopback names: a page on another site that rebinds its DNS name to
-   127.0.0.1 gets nothing);
-2. refuses a state-changing request (``POST``, ``PUT``, ``PATCH``,
-   ``DELETE``) that a browser marks as sent by another site (``Origin`` or
-   ``Sec-Fetch-Site``);
-3. with a token, refuses a request without it: an ``Authorization: Bearer``
-   header, or the cookie the login form sets (``/login`` and ``/static/``
-   excepted, so that the login form can be shown);
-4. in read-only mode, refuses every state-changing request but logging in
+1. behind a trusted proxy, takes the scheme and the client's address from
+   ``X-Forwarded-Proto`` and ``X-Forwarded-For`` (:mod:`conduit.web.proxy`);
+2. refuses a host it does not trust (``Host``, or ``X-Forwarded-Host`` from a
+   trusted proxy; without a token, only the loopback names and the public
+   URL's: a page on another site that rebinds its DNS name to 127.0.0.1 gets
+   nothing);
+3. refuses a state-changing request (``POST``, ``PUT``, ``PATCH``,
+   ``DELETE``) that a browser marks as sent by another site: ``Sec-Fetch-Site``,
+   or an ``Origin`` that is not the public URL's (by default: the origin the
+   request was addressed to);
+4. with a token, refuses a request without it: an ``Authorization: Bearer``
+   header, or a live session cookie (:mod:`conduit.web.sessions`) that the
+   login form sets (``/login`` and ``/static/`` excepted, so that the login
+   form can be shown); a client that sent too many wrong tokens is answered
+   429 (:mod:`conduit.web.limiter`);
+5. in read-only mode, refuses every state-changing request but logging in
    and out, with 403;
-5. adds security headers to every answer (a content security policy that
+6. adds security headers to every answer (a content security policy that
    allows no inline script, no framing, no sniffing).
 
 Forms of the browser also carry a CSRF token (:func:`csrf_token`,
@@ -23,7 +29,6 @@ the form must repeat.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -37,6 +42,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conduit.errors import InvalidArgument
+from conduit.web.limiter import LoginLimiter
+from conduit.web.proxy import (
+    client_address,
+    forwarded_scope,
+    normalize_origin,
+    request_host,
+    request_origin,
+)
+from conduit.web.sessions import Sessions
 
 __all__ = [
     "CSRF_COOKIE",
@@ -47,8 +61,8 @@ __all__ = [
     "is_api",
     "remember_csrf",
     "safe_next",
-    "session_value",
     "token_matches",
+    "too_many_attempts",
 ]
 
 SESSION_COOKIE = "conduit_session"
@@ -70,11 +84,6 @@ SECURITY_HEADERS = [
 ]
 
 
-def session_value(token: str) -> str:
-    """The login cookie's value: derived from the token, so the cookie never holds it."""
-    return hmac.new(token.encode(), b"conduit browser session v1", hashlib.sha256).hexdigest()
-
-
 def token_matches(token: str, given: str) -> bool:
     """Compare in constant time."""
     return hmac.compare_digest(token.encode(), given.encode())
@@ -86,7 +95,19 @@ def is_api(path: str) -> bool:
 
 
 class Guard:
-    """ASGI middleware: trusted hosts, cross-site requests, the token, read-only mode."""
+    """ASGI middleware: trusted hosts, cross-site requests, the token, read-only mode.
+
+    Args:
+        app: the application it guards.
+        token: the token every request needs, or ``None``.
+        read_only: refuse every change.
+        allowed_hosts: see :func:`conduit.web.create_app`.
+        sessions: the session cookies (with a token).
+        limiter: counts wrong tokens per client.
+        public_origins: the origins browsers reach the server at; empty: the
+            origin each request was addressed to.
+        trusted_proxy: believe ``X-Forwarded-Host``, ``-Proto`` and ``-For``.
+    """
 
     def __init__(
         self,
@@ -95,19 +116,31 @@ class Guard:
         token: str | None,
         read_only: bool,
         allowed_hosts: Sequence[str] | None,
+        sessions: Sessions | None,
+        limiter: LoginLimiter,
+        public_origins: frozenset[str] = frozenset(),
+        trusted_proxy: bool = False,
     ) -> None:
         self.app = app
         self.token = token
         self.read_only = read_only
-        self.session = None if token is None else session_value(token)
+        self.sessions = sessions
+        self.limiter = limiter
+        self.public_origins = public_origins
+        self.trusted_proxy = trusted_proxy
         if allowed_hosts is None:
             allowed_hosts = ["*"] if token is not None else ["loopback"]
-        self.allowed_hosts = [host.lower() for host in allowed_hosts]
+        public_hosts = [_hostname(origin.partition("://")[2]) for origin in public_origins]
+        self.allowed_hosts = [host.lower() for host in allowed_hosts] + [
+            host for host in public_hosts if host is not None
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        if self.trusted_proxy:
+            scope = forwarded_scope(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -125,20 +158,44 @@ class Guard:
         headers = Headers(scope=scope)
         path: str = scope["path"]
         method: str = scope.get("method", "GET")
-        if not self._host_allowed(headers.get("host", "")):
+        host = request_host(headers, trusted_proxy=self.trusted_proxy)
+        if not self._host_allowed(host):
             return _refuse(path, 400, "untrusted_host", "This server does not answer to that host.")
-        if method in UNSAFE_METHODS and _cross_site(headers):
+        if method in UNSAFE_METHODS and self._cross_site(headers, scope["scheme"], host):
             return _refuse(
                 path, 403, "cross_site", "A change requested from another site is refused."
             )
         needs_token = (
             self.token is not None and path != "/login" and not path.startswith(OPEN_PATHS)
         )
-        if needs_token and not self._authenticated(headers):
-            return self._unauthenticated(scope, path, method)
+        if needs_token:
+            refused = self._credentials_refusal(scope, headers, path, method)
+            if refused is not None:
+                return refused
         if self.read_only and method in UNSAFE_METHODS and path not in ("/login", "/logout"):
             return _refuse(path, 403, "read_only", "This server is read-only: --read-only.")
         return None
+
+    def _credentials_refusal(
+        self, scope: Scope, headers: Headers, path: str, method: str
+    ) -> Response | None:
+        assert self.token is not None
+        assert self.sessions is not None
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and given.strip():
+            # A token is a guess until it matches: counted, and refused when too many failed.
+            client = client_address(scope)
+            wait = self.limiter.retry_after(client)
+            if wait is not None:
+                return too_many_attempts(path, wait)
+            if token_matches(self.token, given.strip()):
+                return None
+            self.limiter.failed(client)
+            return self._unauthenticated(scope, path, method)
+        cookie = Request({"type": "http", "headers": headers.raw}).cookies.get(SESSION_COOKIE)
+        if cookie is not None and self.sessions.valid(cookie):
+            return None
+        return self._unauthenticated(scope, path, method)
 
     def _unauthenticated(self, scope: Scope, path: str, method: str) -> Response:
         if is_api(path) or method != "GET":
@@ -153,14 +210,21 @@ class Guard:
             status_code=303, headers={"location": f"/login?next={quote(target, safe='')}"}
         )
 
-    def _authenticated(self, headers: Headers) -> bool:
-        assert self.token is not None
-        assert self.session is not None
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and given and token_matches(self.token, given.strip()):
+    def _cross_site(self, headers: Headers, scheme: str, host: str) -> bool:
+        # Browsers send Sec-Fetch-Site (and Origin) with every POST; other clients
+        # (curl, scripts) send neither and are judged by the token alone.
+        site = headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
             return True
-        cookie = Request({"type": "http", "headers": headers.raw}).cookies.get(SESSION_COOKIE)
-        return cookie is not None and token_matches(self.session, cookie)
+        origin = headers.get("origin")
+        if origin is None:
+            return False
+        given = normalize_origin(origin)
+        if given is None:  # "null": a sandboxed frame, a redirect from elsewhere, a file
+            return True
+        if self.public_origins:
+            return given not in self.public_origins
+        return given != request_origin(scheme, host)
 
     def _host_allowed(self, host: str) -> bool:
         if "*" in self.allowed_hosts:
@@ -173,6 +237,18 @@ class Guard:
         return name in self.allowed_hosts
 
 
+def too_many_attempts(path: str, wait: int) -> Response:
+    """429, with ``Retry-After``: the client sent too many wrong tokens of late."""
+    response = _refuse(
+        path,
+        429,
+        "too_many_attempts",
+        f"Too many wrong tokens from this address: try again in {wait} s.",
+    )
+    response.headers["retry-after"] = str(wait)
+    return response
+
+
 def _refuse(path: str, status: int, error: str, message: str) -> Response:
     if is_api(path):
         body = json.dumps({"error": error, "message": message, "field": None})
@@ -182,19 +258,6 @@ def _refuse(path: str, status: int, error: str, message: str) -> Response:
         status_code=status,
         media_type="text/html",
     )
-
-
-def _cross_site(headers: Headers) -> bool:
-    # Browsers send Sec-Fetch-Site (and Origin) with every POST; other clients
-    # (curl, scripts) send neither and are judged by the token alone.
-    site = headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return True
-    origin = headers.get("origin")
-    if origin is None:
-        return False
-    parts = urlsplit(origin)
-    return parts.netloc.lower() != headers.get("host", "").lower()
 
 
 def _hostname(host: str) -> str | None:

@@ -83,6 +83,7 @@ def _operation(
     answers["400"] = _error("A Host header this server does not trust.")
     if token:
         answers["401"] = _error("No token, or another one.")
+        answers["429"] = _error("Too many wrong tokens from this address; see Retry-After.")
     if writes:
         answers["403"] = _error("The server is read-only, or the request came from another site.")
     answers.setdefault("422", _error("A parameter is not valid; field names it."))

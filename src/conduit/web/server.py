@@ -55,6 +55,9 @@ def _server(app: Starlette, host: str, port: int) -> _Server:
         lifespan="off",
         timeout_graceful_shutdown=2,
         server_header=False,
+        # uvicorn would believe X-Forwarded-For and -Proto from 127.0.0.1 by default;
+        # the application does, and only when told the proxy is trusted.
+        proxy_headers=False,
     )
     return _Server(config, app.state.stopping)
 
