@@ -126,6 +126,8 @@ class PostgresBackend(PostgresSubscriptions):
     """
 
     scheme = "postgresql"
+    leases_expire = False
+    """Leases are session advisory locks: they ignore ``ttl`` and end with the session."""
 
     def __init__(
         self,
