@@ -250,6 +250,24 @@ def test_data_is_stored_as_exact_json_text_that_sql_can_query(
     assert pg_store.get("s")[0].data == data
 
 
+def test_a_released_lease_is_free_before_release_returns(
+    pg_store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = pg_store.backend
+    assert isinstance(backend, PostgresBackend)
+    assert backend.try_lease("ledger", "worker-a", 60) is True
+    session = backend._leases[("ledger", "worker-a")]
+    # The server ends a closed session in its own time: keep this one open, as
+    # a slow server would, to see that releasing does not count on it.
+    monkeypatch.setattr(session, "close", lambda: None)
+    backend.release_lease("ledger", "worker-a")
+    try:
+        assert backend.try_lease("ledger", "worker-b", 60) is True
+    finally:
+        monkeypatch.undo()
+        session.close()
+
+
 def test_the_same_store_reads_its_own_push_while_an_older_transaction_commits_later(
     postgres_url: str, pg_store: EventStore
 ) -> None:

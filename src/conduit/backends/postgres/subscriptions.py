@@ -8,6 +8,7 @@ another driver takes over at once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -150,8 +151,14 @@ class PostgresSubscriptions:
     def _drop_lease(self, key: tuple[str, str]) -> None:
         with self._leases_lock:
             conn = self._leases.pop(key, None)
-        if conn is not None:
-            conn.close()  # ending the session releases its advisory locks
+        if conn is None:
+            return
+        # Unlock before closing: the server ends a closed session in its own
+        # time, and until it has, another driver would still find the lock held.
+        if not conn.closed and not conn.broken:
+            with contextlib.suppress(psycopg.Error):  # if gone, its locks went with it
+                conn.execute(self._subs().leader_unlock, (f"{self.schema}:{key[0]}",))
+        conn.close()
 
     def _close_leases(self) -> None:
         self._closing.set()
