@@ -7,8 +7,10 @@ tests pin what the engine adds on top of it.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -17,6 +19,7 @@ import pytest
 
 from conduit import BackendError, ConfigurationError, EventStore, SchemaError
 from conduit.backends.postgres.backend import PostgresBackend
+from conduit.backends.postgres.sql import Statements
 
 pytestmark = pytest.mark.postgres
 
@@ -268,16 +271,70 @@ def test_a_released_lease_is_free_before_release_returns(
         session.close()
 
 
+@contextmanager
+def an_older_writer_that_commits_once_the_store_waits(url: str) -> Iterator[threading.Event]:
+    """A transaction with an id, open before what the block pushes, holding the
+    reader horizon back; it commits once a session of the database asks for the
+    horizon (a store waiting for its own push), never before.
+
+    Yields the event set when that wait was seen. Bounded: the transaction
+    commits anyway when the block ends.
+    """
+    horizon = Statements("any").horizon
+    holder = psycopg.connect(url)
+    holder.execute("SELECT pg_current_xact_id()")
+    seen, done = threading.Event(), threading.Event()
+
+    def commit_once_waited_for() -> None:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not done.is_set() and time.monotonic() < deadline:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> %s AND query = %s",
+                    (holder.info.backend_pid, horizon),
+                ).fetchone()
+                if row and row[0]:
+                    seen.set()
+                    break
+                time.sleep(0.005)
+        holder.commit()
+
+    committer = threading.Thread(target=commit_once_waited_for, daemon=True)
+    committer.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        committer.join(60)
+        holder.close()
+
+
 def test_the_same_store_reads_its_own_push_while_an_older_transaction_commits_later(
     postgres_url: str, pg_store: EventStore
 ) -> None:
-    with psycopg.connect(postgres_url) as other:
-        other.execute("SELECT pg_current_xact_id()")  # an older writer, still open
-        timer = threading.Timer(0.3, other.commit)
-        timer.start()
+    with an_older_writer_that_commits_once_the_store_waits(postgres_url) as waited:
         event = pg_store.push("thing_happened", "s", {})
         assert [e.id for e in pg_store.read_all()] == [event.id]
-        timer.join()
+    assert waited.is_set()
+
+
+def test_count_after_counts_the_stores_own_push_while_an_older_transaction_commits_later(
+    postgres_url: str, pg_store: EventStore
+) -> None:
+    with an_older_writer_that_commits_once_the_store_waits(postgres_url) as waited:
+        pg_store.push("thing_happened", "s", {})
+        assert pg_store.backend.count_after(0, names=None) == 1
+    assert waited.is_set()
+
+
+def test_first_position_since_finds_the_stores_own_push_while_an_older_transaction_commits_later(
+    postgres_url: str, pg_store: EventStore
+) -> None:
+    with an_older_writer_that_commits_once_the_store_waits(postgres_url) as waited:
+        event = pg_store.push("thing_happened", "s", {})
+        assert pg_store.backend.first_position_since(event.recorded_at) == event.position
+    assert waited.is_set()
 
 
 def test_transactions_that_started_after_the_push_do_not_hold_its_reader_back(

@@ -453,12 +453,14 @@ class PostgresBackend(PostgresSubscriptions):
         return int(row[0]) if row else 0
 
     def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+        self._wait_for_own_writes()
         sql = self.sql.count_after(names=names is not None)
         params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
         row = self._run(lambda conn: conn.run(sql, params).fetchone())
         return int(row[0]) if row else 0
 
     def first_position_since(self, since: datetime) -> int | None:
+        self._wait_for_own_writes()
         sql = self.sql.first_position_since
         row = self._run(lambda conn: conn.run(sql, (since,)).fetchone())
         return None if row is None or row[0] is None else int(row[0])
