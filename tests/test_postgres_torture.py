@@ -2,7 +2,7 @@
 
 The global log must hold every event once, keep each stream's versions in
 order, and never let a reader that resumes after the last position it saw
-pass an event that commits later (DESIGN.md §3). Each test is bounded in
+pass an event that commits later (docs/design.md §3.3). Each test is bounded in
 time: every loop has a deadline, and children still running at the end are
 killed. Nothing here asserts on speed.
 """

@@ -1,7 +1,7 @@
 """The PostgreSQL engine, on psycopg 3 and psycopg_pool.
 
 Writers to different streams never wait for each other; the global log stays
-gap-free without serializing them (DESIGN.md §3, docs/postgresql.md):
+gap-free without serializing them (docs/design.md §3.3, docs/postgresql.md):
 
 - an append is one call of the schema's ``append_event`` (one event) or
   ``append_batch`` function, in one autocommitted statement: it takes the
