@@ -3,6 +3,7 @@
 SQLite older than 3.35 runs the same kit in tests/test_sqlite_before_3_35.py.
 """
 
+import importlib
 import inspect
 import pkgutil
 from types import ModuleType
@@ -31,8 +32,6 @@ def _tests_defined_in(module: ModuleType) -> set[str]:
 
 
 def _kit_test_modules() -> list[ModuleType]:
-    import importlib
-
     return [
         importlib.import_module(f"conduit.testing.{info.name}")
         for info in pkgutil.iter_modules(conduit.testing.__path__)
