@@ -234,7 +234,7 @@ def _check_count(name: str, label: str, read: Callable[[], int], expected: int, 
     """Insist that a read returns every event, waiting (bounded) for the reader horizon.
 
     Conduit's global log stops below the oldest transaction open anywhere on
-    the server (DESIGN.md §3): another session's long transaction holds it back.
+    the server (docs/design.md §3.3): another session's long transaction holds it back.
     """
     deadline = time.monotonic() + HORIZON_WAIT
     while (found := read()) != expected:

@@ -152,7 +152,7 @@ def settled_log(store: EventStore, timeout: float = 60.0) -> list[Event]:
     """The global log, once every event recorded in the streams shows in it.
 
     On PostgreSQL an event shows in the log once every older transaction of
-    the server has ended (DESIGN.md §3); other test runs sharing the server
+    the server has ended (docs/design.md §3.3); other test runs sharing the server
     may hold that horizon back for a moment.
     """
     expected = sum(info.version for info in store.streams())

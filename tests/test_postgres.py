@@ -7,8 +7,10 @@ tests pin what the engine adds on top of it.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -17,6 +19,8 @@ import pytest
 
 from conduit import BackendError, ConfigurationError, EventStore, SchemaError
 from conduit.backends.postgres.backend import PostgresBackend
+from conduit.backends.postgres.sql import Statements
+from conduit.testing.waits import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -250,16 +254,84 @@ def test_data_is_stored_as_exact_json_text_that_sql_can_query(
     assert pg_store.get("s")[0].data == data
 
 
+def test_a_released_lease_is_free_before_release_returns(
+    postgres_url: str, pg_store: EventStore, schema: str
+) -> None:
+    backend = pg_store.backend
+    assert isinstance(backend, PostgresBackend)
+    with EventStore(postgres_url, schema=schema) as other:
+        assert backend.try_lease("ledger", "worker-a", 60) is True
+        assert other.backend.try_lease("ledger", "worker-b", 60) is False
+        # The session holding the lease stays open (it holds every lease of
+        # this engine): releasing must unlock, not count on a session's end.
+        backend.release_lease("ledger", "worker-a")
+        assert other.backend.try_lease("ledger", "worker-b", 60) is True
+
+
+@contextmanager
+def an_older_writer_that_commits_once_the_store_waits(url: str) -> Iterator[threading.Event]:
+    """A transaction with an id, open before what the block pushes, holding the
+    reader horizon back; it commits once a session of the database asks for the
+    horizon (a store waiting for its own push), never before.
+
+    Yields the event set when that wait was seen. Bounded: the transaction
+    commits anyway when the block ends.
+    """
+    horizon = Statements("any").horizon
+    holder = psycopg.connect(url)
+    holder.execute("SELECT pg_current_xact_id()")
+    seen, done = threading.Event(), threading.Event()
+
+    def commit_once_waited_for() -> None:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not done.is_set() and time.monotonic() < deadline:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> %s AND query = %s",
+                    (holder.info.backend_pid, horizon),
+                ).fetchone()
+                if row and row[0]:
+                    seen.set()
+                    break
+                time.sleep(0.005)
+        holder.commit()
+
+    committer = threading.Thread(target=commit_once_waited_for, daemon=True)
+    committer.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        committer.join(60)
+        holder.close()
+
+
 def test_the_same_store_reads_its_own_push_while_an_older_transaction_commits_later(
     postgres_url: str, pg_store: EventStore
 ) -> None:
-    with psycopg.connect(postgres_url) as other:
-        other.execute("SELECT pg_current_xact_id()")  # an older writer, still open
-        timer = threading.Timer(0.3, other.commit)
-        timer.start()
+    with an_older_writer_that_commits_once_the_store_waits(postgres_url) as waited:
         event = pg_store.push("thing_happened", "s", {})
         assert [e.id for e in pg_store.read_all()] == [event.id]
-        timer.join()
+    assert waited.is_set()
+
+
+def test_count_after_counts_the_stores_own_push_while_an_older_transaction_commits_later(
+    postgres_url: str, pg_store: EventStore
+) -> None:
+    with an_older_writer_that_commits_once_the_store_waits(postgres_url) as waited:
+        pg_store.push("thing_happened", "s", {})
+        assert pg_store.backend.count_after(0, names=None) == 1
+    assert waited.is_set()
+
+
+def test_first_position_since_finds_the_stores_own_push_while_an_older_transaction_commits_later(
+    postgres_url: str, pg_store: EventStore
+) -> None:
+    with an_older_writer_that_commits_once_the_store_waits(postgres_url) as waited:
+        event = pg_store.push("thing_happened", "s", {})
+        assert pg_store.backend.first_position_since(event.recorded_at) == event.position
+    assert waited.is_set()
 
 
 def test_transactions_that_started_after_the_push_do_not_hold_its_reader_back(
@@ -286,7 +358,12 @@ def test_an_open_older_transaction_holds_other_readers_at_the_horizon_until_it_e
             assert [e.id for e in reader.read_all(after=first.position)] == []
             assert reader.get("s")[-1].id == second.id  # stream reads are not held back
             other.commit()
-        assert [e.id for e in reader.read_all(after=first.position)] == [second.id]
+        # Other transactions of the cluster (other tests' processes) hold the
+        # horizon too: the event shows once they are done.
+        eventually(
+            lambda: [e.id for e in reader.read_all(after=first.position)] == [second.id],
+            "the event shows once the older transaction committed",
+        )
 
 
 def test_positions_grow_with_the_writer_transaction_ids(pg_store: EventStore) -> None:

@@ -224,7 +224,7 @@ def test_checkpoint_survives_a_new_store_and_projection(
     before = record_many(store, 4)
     store.unsubscribe(subscription)
     after = [record(store, "account-x", 100 + n) for n in range(3)]
-    store.head_position()  # what this store pushed is visible to others (DESIGN.md §3)
+    store.head_position()  # what this store pushed is visible to others (docs/design.md §3.3)
 
     again = Ledger(projection.engine)
     make_store().subscribe(again)

@@ -2,7 +2,7 @@
 
 A named subscription keeps a checkpoint and receives every event after it,
 in global-log order, dispatched to ``on_<event name>`` and ``on_event``
-(DESIGN.md §4). Every test runs on memory, SQLite and PostgreSQL through the
+(docs/design.md §4). Every test runs on memory, SQLite and PostgreSQL through the
 ``store`` / ``make_store`` fixtures, with no engine-specific branch.
 """
 
@@ -80,7 +80,7 @@ def settle(store: EventStore) -> None:
     """Return once every store sees what ``store`` pushed.
 
     On PostgreSQL another store object sees an event only once the server's
-    reader horizon has passed it (DESIGN.md §3); the pushing store waits for
+    reader horizon has passed it (docs/design.md §3.3); the pushing store waits for
     that when it reads.
     """
     store.head_position()

@@ -207,7 +207,7 @@ def push_events(store: EventStore, count: int, rng: random.Random, streams: int 
         events, total = expected.get(stream, (0, 0))
         expected[stream] = (events + size, total + sum(values))
         pushed += size
-    store.head_position()  # visible to every reader before the workers look (DESIGN.md §3)
+    store.head_position()  # visible to every reader before the workers look (docs/design.md §3.3)
     return expected
 
 

@@ -200,6 +200,8 @@ class Backend(Protocol):
 
         Renewing before ``ttl`` seconds pass keeps the lease; a holder that
         dies loses it (PostgreSQL: with its session; others: after ``ttl``).
+        An engine whose leases ignore ``ttl`` says so with a class attribute
+        ``leases_expire = False`` (see :mod:`conduit.testing.contract_leases`).
         """
         ...
 

@@ -2,7 +2,7 @@
 
 Each run of consecutive events of one stream becomes one ``push_many`` with
 the events' ids and recorded times, and the expected version that gives them
-their versions. Idempotency (DESIGN.md §3) does the rest: a batch whose ids
+their versions. Idempotency (docs/design.md §3.5) does the rest: a batch whose ids
 are already recorded in its stream returns the recorded events and adds
 nothing, so an import or copy may run again after an interruption.
 """

@@ -4,7 +4,7 @@ All three keep what makes a store the same store: event ids, stream ids (and
 whether each is a UUID), versions, names, data, metadata, recorded times and
 the order of the global log. Positions are the target's own.
 
-Writing relies on idempotency (DESIGN.md §3): a batch whose event ids are
+Writing relies on idempotency (docs/design.md §3.5): a batch whose event ids are
 already recorded in its stream returns the recorded events and adds nothing.
 So importing a file twice adds nothing, and a copy that was interrupted can
 simply run again; it also starts where the target's copy of the log ends.

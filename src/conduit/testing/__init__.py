@@ -1,11 +1,25 @@
 """The contract test kit: the tests every storage engine must pass, unchanged.
 
 Conduit's engines (memory, SQLite, PostgreSQL) all prove themselves with this
-one suite, and so does yours. It pins what users rely on: what ``push``
-returns, expected versions, atomic batches, idempotent retries, reading a
-stream and the global log page by page, listeners, and the promise that data
-either comes back exactly as it was given or is refused with
-:class:`~conduit.errors.InvalidEvent` before anything is written.
+one suite, and so does yours. It is one lint per role of the
+:class:`~conduit.backends.base.Backend` protocol, each a module of small
+tests named after the one behaviour they pin:
+
+- :mod:`conduit.testing.lint_log` — the log: ``append``, ``read_stream``,
+  ``read_all``, ``stream_version``, ``streams``, ``head_position``,
+  ``count_after``, ``first_position_since``, ``read_event`` and
+  ``rewrite_events``. What ``push`` returns, expected versions, atomic
+  batches, idempotent retries, paging, listeners, concurrent writers, and
+  data that comes back exactly or is refused with
+  :class:`~conduit.errors.InvalidEvent` before anything is written.
+- :mod:`conduit.testing.lint_subscriptions` — checkpoints
+  (``load_checkpoint``, ``save_checkpoint`` and its compare-and-set,
+  ``checkpoints``) and parked events (``park``, ``parked``,
+  ``request_retry``, ``unpark``).
+- :mod:`conduit.testing.lint_leases` — ``try_lease`` and ``release_lease``.
+- :mod:`conduit.testing.lint_snapshots` — ``save_snapshot`` and
+  ``load_snapshot``.
+- :mod:`conduit.testing.contract` — all four.
 
 How to use it, in your engine's test suite:
 
@@ -35,16 +49,33 @@ How to use it, in your engine's test suite:
            # A store with nothing in it.
            return make_store()
 
-2. In a test module, import the kit::
+2. In a test module, import the whole kit, or the lints of the roles your
+   engine plays (an engine that keeps no snapshots leaves out
+   ``lint_snapshots``; the store then must not be asked for snapshots)::
 
        from conduit.testing.contract import *  # noqa: F403
 
+       # or, role by role:
+       from conduit.testing.lint_log import *  # noqa: F403
+       from conduit.testing.lint_subscriptions import *  # noqa: F403
+       from conduit.testing.lint_leases import *  # noqa: F403
+
    pytest collects every ``test_*`` function imported into the module.
 
+3. Declare what your engine's leases do when their holder dies, as a class
+   attribute of its backend: nothing (or ``leases_expire = True``) when a
+   lease not renewed within its ``ttl`` is free for another owner, as on
+   SQLite; ``leases_expire = False`` when leases ignore ``ttl`` and end with
+   the holder's session, as PostgreSQL's session advisory locks. The lease
+   lints of the other kind are skipped, with that reason.
+
 The kit needs ``pytest`` and ``hypothesis``. It sets ``store.page_size`` on the
-stores it is given, to read across page boundaries with few events, and it
-never looks at the store's backend: an engine passes by behaving, not by
-being of some type.
+stores it is given, to read across page boundaries with few events. The log's
+lint works through the store, as users do; the other lints, and the log
+methods the store does not reach, call ``store.backend`` directly. No lint
+looks at the backend's type: an engine passes by behaving, not by being of
+some type. Tests that need time wait for a condition with a deadline
+(:mod:`conduit.testing.waits`), never for a fixed delay.
 """
 
 import pytest
@@ -58,5 +89,15 @@ pytest.register_assert_rewrite(
     "conduit.testing.contract_input",
     "conduit.testing.contract_listeners",
     "conduit.testing.contract_concurrency",
+    "conduit.testing.contract_log",
+    "conduit.testing.contract_checkpoints",
+    "conduit.testing.contract_parking",
+    "conduit.testing.contract_leases",
+    "conduit.testing.contract_snapshots",
+    "conduit.testing.lint_log",
+    "conduit.testing.lint_subscriptions",
+    "conduit.testing.lint_leases",
+    "conduit.testing.lint_snapshots",
     "conduit.testing.support",
+    "conduit.testing.waits",
 )

@@ -1,4 +1,5 @@
-"""The whole contract suite, to import into an engine's test module.
+"""The whole contract suite, every lint of :mod:`conduit.testing`, to import into an
+engine's test module.
 
 ::
 
@@ -9,23 +10,13 @@ The tests need two fixtures from the importing suite's conftest: ``store``
 EventStores over the same storage); see :mod:`conduit.testing`.
 """
 
-from conduit.testing import (
-    contract_append,
-    contract_concurrency,
-    contract_input,
-    contract_listeners,
-    contract_read,
-)
-from conduit.testing.contract_append import *  # noqa: F403
-from conduit.testing.contract_concurrency import *  # noqa: F403
-from conduit.testing.contract_input import *  # noqa: F403
-from conduit.testing.contract_listeners import *  # noqa: F403
-from conduit.testing.contract_read import *  # noqa: F403
+from conduit.testing import lint_leases, lint_log, lint_snapshots, lint_subscriptions
+from conduit.testing.lint_leases import *  # noqa: F403
+from conduit.testing.lint_log import *  # noqa: F403
+from conduit.testing.lint_snapshots import *  # noqa: F403
+from conduit.testing.lint_subscriptions import *  # noqa: F403
 
-__all__ = [
-    *contract_append.__all__,
-    *contract_concurrency.__all__,
-    *contract_input.__all__,
-    *contract_listeners.__all__,
-    *contract_read.__all__,
-]
+LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots]
+"""One lint per role of the Backend protocol."""
+
+__all__ = [name for lint in LINTS for name in lint.__all__]

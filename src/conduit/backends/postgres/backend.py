@@ -1,7 +1,7 @@
 """The PostgreSQL engine, on psycopg 3 and psycopg_pool.
 
 Writers to different streams never wait for each other; the global log stays
-gap-free without serializing them (DESIGN.md §3, docs/postgresql.md):
+gap-free without serializing them (docs/design.md §3.3, docs/postgresql.md):
 
 - an append is one call of the schema's ``append_event`` (one event) or
   ``append_batch`` function, in one autocommitted statement: it takes the
@@ -126,6 +126,8 @@ class PostgresBackend(PostgresSubscriptions):
     """
 
     scheme = "postgresql"
+    leases_expire = False
+    """Leases are session advisory locks: they ignore ``ttl`` and end with the session."""
 
     def __init__(
         self,
@@ -480,12 +482,14 @@ class PostgresBackend(PostgresSubscriptions):
         return int(row[0]) if row else 0
 
     def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+        self._wait_for_own_writes()
         sql = self.sql.count_after(names=names is not None)
         params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
         row = self._run(lambda conn: conn.run(sql, params).fetchone())
         return int(row[0]) if row else 0
 
     def first_position_since(self, since: datetime) -> int | None:
+        self._wait_for_own_writes()
         sql = self.sql.first_position_since
         row = self._run(lambda conn: conn.run(sql, (since,)).fetchone())
         return None if row is None or row[0] is None else int(row[0])
