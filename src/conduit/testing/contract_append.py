@@ -21,6 +21,7 @@ from conduit.testing.support import snapshot
 __all__ = [
     "test_a_naive_recorded_at_is_refused",
     "test_camel_case_names_are_stored_snake_case",
+    "test_changing_a_returned_event_changes_nothing_stored",
     "test_duplicate_id_inside_one_batch_raises_and_writes_nothing",
     "test_empty_push_many_still_checks_the_expected_version",
     "test_event_id_may_be_given_as_uuid_text",
@@ -366,3 +367,30 @@ def test_empty_push_many_still_checks_the_expected_version(store: EventStore) ->
         store.push_many("s", [], expected_version=3)
     with pytest.raises(InvalidEvent):
         store.push_many("s", [], expected_version=-1)
+
+
+def test_changing_a_returned_event_changes_nothing_stored(store: EventStore) -> None:
+    def data() -> dict[str, Any]:
+        return {"tags": ["a"], "address": {"zip": "1234"}}
+
+    pushed = store.push("thing_happened", "s", data(), metadata={"user": {"name": "kris"}})
+    [batch] = store.push_many("s", [("thing_happened", data(), {"user": {"name": "kris"}})])
+    given = [
+        pushed,
+        batch,
+        *store.get("s"),
+        *store.read_all(),
+        store.read_event(pushed.id),
+        *store.read("s", backwards=True),
+    ]
+    for event in given:
+        assert event is not None
+        event.data["tags"].append("b")
+        event.data["address"]["zip"] = "9999"
+        event.data["added"] = True
+        event.metadata["user"]["name"] = "mallory"
+        event.metadata["added"] = True
+    for event in [*store.get("s"), *store.read_all(), store.read_event(batch.id)]:
+        assert event is not None
+        assert event.data == data()
+        assert event.metadata == {"user": {"name": "kris"}}
