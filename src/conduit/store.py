@@ -727,7 +727,8 @@ def _check_expected(expected_version: object) -> None:
     if expected_version is None:
         return
     if type(expected_version) is not int or expected_version < 0:
-        raise InvalidEvent(
+        # An argument of the call, not a part of an event: not an InvalidEvent.
+        raise InvalidArgument(
             f"expected_version: {expected_version!r} is not a version (None, 0 or more)",
             field="expected_version",
         )

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from conduit import (
+    Conflict,
     DuplicateEvent,
     Event,
     EventStore,
+    InvalidArgument,
     InvalidEvent,
     WrongExpectedVersion,
     new_id,
@@ -22,6 +24,7 @@ __all__ = [
     "test_a_naive_recorded_at_is_refused",
     "test_camel_case_names_are_stored_snake_case",
     "test_changing_a_returned_event_changes_nothing_stored",
+    "test_conflicts_share_one_base",
     "test_duplicate_id_inside_one_batch_raises_and_writes_nothing",
     "test_empty_push_many_still_checks_the_expected_version",
     "test_event_id_may_be_given_as_uuid_text",
@@ -197,9 +200,11 @@ def test_wrong_expected_version_carries_its_facts(
 def test_expected_version_that_is_not_a_version_is_refused(
     store: EventStore, expected: object
 ) -> None:
-    with pytest.raises(InvalidEvent) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         store.push("thing_happened", "s", {}, expected_version=expected)  # type: ignore[arg-type]
     assert caught.value.field == "expected_version"
+    assert not isinstance(caught.value, InvalidEvent)  # an argument, not a part of the event
+    assert isinstance(caught.value, ValueError)
     assert store.stream_version("s") == 0
 
 
@@ -365,8 +370,9 @@ def test_empty_push_many_still_checks_the_expected_version(store: EventStore) ->
     assert store.push_many("s", [], expected_version=1) == []
     with pytest.raises(WrongExpectedVersion):
         store.push_many("s", [], expected_version=3)
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidArgument) as refused:
         store.push_many("s", [], expected_version=-1)
+    assert refused.value.field == "expected_version"
 
 
 def test_changing_a_returned_event_changes_nothing_stored(store: EventStore) -> None:
@@ -394,3 +400,12 @@ def test_changing_a_returned_event_changes_nothing_stored(store: EventStore) -> 
         assert event is not None
         assert event.data == data()
         assert event.metadata == {"user": {"name": "kris"}}
+
+
+def test_conflicts_share_one_base(store: EventStore) -> None:
+    event_id = new_id()
+    store.push("thing_happened", "s", {}, event_id=event_id)
+    with pytest.raises(Conflict):
+        store.push("thing_happened", "s", {}, expected_version=0)
+    with pytest.raises(Conflict):
+        store.push("thing_happened", "other", {}, event_id=event_id)
