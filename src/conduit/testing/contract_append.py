@@ -22,6 +22,9 @@ from conduit.testing.support import snapshot
 
 __all__ = [
     "test_a_naive_recorded_at_is_refused",
+    "test_a_retried_push_that_changes_the_event_raises",
+    "test_a_retry_in_another_order_raises_and_writes_nothing",
+    "test_a_retry_that_changes_an_event_raises_and_writes_nothing",
     "test_camel_case_names_are_stored_snake_case",
     "test_changing_a_returned_event_changes_nothing_stored",
     "test_conflicts_share_one_base",
@@ -400,6 +403,57 @@ def test_changing_a_returned_event_changes_nothing_stored(store: EventStore) -> 
         assert event is not None
         assert event.data == data()
         assert event.metadata == {"user": {"name": "kris"}}
+
+
+def test_a_retried_push_that_changes_the_event_raises(store: EventStore) -> None:
+    event_id = new_id()
+    store.push("thing_happened", "s", {"n": 1}, event_id=event_id)
+    before = snapshot(store, "s")
+    with pytest.raises(DuplicateEvent) as caught:
+        store.push("thing_happened", "s", {"n": 2}, event_id=event_id)
+    assert caught.value.event_id == event_id
+    assert caught.value.reason is not None
+    assert str(event_id) in str(caught.value)
+    assert snapshot(store, "s") == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": "other_thing_happened"},
+        {"data": {"n": 2}},
+        {"data": {"n": 1.0}},  # equal to 1 in Python, but it would read back as a float
+        {"data": {}},
+        {"metadata": {"user": "mallory"}},
+        {"metadata": {}},
+    ],
+    ids=["name", "data", "int-as-float", "no-data", "metadata", "no-metadata"],
+)
+def test_a_retry_that_changes_an_event_raises_and_writes_nothing(
+    store: EventStore, change: dict[str, Any]
+) -> None:
+    batch: list[dict[str, Any]] = [
+        {"name": "thing_happened", "data": {"n": n}, "metadata": {"user": "kris"}, "id": new_id()}
+        for n in (0, 1)
+    ]
+    store.push_many("s", batch)
+    before = snapshot(store, "s")
+    changed = [batch[0], {**batch[1], **change}]
+    with pytest.raises(DuplicateEvent) as caught:
+        store.push_many("s", changed)
+    assert caught.value.event_id == batch[1]["id"]
+    assert caught.value.stream_id == "s"
+    assert snapshot(store, "s") == before
+    assert store.push_many("s", batch) == store.get("s")  # the true retry still succeeds
+
+
+def test_a_retry_in_another_order_raises_and_writes_nothing(store: EventStore) -> None:
+    batch = [{"name": "thing_happened", "data": {"n": n}, "id": new_id()} for n in range(3)]
+    store.push_many("s", batch)
+    before = snapshot(store, "s")
+    with pytest.raises(DuplicateEvent):
+        store.push_many("s", [batch[0], batch[2], batch[1]])
+    assert snapshot(store, "s") == before
 
 
 def test_conflicts_share_one_base(store: EventStore) -> None:
