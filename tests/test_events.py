@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import random
+import select
 import time
 import types
 import uuid
@@ -155,6 +158,65 @@ def test_new_ids_made_later_sort_after_earlier_ones() -> None:
     made = [new_id() for _ in range(10_000)]
     assert made == sorted(made)
     assert [str(i) for i in made] == sorted(str(i) for i in made)
+
+
+RAND_B = (1 << 62) - 1
+"""The random part of a new id: its last 62 bits."""
+
+
+def test_the_random_bits_of_new_ids_come_from_the_operating_system(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn: list[int] = []
+
+    def urandom(size: int) -> bytes:
+        drawn.append(size)
+        return bytes([0xA5]) * size
+
+    monkeypatch.setattr(conduit.events, "_pool", [])
+    monkeypatch.setattr(os, "urandom", urandom)
+    made = [new_id() for _ in range(3)]
+    assert drawn == [4096]  # one system call for many ids
+    assert {i.int & RAND_B for i in made} == {0xA5A5_A5A5_A5A5_A5A5 & RAND_B}
+
+
+def test_new_ids_do_not_follow_from_the_random_module() -> None:
+    # Mersenne Twister's output is predictable from earlier output; the
+    # random module's state must not decide an id.
+    random.seed(1)
+    first = new_id()
+    random.seed(1)
+    second = new_id()
+    assert first.int & RAND_B != second.int & RAND_B
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_ids_of_its_own() -> None:
+    new_id()  # the parent holds random bits drawn before the fork
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write 500 ids, and leave without running pytest's exit code
+        try:
+            os.write(writer, b"".join(new_id().bytes for _ in range(500)))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    parent = [new_id() for _ in range(500)]
+    received = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([reader], [], [], 1.0)
+        if ready:
+            chunk = os.read(reader, 65536)
+            if not chunk:
+                break
+            received += chunk
+    os.close(reader)
+    os.waitpid(pid, 0)
+    child = [uuid.UUID(bytes=received[i : i + 16]) for i in range(0, len(received), 16)]
+    assert len(child) == 500
+    assert child == sorted(child)
+    assert not {i.int & RAND_B for i in parent} & {i.int & RAND_B for i in child}
 
 
 def _frozen_clock(monkeypatch: pytest.MonkeyPatch, times: list[int]) -> None:

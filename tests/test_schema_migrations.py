@@ -13,6 +13,7 @@ import pytest
 
 from conduit import EventStore
 from conduit.backends import sqlite as sqlite_engine
+from conduit.testing.waits import eventually
 
 
 def _sqlite_v3(path: Path, events: int) -> None:
@@ -104,7 +105,10 @@ def test_a_postgres_schema_of_version_4_gains_the_log_indexes(
         conn.execute(f'DELETE FROM "{pg_schema}".schema_version WHERE version = 5')
     with EventStore(postgres_url, schema=pg_schema) as store:
         store.setup()
-        assert [e.name for e in store.read_all(correlation_id="c")] == ["thing_happened"]
+        eventually(  # other transactions of the cluster may hold the horizon a while
+            lambda: [e.name for e in store.read_all(correlation_id="c")] == ["thing_happened"],
+            "the correlated event is read",
+        )
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         found = {
             row[0]

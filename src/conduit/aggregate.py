@@ -16,16 +16,22 @@
     person.register("Kris")
     store.save(person)                               # WrongExpectedVersion on a race
 
-``apply_<event name>`` receives the typed object (the payload): register the
-event classes with the store so that loading gives them back typed.
+What ``apply_<event name>`` receives is always the typed object (the
+payload), whether the event was just recorded or loaded from the store; so the
+store that loads an aggregate must have its event classes registered
+(``EventStore(url, types=[PersonRegistered, ...])``). Mistakes are loud, never
+silently wrong state: a :class:`~conduit.errors.ReplayError`, naming the event
+and the fix, when an event has no ``apply_<name>`` method (define one that does
+nothing to ignore such events) or was read as a plain ``Event``, without a
+payload (its class is not registered).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from conduit.errors import InvalidEvent
+from conduit.errors import InvalidEvent, ReplayError
 from conduit.events import Event, StreamId, TypedEvent, new_id
 from conduit.typed import is_typed, type_name
 
@@ -75,6 +81,8 @@ class Aggregate:
         Raises:
             InvalidEvent: ``event`` is not a typed event (a dataclass or
                 pydantic model instance).
+            ReplayError: the entity has no ``apply_<name>`` method for it;
+                nothing is queued.
         """
         if not is_typed(event):
             raise InvalidEvent(
@@ -82,13 +90,22 @@ class Aggregate:
                 f"{type(event).__name__}",
                 field="event",
             )
-        self._conduit_apply(type_name(type(event)), event)
+        name = type_name(type(event))
+        self._conduit_handler(name, None)(event)
         self._conduit_pending = (*self._conduit_pending, event)
 
-    def _conduit_apply(self, name: str, payload: Any) -> None:
+    def _conduit_handler(self, name: str, event_id: object) -> Callable[[Any], object]:
         method = getattr(self, f"apply_{name}", None)
-        if callable(method):
-            method(payload)
+        if not callable(method):
+            cls = type(self).__qualname__
+            raise ReplayError(
+                event_id,
+                name,
+                cls,
+                f"{cls} has no apply_{name} method; define one (one that does nothing, to "
+                "ignore these events)",
+            )
+        return method  # type: ignore[no-any-return]
 
     def _conduit_loaded(self, stream_id: StreamId, version: int) -> None:
         self._conduit_id = stream_id
@@ -97,8 +114,17 @@ class Aggregate:
 
     def _conduit_replay(self, events: Iterable[Event]) -> None:
         for event in events:
-            payload = event.payload if isinstance(event, TypedEvent) else event
-            self._conduit_apply(event.name, payload)
+            apply = self._conduit_handler(event.name, event.id)
+            if not isinstance(event, TypedEvent):
+                raise ReplayError(
+                    event.id,
+                    event.name,
+                    type(self).__qualname__,
+                    f"apply_{event.name} takes the typed payload, but the event was read "
+                    f"as a plain Event: no class is registered for {event.name!r}; register "
+                    "it with the store that loads the entity (EventStore(url, types=[...]))",
+                )
+            apply(event.payload)
             self._conduit_version = event.version
 
     def _conduit_saved(self, version: int) -> None:

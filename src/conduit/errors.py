@@ -4,20 +4,32 @@
 
     ConduitError
     ├── InvalidArgument         a call's argument is unusable (a naive datetime,
-    │   │                       a negative limit); nothing is read or written
-    │   └── InvalidEvent        bad name, stream id, event id, data or metadata;
-    │                           raised before anything is written
-    ├── WrongExpectedVersion    the stream is not at the version the caller expected
+    │   │  (also ValueError)    a negative limit, a bad expected_version); nothing
+    │   │                       is read or written
+    │   └── InvalidEvent        bad name, stream id, event id, data or metadata of
+    │                           an event; raised before anything is written
+    ├── Conflict                the store's state refuses the write (another
+    │   │                       writer came first); nothing is written
+    │   ├── WrongExpectedVersion    the stream is not at the version the caller
+    │   │                           expected
+    │   └── DuplicateEvent      an event id is already recorded, in another stream,
+    │                           in another batch or with other content
     ├── EventDecodeError        a stored event no longer fits its registered class
     │                           (names the event id, the class and the field)
-    ├── DuplicateEvent          an event id is already recorded, in another stream
-    │                           or in another batch
+    ├── ReplayError             an event cannot be applied to an entity (no
+    │                           apply method, no payload, or a data key that would
+    │                           overwrite a method); names the event and the fix
     ├── ConfigurationError      an unknown or malformed store URL or option
+    │      (also ValueError)
     ├── BackendError            the storage engine failed; the driver's error is
     │   │                       the ``__cause__``
     │   └── SchemaError         the store's schema is missing, older or newer than
     │                           this release; the message names the fix
     └── ProjectionError         a projection failed (subscriptions and read models)
+
+The caller's mistakes (``InvalidArgument``) are ``ValueError``s; a
+``Conflict`` is not a mistake but a race, to be resolved by reloading and
+trying again (or, for a ``DuplicateEvent``, by choosing new ids).
 """
 
 from __future__ import annotations
@@ -26,11 +38,13 @@ __all__ = [
     "BackendError",
     "ConduitError",
     "ConfigurationError",
+    "Conflict",
     "DuplicateEvent",
     "EventDecodeError",
     "InvalidArgument",
     "InvalidEvent",
     "ProjectionError",
+    "ReplayError",
     "SchemaError",
     "WrongExpectedVersion",
 ]
@@ -56,7 +70,15 @@ class InvalidEvent(InvalidArgument):
     """
 
 
-class WrongExpectedVersion(ConduitError):
+class Conflict(ConduitError):
+    """The store's state refuses a write that was valid in itself; nothing was written.
+
+    Another writer came first (:class:`WrongExpectedVersion`), or an event id
+    is taken (:class:`DuplicateEvent`). Reload and decide again.
+    """
+
+
+class WrongExpectedVersion(Conflict):
     """The stream's version differs from the one the caller expected."""
 
     def __init__(self, stream_id: object, expected: int, actual: int) -> None:
@@ -88,16 +110,43 @@ class EventDecodeError(ConduitError):
         self.reason = reason
 
 
-class DuplicateEvent(ConduitError):
-    """An event id in the batch is already recorded, and not as this same batch."""
+class DuplicateEvent(Conflict):
+    """An event id in the batch is already recorded, and not as this same batch.
 
-    def __init__(self, event_id: object, stream_id: object) -> None:
+    ``reason`` says how a retry differs from what is recorded (another name,
+    data or metadata, another order) when the id is recorded in this stream;
+    ``None`` when it is recorded in another stream, or twice in one batch.
+    """
+
+    def __init__(self, event_id: object, stream_id: object, *, reason: str | None = None) -> None:
+        how = "" if reason is None else f" {reason}"
         super().__init__(
-            f"Event id {event_id} is already recorded (pushed to stream: {stream_id}); "
-            "event ids are unique in a store"
+            f"Event id {event_id} is already recorded (pushed to stream: {stream_id}){how}; "
+            "event ids are unique in a store, and only a retry of the same batch, "
+            "unchanged, returns the recorded events"
         )
         self.event_id = event_id
         self.stream_id = stream_id
+        self.reason = reason
+
+
+class ReplayError(ConduitError):
+    """An event cannot be applied to an entity; nothing of it was applied.
+
+    ``event_id`` and ``name`` name the event, ``entity`` the entity's class,
+    ``key`` the data key at fault (when a key is), and ``reason`` says what is
+    wrong and how to fix it.
+    """
+
+    def __init__(
+        self, event_id: object, name: str, entity: str, reason: str, *, key: str | None = None
+    ) -> None:
+        super().__init__(f"Cannot apply event {event_id} ({name}) to {entity}: {reason}")
+        self.event_id = event_id
+        self.name = name
+        self.entity = entity
+        self.key = key
+        self.reason = reason
 
 
 class ConfigurationError(ConduitError, ValueError):

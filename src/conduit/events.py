@@ -6,7 +6,7 @@ engine) shares the same validation.
 
 from __future__ import annotations
 
-import random
+import os
 import re
 import threading
 import time
@@ -319,6 +319,10 @@ def event_uuid(event_id: object) -> uuid.UUID:
 _id_lock = threading.Lock()
 _last_ms = 0
 _last_seq = 0
+_RAND_B = (1 << 62) - 1
+_POOL_BYTES = 4096
+"""Random bytes drawn from the OS at a time: 512 ids' worth, one system call."""
+_pool: list[int] = []
 
 
 def new_id() -> uuid.UUID:
@@ -326,9 +330,12 @@ def new_id() -> uuid.UUID:
 
     Within one process the order is strict, even for ids made in the same
     millisecond or while the clock steps back: the 12 bits after the
-    timestamp count up (RFC 9562, method 1).
+    timestamp count up (RFC 9562, method 1). The other 62 bits come from the
+    operating system's CSPRNG (``os.urandom``), so an id cannot be guessed
+    from earlier ones; they are drawn 512 ids at a time, and a forked child
+    draws its own.
     """
-    global _last_ms, _last_seq
+    global _last_ms, _last_seq, _pool
     ns = time.time_ns()
     with _id_lock:
         ms = ns // 1_000_000
@@ -339,14 +346,24 @@ def new_id() -> uuid.UUID:
             if seq > 0xFFF:
                 ms, seq = ms + 1, 0
         _last_ms, _last_seq = ms, seq
-    # random is reseeded in forked children, so two processes never share ids.
-    rand_b = _random_bits(62)
+        pool = _pool
+        if not pool:
+            pool = _pool = list(memoryview(os.urandom(_POOL_BYTES)).cast("Q"))
+        rand_b = pool.pop() & _RAND_B
     return uuid_from_int(
         (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand_b
     )
 
 
-_random_bits = random.getrandbits
+def _forget_random_bits_in_child() -> None:
+    """A forked child must not hand out its parent's unused random bits (nor wait for
+    a lock another thread of the parent held when it forked)."""
+    global _pool, _id_lock
+    _pool = []
+    _id_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_random_bits_in_child)
 _new_object = object.__new__
 _set_field = object.__setattr__
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown

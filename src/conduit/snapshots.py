@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conduit import codec
+from conduit.errors import InvalidArgument
 from conduit.events import Event, Snapshot, StreamId, stream_key
 from conduit.replay import replay
 from conduit.typed_codec import Decoder, Mismatch, decoder_for, to_json
@@ -66,8 +67,8 @@ def encode_state(entity: object) -> str:
 
     Raises:
         InvalidEvent: a value the typed codec cannot hold, named.
-        ValueError: the state would not decode back equal (an attribute of a
-            type only its annotation could restore is not annotated).
+        InvalidArgument: the state would not decode back equal (an attribute
+            of a type only its annotation could restore is not annotated).
     """
     to_snapshot = getattr(entity, "to_snapshot", None)
     if callable(to_snapshot):
@@ -75,9 +76,10 @@ def encode_state(entity: object) -> str:
     state = _state(entity)
     text = codec.encode(to_json(state, "state"), field="state")
     if _decode_attributes(type(entity), codec.decode(text)) != state:
-        raise ValueError(
+        raise InvalidArgument(
             f"the state of {type(entity).__qualname__} would not read back equal; annotate "
-            "its attributes or give it to_snapshot() and from_snapshot()"
+            "its attributes or give it to_snapshot() and from_snapshot()",
+            field="state",
         )
     return text
 

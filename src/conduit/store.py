@@ -15,7 +15,6 @@ from conduit import codec, snapshots
 from conduit.backends.base import Backend
 from conduit.backends.url import open_backend
 from conduit.errors import (
-    ConduitError,
     ConfigurationError,
     DuplicateEvent,
     InvalidArgument,
@@ -244,19 +243,23 @@ class EventStore:
         return recorded
 
     def _typed_results(self, recorded: list[Event], pushed: Sequence[object]) -> list[Event]:
-        """The recorded events as reads will give them: typed objects attached."""
+        """The recorded events as reads will give them: typed objects attached.
+
+        Cannot fail: with types, every pushed event was checked to read back
+        before it was written (``TypeRegistry.refuse_unreadable``), so decoding
+        the committed events again gives what that check saw.
+        """
         types = self.types
         result: list[Event] = []
         for event, item in zip(recorded, pushed, strict=True):
-            if is_typed(item):
+            if is_typed(item) and (
+                types is None or types.class_for(event.name) in (None, type(item))
+            ):
                 result.append(make_typed_event(event, item))
             elif types is None:
                 result.append(event)
             else:
-                try:
-                    result.append(types.decode(event))
-                except ConduitError:  # committed already: hand it back as it is stored
-                    result.append(event)
+                result.append(types.decode(event))
         return result
 
     # -- reading -------------------------------------------------------------
@@ -727,7 +730,7 @@ def _new_event(
     types: TypeRegistry | None = None,
 ) -> NewEvent:
     if type(name) is not str and is_typed(name):
-        return _new_typed_event(name, data, metadata, event_id, where)
+        return _new_typed_event(name, data, metadata, event_id, where, types)
     new_id = event_uuid(event_id)
     stored_name = event_name(name)
     text = codec.encode(data, field=f"{where}data")
@@ -739,7 +742,12 @@ def _new_event(
 
 
 def _new_typed_event(
-    event: object, data: object, metadata: object, event_id: object, where: str
+    event: object,
+    data: object,
+    metadata: object,
+    event_id: object,
+    where: str,
+    types: TypeRegistry | None = None,
 ) -> NewEvent:
     if data is not None:
         raise InvalidEvent(
@@ -752,6 +760,9 @@ def _new_typed_event(
             codec.encode(metadata, field=f"{where}metadata")  # raises, naming the field
         metadata = {**(metadata or {}), SCHEMA_VERSION_KEY: version}  # type: ignore[dict-item]
     meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
+    if types is not None:
+        # Reads will decode it: refuse now what they could not give back, equal.
+        types.refuse_unreadable(name, text, metadata, where, event)  # type: ignore[arg-type]
     return make_new_event(new_id, name, text, meta)
 
 
@@ -783,7 +794,7 @@ def _pending(item: object, index: int, types: TypeRegistry | None = None) -> New
         metadata = item[2] if len(item) == 3 else None
         return _new_event(item[0], item[1], metadata, None, where, types)
     if is_typed(item):
-        return _new_typed_event(item, None, None, None, where)
+        return _new_typed_event(item, None, None, None, where, types)
     raise InvalidEvent(
         f"events[{index}]: {type(item).__name__} is not an event; use a mapping "
         "{'name', 'data'} or a tuple (name, data)",
@@ -795,7 +806,8 @@ def _check_expected(expected_version: object) -> None:
     if expected_version is None:
         return
     if type(expected_version) is not int or expected_version < 0:
-        raise InvalidEvent(
+        # An argument of the call, not a part of an event: not an InvalidEvent.
+        raise InvalidArgument(
             f"expected_version: {expected_version!r} is not a version (None, 0 or more)",
             field="expected_version",
         )

@@ -11,14 +11,24 @@ plain ``Event`` for everything else.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from conduit import codec
 from conduit.errors import EventDecodeError, InvalidArgument, InvalidEvent
-from conduit.events import Event, event_name, make_typed_event
-from conduit.typed_codec import Decoder, Mismatch, class_decoder, is_typed, to_json
+from conduit.events import Event, event_name, make_event, make_typed_event
+from conduit.typed_codec import (
+    Decoder,
+    Mismatch,
+    class_decoder,
+    is_model_class,
+    is_typed,
+    to_json,
+)
 from conduit.upcasting import SCHEMA_VERSION_KEY, Upcaster, Upcasters, schema_version
 
 __all__ = ["TypeRegistry", "encode_typed", "is_typed", "type_name", "type_version"]
@@ -127,27 +137,74 @@ class TypeRegistry:
         return self.upcasters.current_version(name)
 
     def check(self, name: str, data: str, metadata: dict[str, Any] | None, where: str) -> str:
-        """Validate untyped data pushed under a registered name; return its metadata text.
+        """Validate untyped data pushed under ``name``; return its metadata text.
 
-        Data at today's version must decode into the registered class (else
-        ``InvalidEvent``, before anything is written); the metadata gets
-        today's schema version unless it names one (an import of older events).
+        The metadata gets today's schema version unless it names one (an
+        import of older events). Then the event must read back as reads will
+        give it: upcast, and decoded into its registered class (see
+        :meth:`refuse_unreadable`).
+
+        Raises:
+            InvalidEvent: the event would not read back, naming the field.
         """
-        entry = self._entries.get(name)
         version = self.current_version(name)
-        named = None if metadata is None else metadata.get(SCHEMA_VERSION_KEY)
-        # Data stored at an older version is left to the upcasters, on read.
-        if entry is not None and (named is None or named == entry.version):
-            try:
-                entry.decode(codec.decode(data))
-            except Mismatch as exc:
-                field = f"{where}data" + "".join(f"[{part!r}]" for part in exc.path)
-                raise InvalidEvent(
-                    f"{field}: does not fit {entry.cls.__qualname__}: {exc.reason}", field=field
-                ) from None
         if version is None or (metadata is not None and SCHEMA_VERSION_KEY in metadata):
-            return codec.encode(metadata, field=f"{where}metadata") if metadata else "{}"
-        return codec.encode({**(metadata or {}), SCHEMA_VERSION_KEY: version}, field="metadata")
+            text = codec.encode(metadata, field=f"{where}metadata") if metadata else "{}"
+        else:
+            metadata = {**(metadata or {}), SCHEMA_VERSION_KEY: version}
+            text = codec.encode(metadata, field=f"{where}metadata")
+        self.refuse_unreadable(name, data, metadata, where)
+        return text
+
+    def refuse_unreadable(
+        self,
+        name: str,
+        data: str,
+        metadata: dict[str, Any] | None,
+        where: str,
+        pushed: object = None,
+    ) -> None:
+        """Refuse, before anything is written, an event that reads would not give back.
+
+        Reads upcast an event and decode it into its registered class; an
+        event that would fail there (an upcaster refuses its data, its schema
+        version leads to no class version, its data does not fit the class)
+        would be stored but never read. ``pushed``, a typed event, must also
+        read back equal (``==``) when it is of the registered class.
+
+        Raises:
+            InvalidEvent: naming the field at fault.
+        """
+        if not self.upcasters and name not in self._entries:
+            return  # the common case: reads give such an event as it is stored
+        event = make_event(_PROVISIONAL, "", name, codec.decode(data), metadata or {}, 0, 0, _EPOCH)
+        if self.upcasters:
+            try:
+                event = self.upcasters.upcast(event)
+            except EventDecodeError as exc:
+                raise InvalidEvent(
+                    f"{where}data: {exc.class_name} refused it: {exc.reason}", field=f"{where}data"
+                ) from None
+        entry = self._entries.get(event.name)
+        if entry is None:
+            return
+        stored = schema_version(event)
+        if stored != entry.version:
+            field = f"{where}metadata[{SCHEMA_VERSION_KEY!r}]"
+            raise InvalidEvent(
+                f"{field}: {event.name} v{stored} would not read back: its class "
+                f"{entry.cls.__qualname__} is at v{entry.version}, and no upcaster leads there",
+                field=field,
+            )
+        try:
+            payload = entry.decode(event.data)
+        except Mismatch as exc:
+            field = f"{where}data" + "".join(f"[{part!r}]" for part in exc.path)
+            raise InvalidEvent(
+                f"{field}: does not fit {entry.cls.__qualname__}: {exc.reason}", field=field
+            ) from None
+        if pushed is not None and type(payload) is type(pushed):
+            _refuse_unequal(pushed, payload, f"{where}data")
 
     def decode(self, event: Event) -> Event:
         """The event in today's shape: upcast, and typed when its name is registered.
@@ -179,3 +236,36 @@ class TypeRegistry:
                 event.id, event.name, cls.__qualname__, exc.field or None, exc.reason
             ) from None
         return make_typed_event(event, payload)
+
+
+_PROVISIONAL = uuid.UUID(int=0)
+"""The id of the event a push checks before it has one recorded."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _refuse_unequal(pushed: object, read: object, where: str) -> None:
+    """Refuse a typed event that reads back unequal, naming the first field that differs."""
+    cls = type(pushed)
+    if getattr(cls, "__eq__", object.__eq__) is object.__eq__:  # eq=False: identity
+        return
+    if pushed == read:
+        return
+    names: Iterable[str]
+    if is_model_class(cls):
+        names = cls.model_fields  # type: ignore[attr-defined]
+    else:
+        names = [f.name for f in dataclasses.fields(pushed) if f.compare]  # type: ignore[arg-type]
+    for name in names:
+        given, back = getattr(pushed, name, None), getattr(read, name, None)
+        if given != back:
+            field = f"{where}.{name}"
+            raise InvalidEvent(
+                f"{field}: would not read back equal ({given!r} reads back as {back!r}); "
+                "give it a value of its annotated type",
+                field=field,
+            )
+    raise InvalidEvent(
+        f"{where}: {cls.__qualname__} would not read back equal ({pushed!r} reads back as "
+        f"{read!r})",
+        field=where,
+    )

@@ -3,9 +3,15 @@
 Encoding looks at the values: an aware ``datetime``, a ``date`` or a ``time``
 becomes its ISO text (with its UTC offset), a ``UUID`` and a ``Decimal`` their
 text, an enum member its value, a tuple or a set a list, a dataclass or a
-pydantic model an object. Decoding looks at the annotations of the class it
-builds, so that the stored JSON holds no type tags: ``"2024-05-01T10:00:00+02:00"``
-becomes a ``datetime`` because the field is annotated ``datetime``.
+pydantic model an object (a model's fields go through this same codec, so its
+values get the same checks; only values of types that pydantic alone knows
+take pydantic's own JSON form). Pydantic reads UTC offsets to the minute only:
+inside a model, a datetime whose offset has seconds is stored in UTC (the same
+instant, so it reads back equal), and such a ``time`` is refused.
+
+Decoding looks at the annotations of the class it builds, so that the stored
+JSON holds no type tags: ``"2024-05-01T10:00:00+02:00"`` becomes a
+``datetime`` because the field is annotated ``datetime``.
 
 Decoders are compiled once per class; a value that does not fit raises
 :class:`Mismatch`, which names the field (``address.zip``, ``tags[2]``).
@@ -15,12 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
+import threading
 import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -90,41 +98,66 @@ def to_json(value: object, path: str) -> Any:
 
     Raises:
         InvalidEvent: a value typed events cannot hold (a naive datetime, an
-            unsupported type), naming ``path``.
+            unsupported type, two dict keys or set items stored alike), naming
+            ``path``.
     """
+    return _to_json(value, path, False)
+
+
+class _Unsupported(InvalidEvent):
+    """A value of a type this codec does not know (a model may know it)."""
+
+
+_MINUTE = timedelta(minutes=1)
+_init_fields: dict[type, tuple[str, ...]] = {}
+"""The fields a dataclass's ``__init__`` takes, by class: its data."""
+
+
+def _to_json(value: object, path: str, in_model: bool) -> Any:
+    """``in_model``: inside a pydantic model, which pydantic decodes, not this codec."""
     t = type(value)
     if t is str or t is int or t is float or t is bool or value is None:
         return value
     if isinstance(value, enum.Enum):
-        return to_json(value.value, path)
+        return _to_json(value.value, path, in_model)
     if isinstance(value, datetime):
-        if value.utcoffset() is None:
+        offset = value.utcoffset()
+        if offset is None:
             raise InvalidEvent(
                 f"{path}: a naive datetime is ambiguous; give it a timezone", field=path
             )
+        if in_model and offset % _MINUTE:
+            return value.astimezone(UTC).isoformat()  # the same instant, in a form pydantic reads
         return value.isoformat()
-    if isinstance(value, date | time):
+    if isinstance(value, time):
+        offset = value.utcoffset()
+        if in_model and offset is not None and offset % _MINUTE:
+            raise InvalidEvent(
+                f"{path}: pydantic cannot read back a time whose UTC offset has seconds "
+                f"({offset}); give it an offset in whole minutes",
+                field=path,
+            )
+        return value.isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, list | tuple):
-        return [to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_to_json(item, f"{path}[{i}]", in_model) for i, item in enumerate(value)]
     if isinstance(value, set | frozenset):
-        items = [to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        return sorted(items, key=orjson.dumps)  # a stable order for equal sets
+        return _set_json(value, path, in_model)
     if isinstance(value, dict):
-        return {_key(k, path): to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return _dict_json(value, path, in_model)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_json(getattr(value, f.name), f"{path}.{f.name}")
-            for f in dataclasses.fields(value)
-            if f.init
-        }
+        names = _init_fields.get(t)
+        if names is None:
+            names = _init_fields[t] = tuple(f.name for f in dataclasses.fields(value) if f.init)
+        return {name: _to_json(getattr(value, name), f"{path}.{name}", in_model) for name in names}
     if _BaseModel is not None and isinstance(value, _BaseModel):
-        return value.model_dump(mode="json")  # type: ignore[attr-defined]
-    raise InvalidEvent(
+        return _model_json(value, path)
+    raise _Unsupported(
         f"{path}: {t.__name__} is not supported in typed events (use str, int, float, bool, "
         "None, datetime, date, time, UUID, Decimal, enums, lists, tuples, sets, dicts, "
         "dataclasses or pydantic models)",
@@ -132,19 +165,82 @@ def to_json(value: object, path: str) -> Any:
     )
 
 
-def _key(key: object, path: str) -> str:
+def _set_json(value: AbstractSet[Any], path: str, in_model: bool) -> list[Any]:
+    items = [_to_json(item, f"{path}[{i}]", in_model) for i, item in enumerate(value)]
+    try:
+        texts = [orjson.dumps(item) for item in items]
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEvent(f"{path}: cannot be encoded as JSON ({exc})", field=path) from None
+    keyed = sorted(zip(texts, items, strict=True), key=lambda pair: pair[0])  # a stable order
+    for (before, _), (after, _) in itertools.pairwise(keyed):
+        if before == after:
+            raise InvalidEvent(
+                f"{path}: two items of the set are both stored as {after.decode()}, so "
+                "it would read back smaller",
+                field=path,
+            )
+    return [item for _, item in keyed]
+
+
+def _dict_json(value: dict[Any, Any], path: str, in_model: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for k, v in value.items():
+        key = _key(k, path, in_model)
+        if key in result:
+            first = next(old for old in value if _key(old, path, in_model) == key)
+            raise InvalidEvent(
+                f"{path}: keys {first!r} and {k!r} are both stored as {key!r}", field=path
+            )
+        result[key] = _to_json(v, f"{path}[{k!r}]", in_model)
+    return result
+
+
+def _model_json(value: Any, path: str) -> dict[str, Any]:
+    """A pydantic model's fields, through this codec (not ``model_dump``, which
+    lets naive datetimes through and drops the seconds of UTC offsets)."""
+    result: dict[str, Any] = {}
+    for name, info in type(value).model_fields.items():
+        if info.exclude:
+            continue
+        result[name] = _model_field(value, name, getattr(value, name), f"{path}.{name}")
+    for name, item in (value.model_extra or {}).items():
+        result[name] = _model_field(value, name, item, f"{path}.{name}")
+    return result
+
+
+def _model_field(model: Any, name: str, item: object, path: str) -> Any:
+    try:
+        return _to_json(item, path, True)
+    except _Unsupported:
+        pass  # a type only pydantic knows (a URL, a secret...): its own JSON form
+    try:
+        return model.model_dump(mode="json", include={name})[name]
+    except Exception as exc:
+        raise InvalidEvent(f"{path}: pydantic cannot serialize it ({exc})", field=path) from None
+
+
+def _key(key: object, path: str, in_model: bool) -> str:
     if isinstance(key, enum.Enum):
         key = key.value
     if type(key) is str:
         return key
-    if isinstance(key, int | uuid.UUID | Decimal | date | time) and not isinstance(key, bool):
-        return key.isoformat() if isinstance(key, date | time) else str(key)
+    if isinstance(key, date | time):
+        text: str = _to_json(key, path, in_model)
+        return text
+    if isinstance(key, int | uuid.UUID | Decimal) and not isinstance(key, bool):
+        return str(key)
     raise InvalidEvent(f"{path}: key {key!r} cannot be a JSON object key", field=path)
 
 
 # -- decoding ------------------------------------------------------------------
 
 _class_decoders: dict[type, Decoder] = {}
+"""Decoders of the classes compiled so far: only complete ones."""
+_compiling: dict[type, Decoder] = {}
+"""The classes of the compilation under way (placeholders first): published to
+``_class_decoders`` when it succeeds, forgotten when it fails, so that a class
+that failed is compiled (and fails) again rather than left half-made."""
+_compile_lock = threading.RLock()
 
 
 def class_decoder(cls: type) -> Decoder:
@@ -152,11 +248,28 @@ def class_decoder(cls: type) -> Decoder:
 
     Raises:
         TypeError: a field's annotation names a type typed events do not support.
+        NameError: an annotation names a type that cannot be found.
     """
     found = _class_decoders.get(cls)
-    if found is None:
-        found = _class_decoders[cls] = _compile_class(cls)
-    return found
+    if found is not None:
+        return found
+    with _compile_lock:
+        found = _class_decoders.get(cls) or _compiling.get(cls)
+        if found is not None:
+            return found  # compiled meanwhile, or a class that refers to itself
+        outermost = not _compiling
+        _compiling[cls] = lambda raw: _class_decoders[cls](raw)
+        try:
+            decoder = _compile_class(cls)
+        except BaseException:
+            if outermost:
+                _compiling.clear()
+            raise
+        _compiling[cls] = decoder
+        if outermost:
+            _class_decoders.update(_compiling)
+            _compiling.clear()
+        return decoder
 
 
 def _compile_class(cls: type) -> Decoder:
@@ -164,8 +277,6 @@ def _compile_class(cls: type) -> Decoder:
         return _model_decoder(cls)
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__name__} is neither a dataclass nor a pydantic model")
-    # Placeholder first, so that a recursive dataclass refers to itself.
-    _class_decoders[cls] = lambda raw: _class_decoders[cls](raw)
     hints = typing.get_type_hints(cls)
     plan: list[tuple[str, Decoder, bool]] = []
     for f in dataclasses.fields(cls):

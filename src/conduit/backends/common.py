@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from conduit.errors import DuplicateEvent
 from conduit.events import Event, NewEvent, StreamId, StreamKey
 
@@ -41,22 +43,50 @@ def resolve_retry(
     """Decide what a batch whose ids may already be recorded gets.
 
     ``recorded`` holds the stored events whose ids are in ``batch``. Returns
-    them, in version order, when the whole batch is already recorded in this
-    stream (the caller retried after a lost reply); ``None`` when none of its
-    ids is recorded.
+    them, in version order, when the batch is a true retry of one recorded
+    batch (the caller retried after a lost reply): every id recorded, in this
+    stream, at consecutive versions in the batch's order, each with the same
+    name and the same data and metadata (compared as their JSON text, so
+    ``1`` and ``1.0`` differ). Returns ``None`` when none of its ids is
+    recorded.
 
     Raises:
-        DuplicateEvent: some ids are recorded, elsewhere or not as this batch.
+        DuplicateEvent: some ids are recorded, elsewhere, or not as this batch;
+            it names the first such id and what differs.
     """
     found = {event.id: event for event in recorded}
     if not found:
         return None
+    previous: Event | None = None
     for new in batch:
         event = found.get(new.id)
-        if event is None or str(event.stream_id) != stream.text:
-            culprit = event if event is not None else next(iter(found.values()))
-            raise DuplicateEvent(culprit.id, culprit.stream_id)
-    return sorted(found.values(), key=lambda event: event.version)
+        if event is None:
+            culprit = next(iter(found.values()))
+            raise DuplicateEvent(
+                culprit.id,
+                culprit.stream_id,
+                reason="while other ids of the batch are new",
+            )
+        if str(event.stream_id) != stream.text:
+            raise DuplicateEvent(event.id, event.stream_id)
+        reason = _difference(new, event)
+        if reason is None and previous is not None and event.version != previous.version + 1:
+            reason = "in another batch or order"
+        if reason is not None:
+            raise DuplicateEvent(event.id, event.stream_id, reason=reason)
+        previous = event
+    return [found[new.id] for new in batch]
+
+
+def _difference(new: NewEvent, event: Event) -> str | None:
+    """What a retried event changes from the recorded one, if anything."""
+    if new.name != event.name:
+        return f"under the name {event.name!r}, not {new.name!r}"
+    if new.data != orjson.dumps(event.data).decode():
+        return "with other data"
+    if new.metadata != orjson.dumps(event.metadata).decode():
+        return "with other metadata"
+    return None
 
 
 class StreamIds:

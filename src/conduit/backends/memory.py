@@ -1,4 +1,10 @@
-"""The in-memory engine: lists and dicts behind a lock. Nothing survives the process."""
+"""The in-memory engine: lists and dicts behind a lock. Nothing survives the process.
+
+Like the other engines, it keeps each event's data and metadata as the JSON
+text the codec made, and builds a fresh :class:`~conduit.events.Event` (with
+fresh dicts) for every read: what a caller does to the ``data`` of an event it
+was given never reaches the store, nor any other reader.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,73 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from conduit import codec
 from conduit.backends.base import EventRewrite
 from conduit.backends.common import resolve_retry
 from conduit.backends.memory_subscriptions import MemorySubscriptions
 from conduit.errors import WrongExpectedVersion
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.events import (
+    Event,
+    NewEvent,
+    Snapshot,
+    StreamId,
+    StreamInfo,
+    StreamKey,
+    make_event,
+)
 
 __all__ = ["MemoryBackend"]
+
+_decode = codec.decode
+
+
+class _Stored(NamedTuple):
+    """One recorded event as the engine keeps it: data and metadata as JSON text.
+
+    Immutable, so that a read may build events from it outside the lock.
+    """
+
+    id: uuid.UUID
+    stream_id: StreamId
+    name: str
+    data: str
+    metadata: str
+    version: int
+    position: int
+    recorded_at: datetime
+
+    def event(self) -> Event:
+        """A new Event of this record, with dicts of its own."""
+        metadata = self.metadata
+        return make_event(
+            self.id,
+            self.stream_id,
+            self.name,
+            _decode(self.data),
+            {} if metadata == "{}" else _decode(metadata),
+            self.version,
+            self.position,
+            self.recorded_at,
+        )
+
+
+def _events(stored: list[_Stored]) -> list[Event]:
+    decode = _decode
+    return [
+        make_event(
+            event_id,
+            stream_id,
+            name,
+            decode(data),
+            {} if metadata == "{}" else decode(metadata),
+            version,
+            position,
+            recorded_at,
+        )
+        for (event_id, stream_id, name, data, metadata, version, position, recorded_at) in stored
+    ]
 
 
 class MemoryBackend(MemorySubscriptions):
@@ -27,10 +91,10 @@ class MemoryBackend(MemorySubscriptions):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._log: list[Event] = []
-        self._streams: dict[str, list[Event]] = {}
+        self._log: list[_Stored] = []
+        self._streams: dict[str, list[_Stored]] = {}
         self._sorted_ids: list[str] = []
-        self._by_id: dict[object, Event] = {}
+        self._by_id: dict[object, _Stored] = {}
         self._last_time = datetime.fromtimestamp(0, UTC)
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
 
@@ -43,25 +107,28 @@ class MemoryBackend(MemorySubscriptions):
         with self._lock:
             recorded = self._streams.get(stream.text, [])
             version = len(recorded)
-            known = [self._by_id[new.id] for new in events if new.id in self._by_id]
-            retried = resolve_retry(stream, events, known)
-            if retried is not None:
-                return retried
+            by_id = self._by_id
+            known = [by_id[new.id] for new in events if new.id in by_id]
+            if known:
+                retried = resolve_retry(stream, events, _events(known))
+                if retried is not None:
+                    return retried
             if expected_version is not None and expected_version != version:
                 raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
             now = max(datetime.now(UTC), self._last_time)
             self._last_time = now
             stream_id = recorded[0].stream_id if recorded else stream.stream_id()
+            position = len(self._log)
             result = [
-                Event(
-                    id=new.id,
-                    stream_id=stream_id,
-                    name=new.name,
-                    data=codec.decode(new.data),
-                    metadata=codec.decode(new.metadata),
-                    version=version + i,
-                    position=len(self._log) + i,
-                    recorded_at=now if new.recorded_at is None else new.recorded_at,
+                _Stored(
+                    new.id,
+                    stream_id,
+                    new.name,
+                    new.data,
+                    new.metadata,
+                    version + i,
+                    position + i,
+                    now if new.recorded_at is None else new.recorded_at,
                 )
                 for i, new in enumerate(events, 1)
             ]
@@ -70,9 +137,9 @@ class MemoryBackend(MemorySubscriptions):
                 bisect.insort(self._sorted_ids, stream.text)
             recorded.extend(result)
             self._log.extend(result)
-            for event in result:
-                self._by_id[event.id] = event
-            return result
+            for record in result:
+                by_id[record.id] = record
+        return _events(result)
 
     def read_stream(
         self,
@@ -92,7 +159,8 @@ class MemoryBackend(MemorySubscriptions):
                 page = recorded[max(0, (start or 1) - 1) :]
             if since is not None:
                 page = [e for e in page if e.recorded_at >= since]
-            return page[:limit]
+            page = page[:limit]
+        return _events(page)
 
     def read_all(
         self,
@@ -106,19 +174,20 @@ class MemoryBackend(MemorySubscriptions):
     ) -> list[Event]:
         with self._lock:
             if names is None and correlation_id is None and causation_id is None:
-                return self._log[max(0, after) : max(0, after) + limit]
-            wanted = None if names is None else set(names)
-            page: list[Event] = []
-            for event in self._log[max(0, after) :]:
-                if (
-                    (wanted is None or event.name in wanted)
-                    and _matches(event, "correlation_id", correlation_id)
-                    and _matches(event, "causation_id", causation_id)
-                ):
-                    page.append(event)
-                    if len(page) == limit:
-                        break
-            return page
+                page = self._log[max(0, after) : max(0, after) + limit]
+            else:
+                wanted = None if names is None else set(names)
+                page = []
+                for record in self._log[max(0, after) :]:
+                    if (
+                        (wanted is None or record.name in wanted)
+                        and _matches(record, "correlation_id", correlation_id)
+                        and _matches(record, "causation_id", causation_id)
+                    ):
+                        page.append(record)
+                        if len(page) == limit:
+                            break
+        return _events(page)
 
     def stream_version(self, stream: StreamKey) -> int:
         with self._lock:
@@ -155,7 +224,8 @@ class MemoryBackend(MemorySubscriptions):
 
     def read_event(self, event_id: uuid.UUID) -> Event | None:
         with self._lock:
-            return self._by_id.get(event_id)
+            record = self._by_id.get(event_id)
+        return None if record is None else record.event()
 
     def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:
         key = (stream.text, snapshot.class_name)
@@ -172,16 +242,13 @@ class MemoryBackend(MemorySubscriptions):
         """Nothing to release."""
 
     def rewrite_events(self, changes: Sequence[EventRewrite]) -> int:
-        decoded = [
-            (change, codec.decode(change.data), codec.decode(change.metadata)) for change in changes
-        ]
         with self._lock:
             count = 0
-            for change, data, metadata in decoded:
+            for change in changes:
                 old = self._by_id.get(change.id)
                 if old is None:
                     continue
-                new = replace(old, name=change.name, data=data, metadata=metadata)
+                new = old._replace(name=change.name, data=change.data, metadata=change.metadata)
                 self._by_id[new.id] = new
                 self._log[new.position - 1] = new
                 self._streams[str(new.stream_id)][new.version - 1] = new
@@ -189,12 +256,14 @@ class MemoryBackend(MemorySubscriptions):
             return count
 
 
-def _matches(event: Event, key: str, wanted: str | None) -> bool:
+def _matches(record: _Stored, key: str, wanted: str | None) -> bool:
     """Whether the event's metadata holds ``wanted`` under ``key`` (a string, or an
     integer by its decimal text, as the SQL engines compare them)."""
     if wanted is None:
         return True
-    value = event.metadata.get(key)
+    if record.metadata == "{}":
+        return False
+    value = _decode(record.metadata).get(key)
     if type(value) is int:
         return str(value) == wanted
     return type(value) is str and value == wanted

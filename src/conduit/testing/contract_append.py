@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from conduit import (
+    Conflict,
     DuplicateEvent,
     Event,
     EventStore,
+    InvalidArgument,
     InvalidEvent,
     WrongExpectedVersion,
     new_id,
@@ -20,7 +22,12 @@ from conduit.testing.support import snapshot
 
 __all__ = [
     "test_a_naive_recorded_at_is_refused",
+    "test_a_retried_push_that_changes_the_event_raises",
+    "test_a_retry_in_another_order_raises_and_writes_nothing",
+    "test_a_retry_that_changes_an_event_raises_and_writes_nothing",
     "test_camel_case_names_are_stored_snake_case",
+    "test_changing_a_returned_event_changes_nothing_stored",
+    "test_conflicts_share_one_base",
     "test_duplicate_id_inside_one_batch_raises_and_writes_nothing",
     "test_empty_push_many_still_checks_the_expected_version",
     "test_event_id_may_be_given_as_uuid_text",
@@ -196,9 +203,11 @@ def test_wrong_expected_version_carries_its_facts(
 def test_expected_version_that_is_not_a_version_is_refused(
     store: EventStore, expected: object
 ) -> None:
-    with pytest.raises(InvalidEvent) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         store.push("thing_happened", "s", {}, expected_version=expected)  # type: ignore[arg-type]
     assert caught.value.field == "expected_version"
+    assert not isinstance(caught.value, InvalidEvent)  # an argument, not a part of the event
+    assert isinstance(caught.value, ValueError)
     assert store.stream_version("s") == 0
 
 
@@ -364,5 +373,93 @@ def test_empty_push_many_still_checks_the_expected_version(store: EventStore) ->
     assert store.push_many("s", [], expected_version=1) == []
     with pytest.raises(WrongExpectedVersion):
         store.push_many("s", [], expected_version=3)
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidArgument) as refused:
         store.push_many("s", [], expected_version=-1)
+    assert refused.value.field == "expected_version"
+
+
+def test_changing_a_returned_event_changes_nothing_stored(store: EventStore) -> None:
+    def data() -> dict[str, Any]:
+        return {"tags": ["a"], "address": {"zip": "1234"}}
+
+    pushed = store.push("thing_happened", "s", data(), metadata={"user": {"name": "kris"}})
+    [batch] = store.push_many("s", [("thing_happened", data(), {"user": {"name": "kris"}})])
+    given = [
+        pushed,
+        batch,
+        *store.get("s"),
+        *store.read_all(),
+        store.read_event(pushed.id),
+        *store.read("s", backwards=True),
+    ]
+    for event in given:
+        assert event is not None
+        event.data["tags"].append("b")
+        event.data["address"]["zip"] = "9999"
+        event.data["added"] = True
+        event.metadata["user"]["name"] = "mallory"
+        event.metadata["added"] = True
+    for event in [*store.get("s"), *store.read_all(), store.read_event(batch.id)]:
+        assert event is not None
+        assert event.data == data()
+        assert event.metadata == {"user": {"name": "kris"}}
+
+
+def test_a_retried_push_that_changes_the_event_raises(store: EventStore) -> None:
+    event_id = new_id()
+    store.push("thing_happened", "s", {"n": 1}, event_id=event_id)
+    before = snapshot(store, "s")
+    with pytest.raises(DuplicateEvent) as caught:
+        store.push("thing_happened", "s", {"n": 2}, event_id=event_id)
+    assert caught.value.event_id == event_id
+    assert caught.value.reason is not None
+    assert str(event_id) in str(caught.value)
+    assert snapshot(store, "s") == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": "other_thing_happened"},
+        {"data": {"n": 2}},
+        {"data": {"n": 1.0}},  # equal to 1 in Python, but it would read back as a float
+        {"data": {}},
+        {"metadata": {"user": "mallory"}},
+        {"metadata": {}},
+    ],
+    ids=["name", "data", "int-as-float", "no-data", "metadata", "no-metadata"],
+)
+def test_a_retry_that_changes_an_event_raises_and_writes_nothing(
+    store: EventStore, change: dict[str, Any]
+) -> None:
+    batch: list[dict[str, Any]] = [
+        {"name": "thing_happened", "data": {"n": n}, "metadata": {"user": "kris"}, "id": new_id()}
+        for n in (0, 1)
+    ]
+    store.push_many("s", batch)
+    before = snapshot(store, "s")
+    changed = [batch[0], {**batch[1], **change}]
+    with pytest.raises(DuplicateEvent) as caught:
+        store.push_many("s", changed)
+    assert caught.value.event_id == batch[1]["id"]
+    assert caught.value.stream_id == "s"
+    assert snapshot(store, "s") == before
+    assert store.push_many("s", batch) == store.get("s")  # the true retry still succeeds
+
+
+def test_a_retry_in_another_order_raises_and_writes_nothing(store: EventStore) -> None:
+    batch = [{"name": "thing_happened", "data": {"n": n}, "id": new_id()} for n in range(3)]
+    store.push_many("s", batch)
+    before = snapshot(store, "s")
+    with pytest.raises(DuplicateEvent):
+        store.push_many("s", [batch[0], batch[2], batch[1]])
+    assert snapshot(store, "s") == before
+
+
+def test_conflicts_share_one_base(store: EventStore) -> None:
+    event_id = new_id()
+    store.push("thing_happened", "s", {}, event_id=event_id)
+    with pytest.raises(Conflict):
+        store.push("thing_happened", "s", {}, expected_version=0)
+    with pytest.raises(Conflict):
+        store.push("thing_happened", "other", {}, event_id=event_id)
