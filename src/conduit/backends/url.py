@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from conduit.backends.base import Backend
 from conduit.errors import ConfigurationError
+from conduit.masking import mask_password
 
 __all__ = ["SCHEMES", "mask_password", "open_backend"]
 
@@ -18,11 +18,6 @@ def _unsupported(url: str, why: str) -> ConfigurationError:
     return ConfigurationError(
         f"cannot open store {mask_password(url)!r}: {why}; supported URLs are " + ", ".join(SCHEMES)
     )
-
-
-def mask_password(url: str) -> str:
-    """The URL with its password, if any, shown as ``***``."""
-    return re.sub(r"^([a-zA-Z][\w+.-]*://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
 def open_backend(url: str, **options: Any) -> Backend:

@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from conduit.cli.common import console, progress_bar, store_url, table
-from conduit.cli.context import safe_url
 from conduit.errors import ConfigurationError, EventDecodeError
 from conduit.importing import import_attribute
+from conduit.masking import mask_password
 from conduit.migration import CHECKPOINT, MigrationReport
 from conduit.store import EventStore
 from conduit.typed import TypeRegistry
@@ -112,7 +112,7 @@ def migrate_events(
         out.print(f"Resumed after position {report.started_after}, where the last run stopped.")
     if report.changes:
         out.print(report_table(report))
-    where = safe_url(url)
+    where = mask_password(url)
     if dry_run:
         out.print(
             f"Dry run on {where}: {report.rewritten:,} of {report.scanned:,} events scanned "

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from conduit.cli.context import safe_url, settings
+from conduit.cli.context import settings
 from conduit.errors import ConfigurationError
+from conduit.masking import mask_password
 from conduit.store import EventStore
 
 __all__ = ["is_loopback", "serve"]
@@ -82,7 +83,9 @@ def serve(
         console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         shown = f"[{host}]" if ":" in host else host
         mode = " (read-only)" if read_only else ""
-        console.print(f"Serving {safe_url(url)}{mode} on http://{shown}:{port}/ ; Ctrl-C stops.")
+        console.print(
+            f"Serving {mask_password(url)}{mode} on http://{shown}:{port}/ ; Ctrl-C stops."
+        )
         if token is not None:
             console.print("Requests need the token: Authorization: Bearer …, or log in.")
         serve_forever(app, host=host, port=port)
