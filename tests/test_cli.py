@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -332,3 +335,66 @@ def test_debug_lets_the_error_through_with_its_traceback() -> None:
     result = conduit("--debug", "init", "nope://somewhere")
     assert result.exit_code == 1
     assert isinstance(result.exception, ConfigurationError)
+
+
+# -- output ----------------------------------------------------------------
+
+
+def test_text_is_printed_as_given_without_emoji_codes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    assert conduit("init", url).exit_code == 0
+    pushed = conduit("--store", url, "push", "note_added", "p:smile:", '{"text": ":thumbs_up:"}')
+    assert pushed.exit_code == 0, pushed.output
+    assert "in stream p:smile: at version 1" in pushed.output
+    listed = conduit("--store", url, "get", "p:smile:")
+    assert listed.exit_code == 0, listed.output
+    assert "Stream p:smile:" in listed.output
+    assert ":thumbs_up:" in listed.output
+
+
+# -- startup ---------------------------------------------------------------
+
+HEAVY = ("sqlalchemy", "starlette", "uvicorn", "jinja2", "psycopg", "psycopg_pool")
+"""What a store command on SQLite never needs: read models, the web app, PostgreSQL."""
+
+
+def modules_loaded_by(*args: str, cwd: Path) -> list[str]:
+    """Run ``conduit ARGS`` in a fresh interpreter; the HEAVY packages it imported."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['conduit', *{list(args)!r}]\n"
+        "from conduit.cli import main\n"
+        "try:\n    main()\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"heavy = {HEAVY!r}\n"
+        "import json\n"
+        "loaded = sorted(m for m in sys.modules if m.partition('.')[0] in heavy)\n"
+        "print('LOADED', json.dumps(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("LOADED ")
+    loaded: list[str] = json.loads(last.removeprefix("LOADED "))
+    return loaded
+
+
+def test_store_commands_do_not_import_read_models_the_web_app_or_postgres(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    assert conduit("init", url).exit_code == 0
+    for args in (
+        ["--help"],
+        ["push", "--help"],
+        ["--store", url, "push", "person_registered", "p-1", '{"first_name": "Kris"}'],
+        ["--store", url, "get", "p-1"],
+        ["--store", url, "read", "p-1", "--backwards", "--limit", "1"],
+        ["--store", url, "streams"],
+        ["--store", url, "stats"],
+        ["--store", url, "export", str(tmp_path / "events.jsonl")],
+        ["--store", url, "tail", "--from-start", "--max-events", "1"],
+    ):
+        assert modules_loaded_by(*args, cwd=tmp_path) == [], args

@@ -4,6 +4,10 @@ Each command (or group of commands) lives in a module of its own and is
 registered here. Errors Conduit raises on purpose (:class:`ConduitError`) are
 reported as one line on stderr with exit status 1, without the passwords of
 the URLs given on the command line; ``--debug`` shows the traceback instead.
+
+The command modules import only what their options need: anything heavier
+(SQLAlchemy, the web application, Rich's tables and progress bars) is
+imported by the command that uses it, so that ``conduit push`` starts fast.
 """
 
 from __future__ import annotations

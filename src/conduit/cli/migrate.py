@@ -8,10 +8,9 @@ projections), the store from ``--store`` or ``CONDUIT_URL``.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from conduit.cli.common import console, progress_bar, store_url, table
 from conduit.errors import ConfigurationError, EventDecodeError
@@ -21,6 +20,9 @@ from conduit.migration import CHECKPOINT, MigrationReport
 from conduit.store import EventStore
 from conduit.typed import TypeRegistry
 from conduit.upcasting import Upcasters
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["load_types", "migrate_events", "register", "report_table"]
 

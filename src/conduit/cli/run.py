@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from conduit.cli.context import settings
 from conduit.masking import mask_password
@@ -62,6 +61,8 @@ def run(
         raise typer.BadParameter(
             "no store URL: use --store URL or set CONDUIT_URL", param_hint="--store"
         )
+    from rich.console import Console
+
     sys.path.insert(0, "")  # like python -m: the current directory's modules
     projections = load_projections(target)
     if not logging.getLogger().handlers:

@@ -6,7 +6,6 @@ import ipaddress
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from conduit.cli.context import settings
 from conduit.errors import ConfigurationError
@@ -61,6 +60,8 @@ def serve(
     CONDUIT_TOKEN=$(openssl rand -hex 24) conduit --store sqlite:///events.db serve --host 0.0.0.0
     conduit --store postgresql://app@db/app serve --read-only --port 8080
     """
+    from rich.console import Console
+
     from conduit.web import create_app
     from conduit.web.server import serve_forever
 
