@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from conduit import EventStore
 from conduit.cli import app
-from conduit.cli.app import error_line
+from conduit.cli.application import error_line
 from conduit.errors import ConfigurationError
 from conduit.masking import mask_password
 

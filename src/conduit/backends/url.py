@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from conduit.backends.base import Backend
 from conduit.errors import ConfigurationError
+from conduit.importing import needs_extra
 from conduit.masking import mask_password
 
 __all__ = ["SCHEMES", "mask_password", "open_backend"]
@@ -26,6 +27,8 @@ def open_backend(url: str, **options: Any) -> Backend:
     Raises:
         ConfigurationError: the URL is malformed or names no known engine; the
             message lists the supported schemes.
+        MissingDependency: the engine's driver is not installed (PostgreSQL:
+            the ``postgres`` extra); a ConfigurationError too.
     """
     if not isinstance(url, str):
         raise _unsupported(repr(url), "a store URL is a string")
@@ -66,7 +69,8 @@ def open_backend(url: str, **options: Any) -> Backend:
         parts = urlsplit(url)
         if not parts.path.strip("/") and not parts.hostname:
             raise _unsupported(url, "a PostgreSQL URL names a server and a database")
-        from conduit.backends.postgres import PostgresBackend
+        with needs_extra("the PostgreSQL engine"):
+            from conduit.backends.postgres import PostgresBackend
 
         return PostgresBackend(url, **options)
     raise _unsupported(url, f"unknown scheme {scheme!r}")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from conduit.importing import needs_extra
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -44,9 +46,9 @@ def demo(
     conduit demo
     conduit demo --path ./demo/events.db
     """
+    with needs_extra("conduit demo"):
+        from conduit import demo as story  # SQLAlchemy: loaded for this command only
     from rich.console import Console
-
-    from conduit import demo as story  # SQLAlchemy: loaded for this command only
 
     if path is None:
         path = Path(tempfile.mkdtemp(prefix="conduit-demo-")) / "conduit-demo.db"

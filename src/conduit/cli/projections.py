@@ -10,6 +10,7 @@ import typer
 
 from conduit.cli.common import console, json_line, open_store, short_time, table
 from conduit.errors import ConfigurationError, InvalidArgument, ProjectionError
+from conduit.importing import needs_extra
 from conduit.store import EventStore
 from conduit.subscriptions.worker import load_projections
 
@@ -135,7 +136,7 @@ def projections(ctx: typer.Context, app: AppOption = None, as_json: JsonOption =
     with open_store(ctx) as store:
         lags = store_lags(store)
         if app is not None:
-            # SQLAlchemy only here
+            # SQLAlchemy only here (the extra is named if it is missing)
             from conduit.projections import SQLProjection
 
             parked = _parked_counts(store)
@@ -191,9 +192,10 @@ def rebuild_command(
 
     conduit projections rebuild people --app myapp.read_models:projections
     """
-    import sqlalchemy.exc
+    with needs_extra("conduit projections rebuild"):
+        import sqlalchemy.exc
 
-    from conduit.projections import SQLProjection, rebuild
+        from conduit.projections import SQLProjection, rebuild
 
     projection = _find(_load(app), name, app)
     if not isinstance(projection, SQLProjection):

@@ -9,6 +9,7 @@ import typer
 
 from conduit.cli.context import settings
 from conduit.errors import ConfigurationError
+from conduit.importing import require_extra
 from conduit.masking import mask_password
 from conduit.store import EventStore
 
@@ -62,6 +63,7 @@ def serve(
     """
     from rich.console import Console
 
+    require_extra("web", "conduit serve")
     from conduit.web import create_app
     from conduit.web.server import serve_forever
 
