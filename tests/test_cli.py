@@ -308,6 +308,12 @@ def test_a_misspelt_option_in_a_postgres_url_is_one_line_without_the_password(
         assert piece not in line
 
 
+def test_a_malformed_postgres_url_is_one_clean_line_without_its_password() -> None:
+    line = one_error_line(conduit("--store", "postgresql://app:s3cret@[db/app", "streams"))
+    assert "not a valid URL" in line
+    assert "s3cret" not in line
+
+
 @pytest.mark.parametrize("where", ["option", "environment", "argument"])
 def test_a_password_the_driver_quotes_is_hidden_too(where: str) -> None:
     # libpq quotes the bad percent-encoding it found: the password itself.

@@ -66,8 +66,12 @@ def open_backend(url: str, **options: Any) -> Backend:
         except ValueError as exc:
             raise _unsupported(url, str(exc)) from exc
     if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(url)
-        if not parts.path.strip("/") and not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError as exc:  # such as an unclosed "[" of an IPv6 address
+            raise _unsupported(url, f"it is not a valid URL ({exc})") from None
+        if not parts.path.strip("/") and not host:
             raise _unsupported(url, "a PostgreSQL URL names a server and a database")
         with needs_extra("the PostgreSQL engine"):
             from conduit.backends.postgres import PostgresBackend
