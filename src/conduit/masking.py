@@ -28,7 +28,7 @@ MASK = "***"
 
 _URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*:(/+)")
 _SPACE = " \t\n\r\f\v"  # libpq's isspace(), in the C locale
-_PARAMETER = re.compile(r"[?&]([A-Za-z_]+)=[^?&@]*$")  # an "@" inside a query value
+_PARAMETER = re.compile(r"[?&]([A-Za-z_]+)=[^?&@]*\Z")  # an "@" inside a query value
 _KNOWN = """
 host hostaddr port dbname user password passfile require_auth channel_binding connect_timeout
 client_encoding options application_name fallback_application_name keepalives keepalives_idle
