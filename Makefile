@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) || \
 		{ echo "Cannot create $(VENV): install the venv module (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the demo on an embedded SQLite file
@@ -30,7 +30,7 @@ test: lint  ## every test, PostgreSQL included (started first when installed but
 	$(BIN)/pytest
 
 bench: $(STAMP)  ## the benchmark suite (not part of the tests)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[all,dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

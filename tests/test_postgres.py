@@ -351,7 +351,7 @@ def test_an_open_older_transaction_holds_other_readers_at_the_horizon_until_it_e
 ) -> None:
     with EventStore(postgres_url, schema=schema) as reader:
         first = pg_store.push("thing_happened", "s", {})
-        assert [e.id for e in reader.read_all()] == [first.id]
+        eventually(lambda: [e.id for e in reader.read_all()] == [first.id], "the first event")
         with psycopg.connect(postgres_url) as other:
             other.execute("SELECT pg_current_xact_id()")
             second = pg_store.push("thing_happened", "s", {})

@@ -20,7 +20,9 @@
     │                           apply method, no payload, or a data key that would
     │                           overwrite a method); names the event and the fix
     ├── ConfigurationError      an unknown or malformed store URL or option
-    │      (also ValueError)
+    │   │  (also ValueError)
+    │   └── MissingDependency   an optional part is not installed; names the extra
+    │                           to install (also an ImportError)
     ├── BackendError            the storage engine failed; the driver's error is
     │   │                       the ``__cause__``
     │   └── SchemaError         the store's schema is missing, older or newer than
@@ -43,6 +45,7 @@ __all__ = [
     "EventDecodeError",
     "InvalidArgument",
     "InvalidEvent",
+    "MissingDependency",
     "ProjectionError",
     "ReplayError",
     "SchemaError",
@@ -151,6 +154,25 @@ class ReplayError(ConduitError):
 
 class ConfigurationError(ConduitError, ValueError):
     """A store URL or option that Conduit cannot use."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """A part of Conduit needs a package that is not installed.
+
+    ``module`` is the missing module and ``extra`` the extra that brings it
+    (``pip install 'conduit-eventstore[extra]'``). It is also an
+    :class:`ImportError`, as a failed import would be.
+    """
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs {module}, which is not installed: "
+            f"pip install 'conduit-eventstore[{extra}]'"
+        )
+        self.feature = feature
+        self.module = module
+        self.name = module  # as ImportError.name: the module that could not be imported
+        self.extra = extra
 
 
 class BackendError(ConduitError):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from conduit.backends.base import Backend
 from conduit.backends.options import check_options, parse_flag
 from conduit.errors import ConfigurationError
+from conduit.importing import needs_extra
+from conduit.masking import mask_password
 
 __all__ = ["SCHEMES", "mask_password", "open_backend"]
 
@@ -21,17 +22,14 @@ def _unsupported(url: str, why: str) -> ConfigurationError:
     )
 
 
-def mask_password(url: str) -> str:
-    """The URL with its password, if any, shown as ``***``."""
-    return re.sub(r"^([a-zA-Z][\w+.-]*://[^/:@]*:)[^/@]*@", r"\1***@", url)
-
-
 def open_backend(url: str, **options: Any) -> Backend:
     """Open the engine a URL names.
 
     Raises:
         ConfigurationError: the URL is malformed or names no known engine; the
             message lists the supported schemes.
+        MissingDependency: the engine's driver is not installed (PostgreSQL:
+            the ``postgres`` extra); a ConfigurationError too.
     """
     if not isinstance(url, str):
         raise _unsupported(repr(url), "a store URL is a string")
@@ -76,10 +74,15 @@ def open_backend(url: str, **options: Any) -> Backend:
         except ValueError as exc:
             raise _unsupported(url, str(exc)) from exc
     if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(url)
-        if not parts.path.strip("/") and not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError as exc:  # such as an unclosed "[" of an IPv6 address
+            raise _unsupported(url, f"it is not a valid URL ({exc})") from None
+        if not parts.path.strip("/") and not host:
             raise _unsupported(url, "a PostgreSQL URL names a server and a database")
-        from conduit.backends.postgres import PostgresBackend
+        with needs_extra("the PostgreSQL engine"):
+            from conduit.backends.postgres import PostgresBackend
 
         check_options(PostgresBackend, options, skip=1)
         return PostgresBackend(url, **options)

@@ -13,18 +13,18 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from conduit.cli.context import settings
 from conduit.events import Event, StreamId
 from conduit.store import EventStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = [
     "complete_stream",
@@ -37,6 +37,7 @@ __all__ = [
     "parse_object",
     "parse_time",
     "progress_bar",
+    "say",
     "short_time",
     "store_url",
     "stream_arg",
@@ -63,8 +64,18 @@ def open_store(ctx: typer.Context) -> Iterator[EventStore]:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console that prints text as given: no markup, no guessing at highlights."""
-    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True)
+    """A console that prints text as given: no markup, emoji codes or guessed highlights.
+
+    For tables; a line of plain text goes out faster with :func:`say`.
+    """
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def say(text: str, *, stderr: bool = False) -> None:
+    """Print one line of plain text, as given."""
+    typer.echo(text, err=stderr)
 
 
 def stream_arg(text: str) -> StreamId:
@@ -146,6 +157,9 @@ def short_time(moment: datetime) -> str:
 
 def table(title: str | None = None, caption: str | None = None) -> Table:
     """A compact table, the same look in every command."""
+    from rich import box
+    from rich.table import Table
+
     return Table(
         title=title,
         title_justify="left",
@@ -210,6 +224,15 @@ def progress_bar(
     ``events`` is a multiple of ``every`` (callers that advance per event
     pass a larger one), and once more at the end.
     """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     err = Console(stderr=True)
     show = err.is_terminal if wanted is None else wanted
     with Progress(

@@ -6,15 +6,17 @@ import json
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from conduit import demo as story
-from conduit.events import Event
+from conduit.importing import needs_extra
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from conduit.demo import PersonRow
+    from conduit.events import Event
 
 __all__ = ["demo"]
 
@@ -44,11 +46,15 @@ def demo(
     conduit demo
     conduit demo --path ./demo/events.db
     """
+    with needs_extra("conduit demo"):
+        from conduit import demo as story  # SQLAlchemy: loaded for this command only
+    from rich.console import Console
+
     if path is None:
         path = Path(tempfile.mkdtemp(prefix="conduit-demo-")) / "conduit-demo.db"
     result = story.run(path)
 
-    console = Console(highlight=False, markup=False)
+    console = Console(highlight=False, markup=False, emoji=False)
     console.rule("Conduit demo")
     console.print("What happened, in the order it was recorded:")
     for number, line in enumerate(result.story, 1):
@@ -84,7 +90,7 @@ def _stream_table(name: str, events: list[Event]) -> Table:
     return table
 
 
-def _people_table(people: list[story.PersonRow]) -> Table:
+def _people_table(people: list[PersonRow]) -> Table:
     table = _table("The people table (read model)")
     table.add_column("id", overflow="fold", min_width=18)
     for column in ("first_name", "last_name", "status"):
@@ -104,6 +110,9 @@ def _people_table(people: list[story.PersonRow]) -> Table:
 
 
 def _table(title: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     # Compact, so that both tables fit an 80-column terminal.
     return Table(
         title=title,

@@ -18,6 +18,7 @@ from conduit.cli.common import (
     open_store,
     parse_object,
     parse_time,
+    say,
     short_time,
     stream_arg,
 )
@@ -145,7 +146,7 @@ def push(
     if as_json:
         typer.echo(event_line(event))
         return
-    console().print(
+    say(
         f"{event.name} recorded in stream {event.stream_id} at version {event.version} "
         f"(position {event.position}, id {event.id})."
     )
@@ -201,7 +202,7 @@ def _print_stream(stream: str, events: Iterable[Event], as_json: bool) -> None:
         return
     found = list(events)
     if not found:
-        console(stderr=True).print(f"No events in stream {stream} (as asked).")
+        say(f"No events in stream {stream} (as asked).", stderr=True)
         return
     console().print(events_table(found, f"Stream {stream}"))
 

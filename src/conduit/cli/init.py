@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from conduit.cli.context import safe_url, settings
+from conduit.cli.common import console as make_console
+from conduit.cli.context import settings
+from conduit.masking import mask_password
 from conduit.store import EventStore
 
 __all__ = ["init"]
@@ -44,8 +45,8 @@ def init(
         store.setup()
         engine = store.backend.scheme
         has_events = store.head_position() > 0
-    console = Console(highlight=False, markup=False, soft_wrap=True)
-    console.print(f"Set up the {engine} store at {safe_url(url)}: its schema is up to date.")
+    console = make_console()
+    console.print(f"Set up the {engine} store at {mask_password(url)}: its schema is up to date.")
     if engine == "memory":
         console.print("Note: a memory:// store keeps nothing once the command ends.")
     elif has_events:

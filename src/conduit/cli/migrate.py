@@ -8,19 +8,21 @@ projections), the store from ``--store`` or ``CONDUIT_URL``.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from conduit.cli.common import console, progress_bar, store_url, table
-from conduit.cli.context import safe_url
 from conduit.errors import ConfigurationError, EventDecodeError
 from conduit.importing import import_attribute
+from conduit.masking import mask_password
 from conduit.migration import CHECKPOINT, MigrationReport
 from conduit.store import EventStore
 from conduit.typed import TypeRegistry
 from conduit.upcasting import Upcasters
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["load_types", "migrate_events", "register", "report_table"]
 
@@ -112,7 +114,7 @@ def migrate_events(
         out.print(f"Resumed after position {report.started_after}, where the last run stopped.")
     if report.changes:
         out.print(report_table(report))
-    where = safe_url(url)
+    where = mask_password(url)
     if dry_run:
         out.print(
             f"Dry run on {where}: {report.rewritten:,} of {report.scanned:,} events scanned "

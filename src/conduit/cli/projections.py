@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy.exc
 import typer
-from rich.table import Table
 
 from conduit.cli.common import console, json_line, open_store, short_time, table
 from conduit.errors import ConfigurationError, InvalidArgument, ProjectionError
-from conduit.projections import SQLProjection, rebuild
+from conduit.importing import needs_extra
 from conduit.store import EventStore
 from conduit.subscriptions.worker import load_projections
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from conduit.projections import SQLProjection
 
 __all__ = [
     "LAG_COUNT_LIMIT",
@@ -133,6 +136,9 @@ def projections(ctx: typer.Context, app: AppOption = None, as_json: JsonOption =
     with open_store(ctx) as store:
         lags = store_lags(store)
         if app is not None:
+            # SQLAlchemy only here (the extra is named if it is missing)
+            from conduit.projections import SQLProjection
+
             parked = _parked_counts(store)
             exact = {
                 projection.name: _read_model_lag(store, projection, parked)
@@ -186,6 +192,11 @@ def rebuild_command(
 
     conduit projections rebuild people --app myapp.read_models:projections
     """
+    with needs_extra("conduit projections rebuild"):
+        import sqlalchemy.exc
+
+        from conduit.projections import SQLProjection, rebuild
+
     projection = _find(_load(app), name, app)
     if not isinstance(projection, SQLProjection):
         raise ProjectionError(
@@ -215,6 +226,8 @@ def _find(projections: list[Any], name: str, spec: str) -> Any:
 
 
 def _read_model_lag(store: EventStore, projection: SQLProjection, parked: dict[str, int]) -> Lag:
+    import sqlalchemy.exc
+
     try:
         checkpoint = projection.load_checkpoint()
     except sqlalchemy.exc.SQLAlchemyError as exc:

@@ -7,9 +7,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from conduit.cli.context import safe_url, settings
+from conduit.cli.context import settings
+from conduit.masking import mask_password
 from conduit.store import EventStore
 from conduit.subscriptions.drivers import POLL_INTERVAL
 from conduit.subscriptions.worker import load_projections, run_worker
@@ -61,13 +61,15 @@ def run(
         raise typer.BadParameter(
             "no store URL: use --store URL or set CONDUIT_URL", param_hint="--store"
         )
+    from rich.console import Console
+
     sys.path.insert(0, "")  # like python -m: the current directory's modules
     projections = load_projections(target)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     console = Console(stderr=True, highlight=False, markup=False)
     names = ", ".join(str(getattr(p, "name", p)) for p in projections)
-    console.print(f"Running {names} on {safe_url(url)}; Ctrl-C or SIGTERM stops.")
+    console.print(f"Running {names} on {mask_password(url)}; Ctrl-C or SIGTERM stops.")
     store = EventStore(url)
     stopped = run_worker(
         store, projections, poll_interval=poll_interval, lease_ttl=lease_ttl, batch_size=batch_size

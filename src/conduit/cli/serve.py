@@ -6,10 +6,11 @@ import ipaddress
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from conduit.cli.context import safe_url, settings
+from conduit.cli.context import settings
 from conduit.errors import ConfigurationError
+from conduit.importing import require_extra
+from conduit.masking import mask_password
 from conduit.store import EventStore
 
 __all__ = ["is_loopback", "serve"]
@@ -88,6 +89,9 @@ def serve(
     conduit --store postgresql://app@db/app serve --read-only --port 8080
     conduit serve --trusted-proxy --public-url https://events.example.com
     """
+    from rich.console import Console
+
+    require_extra("web", "conduit serve")
     from conduit.web import create_app
     from conduit.web.server import serve_forever
     from conduit.web.sessions import DEFAULT_MAX_AGE
@@ -118,7 +122,9 @@ def serve(
         console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         shown = f"[{host}]" if ":" in host else host
         mode = " (read-only)" if read_only else ""
-        console.print(f"Serving {safe_url(url)}{mode} on http://{shown}:{port}/ ; Ctrl-C stops.")
+        console.print(
+            f"Serving {mask_password(url)}{mode} on http://{shown}:{port}/ ; Ctrl-C stops."
+        )
         if token is not None:
             console.print("Requests need the token: Authorization: Bearer …, or log in.")
         serve_forever(app, host=host, port=port)

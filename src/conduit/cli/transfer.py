@@ -26,9 +26,9 @@ import typer
 
 from conduit.cli.appending import Appender, Item, resume_position
 from conduit.cli.common import console, event_line, open_store, progress_bar
-from conduit.cli.context import safe_url
 from conduit.errors import InvalidArgument
 from conduit.events import Event
+from conduit.masking import mask_password
 from conduit.store import EventStore
 
 __all__ = ["copy", "export", "import_", "register"]
@@ -308,8 +308,8 @@ def copy(
         out.print(f"Resumed after source position {start}, where the target's copy ended.")
     already = f", {appender.present:,} were already there" if appender.present else ""
     out.print(
-        f"Copied {appender.added:,} events from {safe_url(source_url)} to "
-        f"{safe_url(target_url)}{already}."
+        f"Copied {appender.added:,} events from {mask_password(source_url)} to "
+        f"{mask_password(target_url)}{already}."
     )
     if limit is not None and read >= limit:
         out.print(f"Stopped at --limit {limit} (source position {last}); run it again to go on.")

@@ -8,7 +8,10 @@ model from the first event into fresh tables, swapped in once caught up;
 :func:`replay_since` replays the events recorded since a point in time.
 """
 
-from conduit.projections.rebuild import rebuild, replay_since
-from conduit.projections.sql import SQLProjection
+from conduit.importing import needs_extra
+
+with needs_extra("conduit.projections (SQL read models)"):
+    from conduit.projections.rebuild import rebuild, replay_since
+    from conduit.projections.sql import SQLProjection
 
 __all__ = ["SQLProjection", "rebuild", "replay_since"]

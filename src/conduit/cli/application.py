@@ -2,8 +2,12 @@
 
 Each command (or group of commands) lives in a module of its own and is
 registered here. Errors Conduit raises on purpose (:class:`ConduitError`) are
-reported as one line on stderr with exit status 1; ``--debug`` shows the
-traceback instead.
+reported as one line on stderr with exit status 1, without the passwords of
+the URLs given on the command line; ``--debug`` shows the traceback instead.
+
+The command modules import only what their options need: anything heavier
+(SQLAlchemy, the web application, Rich's tables and progress bars) is
+imported by the command that uses it, so that ``conduit push`` starts fast.
 """
 
 from __future__ import annotations
@@ -19,12 +23,20 @@ from typer.core import TyperGroup
 from conduit.cli import demo, events, init, migrate, projections, run, serve, streams, transfer
 from conduit.cli.context import Settings
 from conduit.errors import ConduitError
+from conduit.masking import hide_passwords
 
-__all__ = ["app", "main"]
+__all__ = ["app", "error_line", "main"]
+
+
+_ARGS = "conduit.args"
 
 
 class _ConduitGroup(TyperGroup):
     """Turns Conduit's errors into one line on stderr, unless ``--debug``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[_ARGS] = list(args)  # every URL given, for hiding their passwords
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         debug = bool(ctx.params.get("debug"))
@@ -34,9 +46,15 @@ class _ConduitGroup(TyperGroup):
         except ConduitError as exc:
             if debug:
                 raise
-            message = " ".join(str(exc).split()) or type(exc).__name__
+            message = error_line(exc, [ctx.params.get("store") or "", *ctx.meta.get(_ARGS, [])])
             typer.echo(f"{typer.style('Error:', fg='red', bold=True)} {message}", err=True)
             raise typer.Exit(1) from None
+
+
+def error_line(exc: ConduitError, urls: list[str]) -> str:
+    """An error as one line, without the passwords of ``urls`` (which may be any text)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return hide_passwords(message, urls)
 
 
 @contextmanager
