@@ -43,6 +43,7 @@ How to use it, in your engine's test suite:
            yield make
            for store in opened:
                store.close()
+               store.backend.close()  # a backend object passed in is the caller's to close
 
        @pytest.fixture
        def store(make_store):

@@ -21,20 +21,13 @@ from conduit.events import Event
 from conduit.store import EventStore
 
 __all__ = [
-    "SEARCHED_AFTER",
-    "SEARCHED_BEFORE",
+    "RELATED_SHOWN",
     "Related",
+    "correlated_page",
     "event_link_id",
     "events_before",
     "related",
-    "scan_correlation",
 ]
-
-SEARCHED_BEFORE = 250
-"""How many events before an event are searched for its relatives (the causes, mostly)."""
-
-SEARCHED_AFTER = 1000
-"""How many events after an event are searched for its relatives (its consequences)."""
 
 
 def events_before(store: EventStore, before: int | None, limit: int) -> list[Event]:
@@ -74,66 +67,52 @@ def _between(store: EventStore, after: int, top: int, limit: int) -> list[Event]
     return [event for event in store.read_all(after=after, limit=limit) if event.position < top]
 
 
+RELATED_SHOWN = 100
+"""The most correlated (and caused) events an event's page lists; the correlation's
+own page lists them all, a page at a time."""
+
+
 @dataclass(frozen=True, slots=True)
 class Related:
-    """The events found near an event that share its correlation id, or that it caused."""
+    """The events that share an event's correlation id, and those it caused.
+
+    ``more_correlated`` / ``more_caused``: the lists stop at :data:`RELATED_SHOWN`.
+    """
 
     correlation_id: str | None
     causation_id: str | None
     correlated: list[Event]
     caused: list[Event]
-    searched_before: int
-    searched_after: int
+    more_correlated: bool
+    more_caused: bool
 
 
-def related(
-    store: EventStore,
-    event: Event,
-    before: int = SEARCHED_BEFORE,
-    after: int = SEARCHED_AFTER,
-) -> Related:
-    """Search the events around ``event`` in the global log for its relatives.
-
-    There is no index by correlation id: a bounded window (``before`` events
-    before it, ``after`` events after it) keeps an event's page fast on any
-    store. Reading backwards costs more (see :func:`events_before`), and an
-    event's consequences come after it, hence the lopsided window. Events
-    further away are found by :func:`scan_correlation`, a window at a time.
-    """
+def related(store: EventStore, event: Event, shown: int = RELATED_SHOWN) -> Related:
+    """The events of the whole log that share ``event``'s correlation id, and those
+    whose causation id is ``event``'s id: indexed reads, whatever the log's size."""
     correlation_id = _text(event.metadata.get("correlation_id"))
     causation_id = _text(event.metadata.get("causation_id"))
-    nearby = [
-        *events_before(store, event.position, before),
-        *store.read_all(after=event.position, limit=after),
-    ]
-    own_id = str(event.id)
-    correlated = [
-        other
-        for other in nearby
-        if correlation_id is not None
-        and _text(other.metadata.get("correlation_id")) == correlation_id
-    ]
-    caused = [other for other in nearby if _text(other.metadata.get("causation_id")) == own_id]
-    return Related(correlation_id, causation_id, correlated, caused, before, after)
+    correlated: list[Event] = []
+    if correlation_id is not None:
+        correlated = list(store.read_all(correlation_id=correlation_id, limit=shown + 1))
+    caused = list(store.read_all(causation_id=str(event.id), limit=shown + 1))
+    return Related(
+        correlation_id,
+        causation_id,
+        correlated[:shown],
+        caused[:shown],
+        len(correlated) > shown,
+        len(caused) > shown,
+    )
 
 
-def scan_correlation(
-    store: EventStore, correlation_id: str, after: int, window: int
-) -> tuple[list[Event], int, bool]:
-    """The events of ``window`` events of the log after ``after`` that carry ``correlation_id``.
-
-    Returns the events found, the position the scan reached, and whether the
-    log goes on past it.
-    """
-    matches: list[Event] = []
-    reached = after
-    seen = 0
-    for event in store.read_all(after=after, limit=window):
-        seen += 1
-        reached = event.position
-        if _text(event.metadata.get("correlation_id")) == correlation_id:
-            matches.append(event)
-    return matches, reached, seen == window
+def correlated_page(
+    store: EventStore, correlation_id: str, after: int, limit: int
+) -> tuple[list[Event], bool]:
+    """A page of the events carrying ``correlation_id`` after a position; and whether
+    more follow."""
+    found = list(store.read_all(correlation_id=correlation_id, after=after, limit=limit + 1))
+    return found[:limit], len(found) > limit
 
 
 def event_link_id(value: object) -> str | None:

@@ -20,7 +20,7 @@ from conduit.errors import InvalidArgument
 from conduit.store import EventStore
 from conduit.web import params
 from conduit.web.auth import check_csrf
-from conduit.web.history import event_link_id, events_before, related, scan_correlation
+from conduit.web.history import correlated_page, event_link_id, events_before, related
 from conduit.web.render import page, with_query
 
 __all__ = ["PAGE_SIZE", "RECENT", "routes"]
@@ -32,9 +32,6 @@ PAGE_SIZE = 50
 
 RECENT = 15
 """Events on the overview."""
-
-CORRELATION_SCAN = 10_000
-"""Events of the log one view of a correlation searches."""
 
 PARKED_SHOWN = 200
 """Parked events listed on the projections page."""
@@ -188,24 +185,24 @@ def log(request: Request) -> Response:
 
 
 def correlation(request: Request) -> Response:
-    """The events that carry a correlation id, searched a window of the log at a time."""
+    """The events that carry a correlation id, in log order, a page at a time."""
     correlation_id: str = request.path_params["correlation_id"]
     after = params.integer(request.query_params, "after", default=0)
     assert after is not None
-    matches, reached, more = scan_correlation(
-        _store(request), correlation_id, after, CORRELATION_SCAN
-    )
+    events, more = correlated_page(_store(request), correlation_id, after, PAGE_SIZE)
+    following = None
+    if more and events:
+        following = with_query(request.url.path, after=events[-1].position)
     return page(
         request,
         "correlation.html",
         {
             "title": f"Correlation {correlation_id}",
             "correlation_id": correlation_id,
-            "events": matches,
+            "events": events,
             "after": after,
-            "reached": reached,
-            "following": with_query(request.url.path, after=reached) if more else None,
-            "window": CORRELATION_SCAN,
+            "first": request.url.path if after else None,
+            "following": following,
         },
     )
 
