@@ -10,6 +10,7 @@ import sqlalchemy.exc
 from sqlalchemy.orm import Session
 
 from conduit.events import Event
+from conduit.projections.outages import is_outage
 from conduit.subscriptions.dispatch import handlers_for
 from conduit.subscriptions.projector import CheckpointBaseline, CheckpointConflict, HandlerFailed
 
@@ -74,9 +75,11 @@ class SQLProjection(CheckpointBaseline):
         store.subscribe(People("sqlite:///read-model.db"), mode="background")
 
     Each batch of events (``batch_size``) is applied in one transaction with
-    the checkpoint, so effects happen exactly once. Errors in
-    ``transient_errors`` (the database is away or locked) are retried until
-    it is back; any other error from a handler is retried, then parked.
+    the checkpoint, so effects happen exactly once. An error that means the
+    database is unreachable (:meth:`is_transient`: the connection refused or
+    lost, the database locked or busy, the server shutting down) is retried
+    until it is back; any other error from a handler (a missing table, a
+    violated constraint, a bug) is retried, then parked.
 
     On PostgreSQL, a class attribute ``synchronous_commit = False`` commits
     each batch with ``synchronous_commit = off`` (for that transaction only):
@@ -92,11 +95,9 @@ class SQLProjection(CheckpointBaseline):
     """The projection's name: its subscription, checkpoint and lease."""
     metadata: ClassVar[sa.MetaData]
     batch_size: ClassVar[int] = 100
-    transient_errors: tuple[type[BaseException], ...] = (
-        sqlalchemy.exc.OperationalError,
-        sqlalchemy.exc.InterfaceError,
-        sqlalchemy.exc.TimeoutError,
-    )
+    transient_errors: tuple[type[BaseException], ...] = ()
+    """Further error classes that mean the read model's storage is away (see
+    :meth:`is_transient`), for a subclass whose handlers reach other services."""
     synchronous_commit: ClassVar[bool] = True
     """False: PostgreSQL commits without waiting for the disk (see above)."""
     _move_rendered: tuple[sa.Dialect, bool, str, tuple[str, ...]] | None = None
@@ -140,6 +141,15 @@ class SQLProjection(CheckpointBaseline):
 
     # -- the Projector role ----------------------------------------------------
 
+    def is_transient(self, error: BaseException) -> bool:
+        """True when ``error`` means the database is away: retry, never park.
+
+        Asks the DBAPI error underneath (see :func:`conduit.projections.outages.is_outage`):
+        SQLAlchemy's ``OperationalError`` alone does not tell a locked SQLite
+        database from a missing table. Errors of ``transient_errors`` count too.
+        """
+        return isinstance(error, self.transient_errors) or is_outage(error)
+
     def load_checkpoint(self) -> int:
         """The position this read model is up to date with (0 when empty)."""
         with self.engine.connect() as conn:
@@ -165,9 +175,9 @@ class SQLProjection(CheckpointBaseline):
                 for index, event in enumerate(events):
                     try:
                         self._handle(event, session)
-                    except self.transient_errors:
-                        raise
                     except Exception as exc:
+                        if self.is_transient(exc):
+                            raise
                         raise HandlerFailed(index, exc) from exc
                 session.flush()
                 self._move_checkpoint(conn, up_to)
@@ -178,9 +188,9 @@ class SQLProjection(CheckpointBaseline):
             raise
         except CheckpointConflict:
             raise
-        except self.transient_errors:
-            raise
         except sqlalchemy.exc.SQLAlchemyError as exc:
+            if self.is_transient(exc):
+                raise
             # Failed at flush or commit (a deferred constraint, say): find the culprit alone.
             if len(events) <= 1:
                 raise HandlerFailed(0, exc) from exc
