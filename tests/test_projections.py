@@ -8,6 +8,7 @@ own (created and dropped here) beside a PostgreSQL store.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from conduit import Event, EventStore, InvalidArgument
 from conduit.projections import SQLProjection, rebuild, replay_since
+from conduit.projections.rebuild import fresh_schema_name
 from conduit.subscriptions.projector import CheckpointConflict
 from worker_app import (
     EVENT,
@@ -772,6 +774,92 @@ def test_rebuild_leaves_no_fresh_tables_behind(
         names = sa.inspect(conn).get_schema_names()
     assert not [name for name in names if name.startswith("conduit_rebuild")]
     assert not list(tmp_path.glob("*.rebuild"))
+
+
+AWKWARD_NAMES = [
+    "ledger-v2",
+    "my ledger",
+    "o'brien's \"ledger\"",
+    "Ledger.Of.Accounts",
+    "ledger " + "x" * 180,
+]
+
+
+@pytest.mark.parametrize("name", AWKWARD_NAMES, ids=["dash", "space", "quotes", "dots", "long"])
+def test_rebuild_works_whatever_the_projection_name(
+    store: EventStore, make_ledger: Callable[..., Ledger], name: str, tmp_path: Path
+) -> None:
+    live = make_ledger(name=name)
+    subscription = store.subscribe(live, batch_size=10)
+    events = record_many(store, 25)
+    with live.engine.begin() as conn:  # damage the live read model
+        conn.execute(sa.text("DELETE FROM ledger_hits"))
+
+    assert rebuild(store, live) == len(events)
+
+    assert subscription.name == name
+    assert ledger(live.engine) == expected(events)
+    assert times_applied(live) == {str(event.id): 1 for event in events}
+    assert read_checkpoint(live.engine, name) == events[-1].position
+    with live.engine.connect() as conn:
+        schemas = sa.inspect(conn).get_schema_names()
+    assert not [schema for schema in schemas if schema.startswith("conduit_rebuild")]
+    assert not list(tmp_path.glob("*.rebuild"))
+
+
+def test_rebuild_of_a_sqlite_read_model_whose_path_has_quotes_and_spaces(
+    projections: list[SQLProjection], tmp_path: Path
+) -> None:
+    folder = tmp_path / "read models 'of' \"this\" app"
+    folder.mkdir()
+    live = Ledger(sa.create_engine(sa.URL.create("sqlite", database=str(folder / "it's.db"))))
+    live.setup()
+    projections.append(live)
+    with EventStore(f"sqlite:///{folder / 'events.db'}") as store:
+        store.subscribe(live)
+        events = record_many(store, 12)
+
+        assert rebuild(store, live) == len(events)
+
+    assert ledger(live.engine) == expected(events)
+    assert not list(folder.glob("*.rebuild"))
+
+
+def test_fresh_schema_names_are_safe_short_and_never_shared() -> None:
+    names = [
+        *AWKWARD_NAMES,
+        "a.b",
+        "a_b",
+        "a b",
+        "A.B",
+        "x" * 70 + "1",
+        "x" * 70 + "2",
+        "x" * 200,
+        "",
+        "ünïcödé",
+        "---",
+    ]
+    fresh = [fresh_schema_name(name) for name in names]
+
+    assert len(set(fresh)) == len(names)
+    for schema in fresh:
+        assert re.fullmatch(r"conduit_rebuild_[a-z0-9_]+", schema), schema
+        assert len(schema) <= 63
+
+
+def test_a_projection_name_a_rebuild_cannot_keep_is_refused(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    live = make_ledger(name="x" * 195)  # fits conduit_checkpoints; with ".rebuild", not
+
+    with pytest.raises(InvalidArgument, match="at most 192"):
+        rebuild(store, live)
+
+
+@pytest.mark.parametrize("bad", ["x" * 201, "nul\x00inside"])
+def test_a_projection_name_its_checkpoint_cannot_hold_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="name"):
+        Ledger("sqlite://", name=bad)
 
 
 def test_replay_since_applies_the_events_recorded_since_again(

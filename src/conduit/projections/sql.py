@@ -9,12 +9,16 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.orm import Session
 
+from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.projections.outages import is_outage
 from conduit.subscriptions.dispatch import handlers_for
 from conduit.subscriptions.projector import CheckpointBaseline, CheckpointConflict, HandlerFailed
 
-__all__ = ["CHECKPOINTS", "HOME_MAP", "PARKED_APPLIED", "SQLProjection"]
+__all__ = ["CHECKPOINTS", "HOME_MAP", "MAX_NAME_LENGTH", "PARKED_APPLIED", "SQLProjection"]
+
+MAX_NAME_LENGTH = 200
+"""The longest projection name its read model's ``conduit_checkpoints`` can hold."""
 
 # Conduit's own tables live in the read model's default schema, also while a
 # rebuild translates the read model's tables to another: they carry this
@@ -27,7 +31,7 @@ _conduit_tables = sa.MetaData(schema=HOME)
 CHECKPOINTS = sa.Table(
     "conduit_checkpoints",
     _conduit_tables,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(MAX_NAME_LENGTH), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
 )
 """Each SQL projection's checkpoint, in its read-model database."""
@@ -35,7 +39,7 @@ CHECKPOINTS = sa.Table(
 PARKED_APPLIED = sa.Table(
     "conduit_parked_applied",
     _conduit_tables,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(MAX_NAME_LENGTH), primary_key=True),
     sa.Column("event_id", sa.String(36), primary_key=True),
 )
 """Parked events a retry has applied, so that a retry is applied once."""
@@ -117,6 +121,13 @@ class SQLProjection(CheckpointBaseline):
             self.name = name
         if not getattr(self, "name", None):
             raise TypeError(f"{type(self).__name__} needs a name (a class attribute)")
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"a projection's name is a string of at most {MAX_NAME_LENGTH} characters",
+                field="name",
+            )
+        if "\x00" in self.name:
+            raise InvalidArgument("a projection's name cannot hold NUL characters", field="name")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.engine.url!r}>"
