@@ -95,8 +95,6 @@ class Subscription:
         self._standing_by = False
         self.error: BaseException | None = None
         """Why the background driver stopped for good (``None`` while it runs)."""
-        self.ended = threading.Event()
-        """Set when the background driver's thread has ended, stopped or failed."""
 
     @property
     def name(self) -> str:
@@ -201,7 +199,6 @@ class Subscription:
                     backend.release_lease(self.name, self.owner)
                 except BackendError as exc:  # it lapses after lease_ttl instead
                     log.warning("subscription %r: cannot release its lease: %s", self.name, exc)
-            self.ended.set()
 
     def _drive(self) -> None:
         """The background loop: hold the lease, catch up, wait for news, again."""
@@ -215,6 +212,8 @@ class Subscription:
                 self._wake.clear()
                 read = self.catch_up(keep_going=self._keep_lease)
                 failures = 0
+                if self.runner.conflicted:  # another driver took over? ask the lease now
+                    self._renew_at = 0.0
                 if read:
                     wait, idle_wait = self.poll_interval, self.poll_interval
                 else:  # a quiet log: look less and less often

@@ -124,6 +124,11 @@ class Runner:
         """Look for parked events to retry on the next catch-up."""
         self._next_retry_check = 0.0
 
+    @property
+    def conflicted(self) -> bool:
+        """Whether the last catch-up gave up a batch to another driver's checkpoint."""
+        return self._conflicted
+
     def transient(self, error: BaseException) -> bool:
         """Whether ``error`` means the projection's storage is away (retry, never park)."""
         return is_transient(self.projector, error)
