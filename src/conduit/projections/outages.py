@@ -18,18 +18,22 @@ __all__ = ["is_outage"]
 _UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 # SQLite primary result codes (the low byte of the extended code) that mean the
-# database cannot be used right now, not that the statement is wrong.
+# database file cannot be used now, whatever the statement: retrying each event
+# until someone mends the storage parks nothing that a handler did not break.
 _SQLITE_OUTAGES = frozenset(
     {
         5,  # SQLITE_BUSY: another connection holds the lock
         6,  # SQLITE_LOCKED: a conflict within the same connection or a shared cache
         7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY: the file or its directory cannot be written
         9,  # SQLITE_INTERRUPT
         10,  # SQLITE_IOERR: the disk, or a network file system, failed
+        11,  # SQLITE_CORRUPT: the file is damaged
         13,  # SQLITE_FULL: the disk is full
         14,  # SQLITE_CANTOPEN: the file (or its directory) cannot be opened now
         15,  # SQLITE_PROTOCOL: a locking race
         17,  # SQLITE_SCHEMA: the schema changed under a prepared statement
+        26,  # SQLITE_NOTADB: the path names something that is not a database
     }
 )
 
