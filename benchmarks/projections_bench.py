@@ -255,7 +255,7 @@ def _in_process(
     projection.seen = seen
     with EventStore(store_url) as store:
         store.setup()
-        subscription = store.subscribe(projection, mode=mode)  # type: ignore[arg-type]
+        subscription = store.subscribe(projection, mode=mode)  # type: ignore[call-overload]
         store.push(EVENT, "latency", {"value": 0})  # warm-up, not measured
         subscription.wait_for(store.head_position(), timeout=30)
         _latency_events(store, settings)

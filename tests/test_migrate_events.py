@@ -24,7 +24,14 @@ from conduit import Event, EventDecodeError, EventStore, TypedEvent, TypeRegistr
 from conduit.cli import app
 from conduit.cli.migrate import load_types
 from conduit.errors import ConfigurationError, InvalidArgument
-from conduit.migration import CHECKPOINT, MigrationChange, MigrationReport, migrate_events
+from conduit.migration import (
+    CHECKPOINT,
+    FINGERPRINT,
+    MigrationChange,
+    MigrationReport,
+    fingerprint,
+    migrate_events,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,8 +228,9 @@ def test_batches_smaller_than_the_log_report_progress_after_each(store: EventSto
     assert not any(r.complete for r in seen)
     assert report.batches == 5
     assert report.rewritten == 5
-    assert store.backend.load_checkpoint(CHECKPOINT) == 0  # done: the next run starts over
-    assert store.subscription_status() == []  # Conduit's own checkpoint is not a subscription
+    # Done: the next run starts where this one ended.
+    assert store.backend.load_checkpoint(CHECKPOINT) == pushed[-1].position
+    assert store.subscription_status() == []  # Conduit's own checkpoints are not subscriptions
 
 
 def test_no_subscription_may_take_a_name_conduit_keeps(store: EventStore) -> None:
@@ -276,7 +284,7 @@ def test_a_failing_upcaster_stops_the_run_and_a_second_run_resumes(store: EventS
     assert all(
         e.metadata["schema_version"] == 3 for e in stored(store) if e.name == "member_joined"
     )
-    assert store.backend.load_checkpoint(CHECKPOINT) == 0
+    assert store.backend.load_checkpoint(CHECKPOINT) == pushed[-1].position
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint_unless_restarted(
@@ -305,7 +313,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_unless_restarted(
     assert sum(1 for e in stored(store) if e.metadata.get("schema_version") == 3) == 6
 
 
-def test_a_second_run_rewrites_nothing(store: EventStore) -> None:
+def test_a_second_run_starts_where_the_first_ended_and_restart_rescans(
+    store: EventStore,
+) -> None:
     pushed = fill(store)
     typed = EventStore(store.backend, types=registry())
     typed.migrate_events(batch_size=4)
@@ -313,8 +323,112 @@ def test_a_second_run_rewrites_nothing(store: EventStore) -> None:
 
     again = typed.migrate_events(batch_size=4)
 
-    assert (again.scanned, again.rewritten, again.changes) == (len(pushed), 0, ())
+    assert (again.started_after, again.scanned, again.rewritten) == (pushed[-1].position, 0, 0)
     assert stored(store) == once
+    newer = store.push("member_joined", "m-8", {"name": "Ken Thompson"})  # old code, still
+    settled(store, len(pushed) + 1)
+    third = typed.migrate_events(batch_size=4)
+    assert (third.started_after, third.scanned, third.rewritten) == (pushed[-1].position, 1, 1)
+    assert stored(store)[-1].metadata["schema_version"] == 3
+    everything = typed.migrate_events(batch_size=4, restart=True)
+    assert (everything.started_after, everything.scanned, everything.rewritten) == (
+        0,
+        len(pushed) + 1,
+        0,
+    )
+    assert store.backend.load_checkpoint(CHECKPOINT) == newer.position
+
+
+def more_upcasters() -> TypeRegistry:
+    """The registry of :func:`registry`, and one upcaster more (``note_added`` v1 to v2)."""
+    types = registry()
+
+    @types.upcaster("note_added", 1)
+    def signed(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "by": "unknown"}
+
+    return types
+
+
+def test_a_run_with_changed_upcasters_starts_over_from_the_first_event(
+    store: EventStore,
+) -> None:
+    pushed = fill(store)
+    EventStore(store.backend, types=registry()).migrate_events(batch_size=4)
+    changed = EventStore(store.backend, types=more_upcasters())
+    assert fingerprint(more_upcasters().upcasters) != fingerprint(registry().upcasters)
+
+    dry = changed.migrate_events(dry_run=True)
+    assert (dry.started_after, dry.scanned, dry.rewritten) == (0, len(pushed), 2)
+    assert store.backend.load_checkpoint(FINGERPRINT) == fingerprint(registry().upcasters)
+
+    report = changed.migrate_events(batch_size=4)
+
+    assert (report.started_after, report.scanned, report.rewritten) == (0, len(pushed), 2)
+    assert report.changes == (MigrationChange("note_added", 1, "note_added", 2, 2),)
+    assert [e.data for e in stored(store) if e.name == "note_added"] == [
+        {"text": "left untouched", "by": "unknown"},
+        {"text": "hello", "by": "unknown"},
+    ]
+    assert store.backend.load_checkpoint(FINGERPRINT) == fingerprint(more_upcasters().upcasters)
+    again = changed.migrate_events()
+    assert (again.started_after, again.scanned) == (pushed[-1].position, 0)
+    # Back to the first registry: changed too, so it goes over everything again.
+    back = EventStore(store.backend, types=registry()).migrate_events()
+    assert (back.started_after, back.scanned, back.rewritten) == (0, len(pushed), 0)
+
+
+def test_a_run_from_a_given_position_does_not_vouch_for_new_upcasters(
+    store: EventStore,
+) -> None:
+    pushed = fill(store)
+    EventStore(store.backend, types=registry()).migrate_events()
+    changed = EventStore(store.backend, types=more_upcasters())
+
+    partial = changed.migrate_events(after=pushed[4].position)
+    assert (partial.started_after, partial.rewritten) == (pushed[4].position, 1)
+
+    # The events before that position never met the new upcaster: the next run starts over.
+    assert changed.migrate_events().started_after == 0
+    assert all(e.data.get("by") == "unknown" for e in stored(store) if e.name == "note_added")
+
+
+class Names:
+    """An entity that keeps the names of its events, as each reader reads them."""
+
+    replayed = 0
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def _seen(self, event: Event) -> None:
+        Names.replayed += 1
+        self.names.append(event.name)
+
+    apply_user_signed_up = apply_member_joined = apply_note_added = apply_thing_happened = _seen
+
+
+def test_snapshots_taken_before_a_rewrite_of_their_stream_are_not_used_after_it(
+    store: EventStore,
+) -> None:
+    fill(store)
+    plain = EventStore(store.backend)  # no upcasters: reads what is stored
+    before = plain.load("m-4", Names)
+    assert before.names == ["user_signed_up", "note_added", "member_joined"]
+    plain.save_snapshot("m-4", before, 3)
+    plain.save_snapshot("other", plain.load("other", Names), 1)  # a stream not rewritten
+
+    EventStore(store.backend, types=registry()).migrate_events()
+
+    Names.replayed = 0
+    after = plain.load("m-4", Names)
+    assert after.names == ["member_joined", "note_added", "member_joined"]
+    assert Names.replayed == 3  # the snapshot was ignored: every event replayed
+    plain.save_snapshot("m-4", after, 3)  # taken after the rewrite: good to use
+    Names.replayed = 0
+    assert plain.load("m-4", Names).names == after.names
+    assert plain.load("other", Names).names == ["thing_happened"]
+    assert Names.replayed == 0  # both from their snapshots
 
 
 def test_after_starts_past_a_position_whatever_the_checkpoint(store: EventStore) -> None:
@@ -530,9 +644,14 @@ def test_command_rewrites_then_finds_nothing_left(
     ]
     assert after[0].data == {"first_name": "Ada", "last_name": "Lovelace"}
 
-    again = ok(conduit("migrate-events", f"{app_module}:types", url=url))
+    again = ok(conduit("migrate-events", f"{app_module}:types", url=url))  # the same upcasters
+    assert f"Resumed after position {after[-1].position}" in again.stdout
     assert "Nothing to rewrite" in again.stdout
-    assert "4 events scanned" in again.stdout
+    assert "the 0 events scanned" in again.stdout
+    everything = ok(conduit("migrate-events", f"{app_module}:types", "--restart", url=url))
+    assert "Resumed" not in everything.stdout
+    assert "Nothing to rewrite" in everything.stdout
+    assert "the 4 events scanned" in everything.stdout
 
 
 def test_command_stops_on_a_failing_upcaster_and_resumes(

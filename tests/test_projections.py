@@ -8,11 +8,13 @@ own (created and dropped here) beside a PostgreSQL store.
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,12 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+import sqlalchemy.exc
 from sqlalchemy.orm import Session
 
 from conduit import Event, EventStore, InvalidArgument
 from conduit.projections import SQLProjection, rebuild, replay_since
+from conduit.projections.rebuild import fresh_schema_name
 from conduit.subscriptions.projector import CheckpointConflict
 from worker_app import (
     EVENT,
@@ -192,6 +196,42 @@ def test_a_stale_driver_cannot_apply_a_batch_again(
     assert read_checkpoint(first.engine) == events[-1].position
 
 
+def test_two_stores_driving_one_inline_projection_apply_each_event_once(
+    make_store: Callable[[], EventStore], make_ledger: Callable[..., Ledger]
+) -> None:
+    """Inline drivers take no lease: each store drives the subscription on its own
+    pushes, and the checkpoint's compare-and-set keeps them from applying a batch twice;
+    the one that loses it reads the checkpoint again, so its caller still reads its
+    own writes."""
+    first = make_ledger()
+    second = make_ledger(first.engine.url.render_as_string(hide_password=False))
+    stores = [make_store(), make_store()]
+    stores[0].subscribe(first)
+    stores[1].subscribe(second)
+    pushed: list[Event] = []
+    not_read_back: list[Event] = []
+
+    def push_from(store: EventStore, offset: int) -> None:
+        for n in range(40):
+            event = record(store, f"account-{n % 5}", offset + n)
+            pushed.append(event)
+            if read_checkpoint(first.engine) < event.position:
+                not_read_back.append(event)
+
+    threads = [
+        threading.Thread(target=push_from, args=(store, 1000 * n)) for n, store in enumerate(stores)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+
+    assert len(pushed) == 80
+    assert not_read_back == [], "a push returned before its projection had its event"
+    assert times_applied(first) == {str(event.id): 1 for event in pushed}
+    assert ledger(first.engine) == expected(pushed)
+
+
 def test_a_thread_that_only_looks_does_not_move_the_batch_baseline(
     store: EventStore, make_ledger: Callable[..., Ledger]
 ) -> None:
@@ -301,6 +341,109 @@ def test_a_retry_applied_before_a_crash_is_not_applied_again(
     assert ledger(projection.engine) == expected([*good, bad])
 
 
+class Misspelled(Ledger):
+    """A handler with a bug for the bad event: a statement on a table or column that
+    does not exist (on SQLite an ``OperationalError``, as a locked database is)."""
+
+    statement = "INSERT INTO ledger_totalz (stream_id) VALUES (:s)"
+
+    def on_amount_recorded(self, event: Event, session: Session) -> None:
+        if event.data.get("bad"):
+            session.execute(sa.text(self.statement), {"s": str(event.stream_id)})
+        super().on_amount_recorded(event, session)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO ledger_totalz (stream_id) VALUES (:s)",
+        "INSERT INTO ledger_totals (stream_id, nope) VALUES (:s, 1)",
+    ],
+    ids=["missing-table", "missing-column"],
+)
+def test_a_handler_using_a_missing_table_or_column_is_parked_after_its_retries(
+    store: EventStore,
+    new_readmodel: Callable[[], str],
+    projections: list[SQLProjection],
+    statement: str,
+) -> None:
+    projection = Misspelled(new_readmodel())
+    projection.statement = statement
+    projection.setup()
+    projections.append(projection)
+    good, bad = push_with_bad(store)
+
+    subscription = store.subscribe(
+        projection, mode="background", batch_size=10, max_attempts=2, backoff=0.001
+    )
+    subscription.wait_for(good[-1], timeout=WAIT)
+
+    [parked] = store.parked()
+    assert (parked.event_id, parked.attempts) == (bad.id, 2)
+    assert "nope" in parked.error or "ledger_totalz" in parked.error
+    assert times_applied(projection) == {str(event.id): 1 for event in good}
+
+
+def wrapped(error: Exception) -> sqlalchemy.exc.DBAPIError:
+    """A DBAPI error as SQLAlchemy raises it."""
+    found = sqlalchemy.exc.DBAPIError.instance("SELECT 1", {}, error, psycopg.Error)
+    assert isinstance(found, sqlalchemy.exc.DBAPIError)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (psycopg.OperationalError("connection failed: Connection refused"), True),
+        (psycopg.errors.ConnectionFailure(), True),
+        (psycopg.errors.AdminShutdown(), True),
+        (psycopg.errors.CannotConnectNow(), True),
+        (psycopg.errors.DiskFull(), True),
+        (psycopg.errors.TooManyConnections(), True),
+        (psycopg.errors.DeadlockDetected(), True),
+        (psycopg.errors.SerializationFailure(), True),
+        (psycopg.errors.LockNotAvailable(), True),
+        (psycopg.errors.UndefinedTable(), False),
+        (psycopg.errors.UndefinedColumn(), False),
+        (psycopg.errors.SyntaxError(), False),
+        (psycopg.errors.UniqueViolation(), False),
+        (psycopg.errors.InvalidTextRepresentation(), False),
+        (psycopg.errors.DivisionByZero(), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
+)
+def test_postgres_errors_are_told_apart_by_their_sqlstate(error: Exception, outage: bool) -> None:
+    projection = Ledger("sqlite://")
+    assert projection.is_transient(wrapped(error)) is outage
+    projection.engine.dispose()
+
+
+def test_sqlite_errors_are_told_apart_by_their_result_code(tmp_path: Path) -> None:
+    path = tmp_path / "codes.db"
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.01})
+    projection = Ledger(engine)
+    projection.setup()
+
+    def error_of(statement: str) -> sqlalchemy.exc.DBAPIError:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as raised, engine.begin() as conn:
+            conn.execute(sa.text(statement))
+        return raised.value
+
+    assert not projection.is_transient(error_of("INSERT INTO ledger_totalz VALUES (1)"))
+    assert not projection.is_transient(error_of("INSERT INTO ledger_totals (nope) VALUES (1)"))
+    assert not projection.is_transient(error_of("SELEKT 1"))
+    assert not projection.is_transient(
+        error_of("INSERT INTO ledger_totals (stream_id, events, total) VALUES (NULL, 1, 1)")
+    )
+    with sqlite_locked(str(path)):
+        assert projection.is_transient(error_of("SELECT * FROM ledger_totals"))
+    engine.dispose()
+    missing = sa.create_engine(f"sqlite:///{tmp_path / 'no-such-directory' / 'x.db'}")
+    with pytest.raises(sqlalchemy.exc.DBAPIError) as unreachable, missing.connect():
+        pass
+    assert projection.is_transient(unreachable.value)
+
+
 # -- the read model away for a while ------------------------------------------------------
 
 
@@ -340,10 +483,11 @@ def test_read_model_unavailable_for_a_while_catches_up_afterwards(
 
     with caplog.at_level(logging.WARNING, "conduit.subscriptions"), outage(projection):
         during = [record(store, f"account-{n % 3}", 100 + n) for n in range(20)]
+        # Away until the driver has failed and retried a few times.
         eventually(
-            lambda: "storage unavailable" in caplog.text, "the driver finds the read model away"
+            lambda: caplog.text.count("storage unavailable") >= 3,
+            "the driver finds the read model away, and retries",
         )
-        time.sleep(0.5)  # stay away for a while: several failed attempts
     after = [record(store, "account-0", 200 + n) for n in range(5)]
     subscription.wait_for(after[-1], timeout=WAIT)
 
@@ -352,6 +496,64 @@ def test_read_model_unavailable_for_a_while_catches_up_afterwards(
     assert times_applied(projection) == {str(event.id): 1 for event in everything}
     assert list(store.parked()) == []
     assert subscription.error is None
+
+
+def test_a_handler_meeting_a_locked_table_is_retried_and_nothing_parked(
+    store: EventStore,
+    make_ledger: Callable[..., Ledger],
+    postgres_or_sqlite_admin: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The read model can be read but not written for a while: the handler's own
+    statement fails (SQLite: database locked; PostgreSQL: lock_timeout)."""
+    sqlite = store.backend.scheme == "sqlite"
+    options = (
+        {"connect_args": {"timeout": 0.05}}
+        if sqlite
+        else {"connect_args": {"options": "-c lock_timeout=50"}}
+    )
+    projection = make_ledger(**options)
+    subscription = store.subscribe(projection, mode="background", backoff=0.01, max_attempts=2)
+    first = record(store, "account-0", 1)
+    subscription.wait_for(first, timeout=WAIT)
+
+    with caplog.at_level(logging.WARNING, "conduit.subscriptions"):
+        with write_locked(projection, postgres_or_sqlite_admin):
+            during = record(store, "account-1", 2)
+            eventually(
+                lambda: caplog.text.count("storage unavailable") >= 3,
+                "the driver's statement fails on the lock, and is retried",
+            )
+            assert subscription.checkpoint == first.position
+        subscription.wait_for(during, timeout=WAIT)
+
+    assert list(store.parked()) == []
+    assert ledger(projection.engine) == expected([first, during])
+
+
+@pytest.fixture
+def postgres_or_sqlite_admin(request: pytest.FixtureRequest) -> str:
+    """The PostgreSQL server's URL for a test on PostgreSQL, else an empty string."""
+    engine = request.node.callspec.params["make_store"]
+    return request.getfixturevalue("postgres_url") if engine == "postgres" else ""
+
+
+@contextmanager
+def write_locked(projection: SQLProjection, admin: str) -> Iterator[None]:
+    """Another connection holding a lock that lets readers in but no writer."""
+    database = str(projection.engine.url.database)
+    if not admin:
+        conn = sqlite3.connect(database, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(with_database(admin, database)) as locker:
+        locker.execute("LOCK TABLE ledger_totals IN EXCLUSIVE MODE")
+        yield
 
 
 def test_inline_projection_catches_up_on_the_next_push_after_an_outage(
@@ -411,10 +613,16 @@ def test_postgres_read_model_with_locked_tables_catches_up_afterwards(
             projection.setup()
             subscription = store.subscribe(projection, mode="background")
             with psycopg.connect(with_database(postgres_url, database)) as locker:
-                locker.execute("LOCK TABLE ledger_totals IN ACCESS EXCLUSIVE MODE")
+                # EXCLUSIVE, not ACCESS EXCLUSIVE: that one takes a transaction
+                # id, which would hold back the store's log itself (DESIGN.md §3).
+                locker.execute("LOCK TABLE ledger_totals IN EXCLUSIVE MODE")
                 during = record_many(store, 20)
                 store.head_position()
-                time.sleep(1.0)  # hold the lock for a while
+                # The driver's batch waits for the lock: nothing of it is applied.
+                eventually(
+                    lambda: waiting_for_a_lock(postgres_url, database),
+                    "the driver waits for the locked table",
+                )
                 assert subscription.checkpoint < during[0].position
             subscription.wait_for(during[-1], timeout=WAIT)
 
@@ -422,6 +630,16 @@ def test_postgres_read_model_with_locked_tables_catches_up_afterwards(
             assert set(times_applied(projection).values()) == {1}
     finally:
         drop_database(postgres_url, database)
+
+
+def waiting_for_a_lock(postgres_url: str, database: str) -> bool:
+    """Whether a session of ``database`` waits for a lock another one holds."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+            (database,),
+        ).fetchone()
+    return bool(row and row[0])
 
 
 # -- rebuild and replay ----------------------------------------------------------------
@@ -556,6 +774,92 @@ def test_rebuild_leaves_no_fresh_tables_behind(
         names = sa.inspect(conn).get_schema_names()
     assert not [name for name in names if name.startswith("conduit_rebuild")]
     assert not list(tmp_path.glob("*.rebuild"))
+
+
+AWKWARD_NAMES = [
+    "ledger-v2",
+    "my ledger",
+    "o'brien's \"ledger\"",
+    "Ledger.Of.Accounts",
+    "ledger " + "x" * 180,
+]
+
+
+@pytest.mark.parametrize("name", AWKWARD_NAMES, ids=["dash", "space", "quotes", "dots", "long"])
+def test_rebuild_works_whatever_the_projection_name(
+    store: EventStore, make_ledger: Callable[..., Ledger], name: str, tmp_path: Path
+) -> None:
+    live = make_ledger(name=name)
+    subscription = store.subscribe(live, batch_size=10)
+    events = record_many(store, 25)
+    with live.engine.begin() as conn:  # damage the live read model
+        conn.execute(sa.text("DELETE FROM ledger_hits"))
+
+    assert rebuild(store, live) == len(events)
+
+    assert subscription.name == name
+    assert ledger(live.engine) == expected(events)
+    assert times_applied(live) == {str(event.id): 1 for event in events}
+    assert read_checkpoint(live.engine, name) == events[-1].position
+    with live.engine.connect() as conn:
+        schemas = sa.inspect(conn).get_schema_names()
+    assert not [schema for schema in schemas if schema.startswith("conduit_rebuild")]
+    assert not list(tmp_path.glob("*.rebuild"))
+
+
+def test_rebuild_of_a_sqlite_read_model_whose_path_has_quotes_and_spaces(
+    projections: list[SQLProjection], tmp_path: Path
+) -> None:
+    folder = tmp_path / "read models 'of' \"this\" app"
+    folder.mkdir()
+    live = Ledger(sa.create_engine(sa.URL.create("sqlite", database=str(folder / "it's.db"))))
+    live.setup()
+    projections.append(live)
+    with EventStore(f"sqlite:///{folder / 'events.db'}") as store:
+        store.subscribe(live)
+        events = record_many(store, 12)
+
+        assert rebuild(store, live) == len(events)
+
+    assert ledger(live.engine) == expected(events)
+    assert not list(folder.glob("*.rebuild"))
+
+
+def test_fresh_schema_names_are_safe_short_and_never_shared() -> None:
+    names = [
+        *AWKWARD_NAMES,
+        "a.b",
+        "a_b",
+        "a b",
+        "A.B",
+        "x" * 70 + "1",
+        "x" * 70 + "2",
+        "x" * 200,
+        "",
+        "ünïcödé",
+        "---",
+    ]
+    fresh = [fresh_schema_name(name) for name in names]
+
+    assert len(set(fresh)) == len(names)
+    for schema in fresh:
+        assert re.fullmatch(r"conduit_rebuild_[a-z0-9_]+", schema), schema
+        assert len(schema) <= 63
+
+
+def test_a_projection_name_a_rebuild_cannot_keep_is_refused(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    live = make_ledger(name="x" * 195)  # fits conduit_checkpoints; with ".rebuild", not
+
+    with pytest.raises(InvalidArgument, match="at most 192"):
+        rebuild(store, live)
+
+
+@pytest.mark.parametrize("bad", ["x" * 201, "nul\x00inside"])
+def test_a_projection_name_its_checkpoint_cannot_hold_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="name"):
+        Ledger("sqlite://", name=bad)
 
 
 def test_replay_since_applies_the_events_recorded_since_again(

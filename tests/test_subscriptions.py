@@ -8,8 +8,10 @@ in global-log order, dispatched to ``on_<event name>`` and ``on_event``
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +76,33 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = WAIT) -> N
         if time.monotonic() >= deadline:
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(0.01)
+
+
+class LeaseLog:
+    """Records every ``try_lease`` of a store's engine: who asked, and the answer.
+
+    Shows that a driver was refused the lease (or never got it) through the
+    lease itself, rather than through time elapsed.
+    """
+
+    def __init__(self, store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: list[tuple[str, bool]] = []
+        real = store.backend.try_lease
+
+        def try_lease(name: str, owner: str, ttl: float) -> bool:
+            answer = real(name, owner, ttl)
+            self.answers.append((owner, answer))
+            return answer
+
+        monkeypatch.setattr(store.backend, "try_lease", try_lease)
+
+    def refused(self, driver: Subscription) -> int:
+        return sum(
+            1 for owner, answer in list(self.answers) if owner == driver.owner and not answer
+        )
+
+    def granted(self, driver: Subscription) -> int:
+        return sum(1 for owner, answer in list(self.answers) if owner == driver.owner and answer)
 
 
 def settle(store: EventStore) -> None:
@@ -426,18 +455,18 @@ def test_wait_for_an_event_never_reached_times_out(store: EventStore) -> None:
 
 
 def test_of_two_background_drivers_one_is_active_and_the_other_takes_over(
-    make_store: Callable[[], EventStore],
+    make_store: Callable[[], EventStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store_a, store_b = make_store(), make_store()
+    leases = LeaseLog(store_b, monkeypatch)
     first, second = Recorder(), Recorder()
-    driver_a = store_a.subscribe(first, name="shared", mode="background", lease_ttl=0.5)
+    driver_a = store_a.subscribe(first, name="shared", mode="background", lease_ttl=5.0)
     eventually(lambda: driver_a.active, "the first driver takes the lease")
-    driver_b = store_b.subscribe(second, name="shared", mode="background", lease_ttl=0.5)
+    driver_b = store_b.subscribe(second, name="shared", mode="background", lease_ttl=5.0)
     before = push_numbered(store_a, "s", 5)
     driver_a.wait_for(before[-1], timeout=WAIT)
-    # Absence cannot be waited for: let the second driver try for the lease a
-    # few times (it tries every lease_ttl / 3 seconds).
-    time.sleep(1.0)
+    # The second driver asks for the lease (every second) and is refused it.
+    eventually(lambda: leases.refused(driver_b) >= 2, "the second driver is refused the lease")
     assert driver_a.active
     assert not driver_b.active
     assert second.ids == []
@@ -452,33 +481,35 @@ def test_of_two_background_drivers_one_is_active_and_the_other_takes_over(
 
 
 def test_a_driver_keeps_its_lease_through_a_catch_up_longer_than_lease_ttl(
-    make_store: Callable[[], EventStore],
+    make_store: Callable[[], EventStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Slow(Recorder):
         def on_event(self, event: Event) -> None:
-            time.sleep(0.02)  # 60 events: a catch-up of several lease_ttl
+            time.sleep(0.05)  # 60 events: a catch-up of twice lease_ttl
             super().on_event(event)
 
-    options: dict[str, Any] = {"mode": "background", "lease_ttl": 0.3, "batch_size": 5}
+    # Each batch (0.25 s) takes well under lease_ttl; the whole catch-up, twice it.
+    options: dict[str, Any] = {"mode": "background", "lease_ttl": 1.5, "batch_size": 5}
 
     store_a, store_b = make_store(), make_store()
+    leases = LeaseLog(store_b, monkeypatch)
     pushed = push_numbered(store_a, "s", 60)
     settle(store_a)
     first, second = Slow(), Slow()
-    # Each batch takes well under lease_ttl; the whole catch-up, several times it.
     driver_a = store_a.subscribe(first, name="shared", **options)
     eventually(lambda: driver_a.active, "the first driver takes the lease")
     driver_b = store_b.subscribe(second, name="shared", **options)
 
     driver_a.wait_for(pushed[-1], timeout=WAIT)
 
+    eventually(lambda: leases.refused(driver_b) >= 1, "the other driver is refused the lease")
+    assert leases.granted(driver_b) == 0, "the other driver took the lease during the catch-up"
     assert second.ids == []
     assert first.ids == [event.id for event in pushed]
-    assert not driver_b.active
 
 
 def test_a_driver_keeps_its_lease_while_it_retries_a_failing_event(
-    make_store: Callable[[], EventStore],
+    make_store: Callable[[], EventStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Flaky(Recorder):
         """Fails its first attempts: with the backoff, for several lease_ttl."""
@@ -496,25 +527,27 @@ def test_a_driver_keeps_its_lease_while_it_retries_a_failing_event(
 
     options: dict[str, Any] = {
         "mode": "background",
-        "lease_ttl": 0.3,
+        "lease_ttl": 1.0,
         "max_attempts": 10,
-        "backoff": 0.1,
+        "backoff": 0.25,
     }
     store_a, store_b = make_store(), make_store()
+    leases = LeaseLog(store_b, monkeypatch)
     first, second = Flaky(failures=4), Flaky(failures=0)
     driver_a = store_a.subscribe(first, name="shared", **options)
     eventually(lambda: driver_a.active, "the first driver takes the lease")
     driver_b = store_b.subscribe(second, name="shared", **options)
     pushed = store_a.push("thing_happened", "s", {})
 
-    # Four failures and their backoff (0.1 + 0.2 + 0.4 + 0.8 s): five times lease_ttl.
+    # Four failures and their backoff (0.25 + 0.5 + 1 + 2 s): almost four times lease_ttl.
     driver_a.wait_for(pushed, timeout=WAIT)
 
     assert first.ids == [pushed.id]
     assert first.attempts == 5
-    assert second.attempts == 0, "the other driver took the lease during the retries"
+    eventually(lambda: leases.refused(driver_b) >= 1, "the other driver is refused the lease")
+    assert leases.granted(driver_b) == 0, "the other driver took the lease during the retries"
+    assert second.attempts == 0
     assert driver_a.active
-    assert not driver_b.active
     assert list(store_a.parked()) == []
 
 
@@ -605,16 +638,74 @@ def test_a_second_subscription_with_the_same_name_in_one_store_is_refused(
     assert recorder.ids == [event.id]
 
 
-def test_a_listener_with_a_name_attribute_becomes_a_named_subscription(
-    store: EventStore,
-) -> None:
+def test_a_listener_with_a_name_attribute_stays_a_plain_listener(store: EventStore) -> None:
     class Named(Recorder):
         name = "named"
 
-    subscription = store.subscribe(Named())
+    earlier = store.push("thing_happened", "s", {})
+    listener = Named()
+
+    assert store.subscribe(listener) is listener
+    later = store.push("thing_happened", "s", {})
+
+    assert listener.ids == [later.id]  # no replay of the log: a plain listener
+    assert earlier.id not in listener.ids
+    assert store.subscription_status() == []  # no checkpoint kept
+
+
+def test_a_name_makes_a_named_subscription(store: EventStore) -> None:
+    class Named(Recorder):
+        name = "named"
+
+    earlier = store.push("thing_happened", "s", {})
+
+    subscription = store.subscribe(Named(), name="audit")
 
     assert isinstance(subscription, Subscription)
-    assert subscription.name == "named"
+    assert subscription.name == "audit"
+    assert subscription.checkpoint == earlier.position
+    assert [status.name for status in store.subscription_status()] == ["audit"]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"mode": "background"},
+        {"mode": "inline"},
+        {"names": ["thing_happened"]},
+        {"streams": "s"},
+        {"max_attempts": 1},
+        {"on_failure": "stop"},
+        {"poll_interval": 1.0},
+    ],
+)
+def test_a_named_subscriptions_option_for_a_plain_listener_is_refused(
+    store: EventStore, option: dict[str, Any]
+) -> None:
+    recorder = Recorder()
+    with pytest.raises(InvalidArgument, match="name="):
+        store.subscribe(recorder, **option)
+
+    store.push("thing_happened", "s", {})
+    assert recorder.ids == []
+
+
+def test_a_failing_first_inline_catch_up_leaves_nothing_subscribed_and_a_retry_works(
+    store: EventStore,
+) -> None:
+    good, bad = push_with_one_bad(store)
+    flaky = Flaky()
+
+    with pytest.raises(ProjectionError, match="strict"):
+        store.subscribe(flaky, name="strict", max_attempts=1, on_failure="stop")
+    later = store.push("thing_happened", "s", {"n": 9})
+    assert flaky.ids == [good[0].id]  # not driven by the push: not subscribed
+
+    flaky.fixed = True
+    subscription = store.subscribe(flaky, name="strict", max_attempts=1, on_failure="stop")
+
+    assert subscription.checkpoint == later.position
+    assert flaky.ids == [good[0].id, bad.id, *(e.id for e in good[1:]), later.id]
 
 
 @pytest.mark.parametrize("bad", ["", 42])
@@ -644,7 +735,9 @@ def test_a_background_driver_survives_a_failure_of_the_store(
         def on_event(self, event: Event) -> None:
             seen.append(event.version)
 
-    subscription = store.subscribe(Seen(), mode="background", poll_interval=0.01, backoff=0.01)
+    subscription = store.subscribe(
+        Seen(), name="seen", mode="background", poll_interval=0.01, backoff=0.01
+    )
     last = [store.push("thing_happened", "s", {}) for _ in range(5)][-1]
     subscription.wait_for(last, timeout=20)
     assert seen == [1, 2, 3, 4, 5]
@@ -667,3 +760,207 @@ def test_a_projection_cannot_be_subscribed_under_another_name(store: EventStore)
 
     with pytest.raises(InvalidArgument, match="kept_as_this"):
         store.subscribe(Named(), name="another")
+
+
+# -- another driver moving the checkpoint ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_checkpoint_moved_by_another_driver_while_parking_is_quiet_and_the_subscription_goes_on(
+    store: EventStore, mode: Mode, caplog: pytest.LogCaptureFixture
+) -> None:
+    class TakenOver(Recorder):
+        """Fails on the bad event; on its last attempt another driver moves the checkpoint
+        past it (as a driver that took over would), before this one parks it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.attempts = 0
+
+        def on_event(self, event: Event) -> None:
+            if event.data.get("bad"):
+                self.attempts += 1
+                if self.attempts == 2:
+                    before = store.backend.load_checkpoint("taken")
+                    assert store.backend.save_checkpoint("taken", event.position, expected=before)
+                fail_on_purpose(event)
+            super().on_event(event)
+
+    projection = TakenOver()
+    subscription = store.subscribe(projection, name="taken", mode=mode, max_attempts=2, backoff=0)
+    with caplog.at_level(logging.INFO, "conduit"):
+        good, bad = push_with_one_bad(store)
+        subscription.wait_for(good[-1], timeout=WAIT)
+        later = store.push("thing_happened", "s", {"n": 9})
+        subscription.wait_for(later, timeout=WAIT)
+
+    assert subscription.error is None
+    assert projection.ids == [event.id for event in [*good, later]]
+    assert [parked.event_id for parked in store.parked("taken")] == [bad.id]
+    assert "another driver moved the checkpoint" in caplog.text
+    assert not [r for r in caplog.records if r.exc_info], (
+        "the lost checkpoint was logged as a failure"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and "parked" not in r.msg]
+
+
+# -- status with filters -----------------------------------------------------------
+
+
+def test_status_of_a_running_subscription_counts_only_what_its_filters_keep(
+    store: EventStore,
+) -> None:
+    flaky = Flaky()
+    subscription = store.subscribe(
+        flaky,
+        name="orders",
+        names=["thing_happened"],
+        streams="order-",
+        max_attempts=1,
+        on_failure="stop",
+    )
+    handled = store.push("thing_happened", "order-1", {"n": 0})
+    store.push("thing_happened", "order-2", {"n": 1, "bad": True})  # stops it
+    store.push("thing_happened", "customer-1", {"n": 2})  # another prefix
+    store.push("thing_reported", "order-3", {"n": 3})  # another name
+    store.push("thing_happened", "order-4", {"n": 4})
+
+    status = subscription.status()
+    [listed] = store.subscription_status()
+
+    assert status.checkpoint == handled.position
+    assert status.behind == 2  # order-2 and order-4
+    assert listed == status
+
+
+def test_status_with_a_stream_prefix_reads_a_bounded_part_of_the_log(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conduit.subscriptions import lag
+
+    monkeypatch.setattr(lag, "SCAN_LIMIT", 3)
+    flaky = Flaky()
+    subscription = store.subscribe(
+        flaky, name="orders", streams="order-", max_attempts=1, on_failure="stop"
+    )
+    store.push("thing_happened", "order-1", {"n": 0, "bad": True})  # stops it
+    for n in range(1, 9):
+        store.push("thing_happened", "customer-1" if n % 2 else f"order-{n}", {"n": n})
+    read: list[int] = []
+    real_read_all = store.backend.read_all
+
+    def counting_read_all(**options: Any) -> list[Event]:
+        page = real_read_all(**options)
+        read.append(len(page))
+        return page
+
+    monkeypatch.setattr(store.backend, "read_all", counting_read_all)
+
+    status = subscription.status()
+
+    assert sum(read) <= 3
+    # Exact over the first three events (order-1, customer-1, order-2), then an
+    # upper bound: the six events after them, whatever their stream.
+    assert status.behind == 2 + 6
+    assert status.behind >= 5  # the exact count
+
+
+# -- polling -------------------------------------------------------------------------
+
+
+class CountingBackend:
+    """Wraps a store's engine and counts the calls made to it."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._backend, name)
+        if not callable(found) or name in ("add_waker", "remove_waker"):
+            return found
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return found(*args, **kwargs)
+
+        return counted
+
+
+def test_an_idle_background_subscription_looks_at_the_log_less_and_less_often(
+    store: EventStore,
+) -> None:
+    counting = CountingBackend(store.backend)
+    store.backend = counting
+    subscription = store.subscribe(Recorder(), name="idle", mode="background")
+    event = store.push("thing_happened", "s", {})
+    subscription.wait_for(event, timeout=WAIT)
+    before = counting.calls
+
+    # A bounded period of a quiet log. A loaded machine only makes fewer calls;
+    # polling every poll_interval (20 ms) would make some 300 (two a look).
+    time.sleep(3.0)
+    calls = counting.calls - before
+
+    assert calls <= 40, f"{calls} calls to the engine in 3 s of a quiet log"
+    assert subscription.error is None
+
+
+def test_a_push_through_the_store_wakes_an_idle_background_driver_at_once(
+    store: EventStore,
+) -> None:
+    recorder = Recorder()
+    subscription = store.subscribe(
+        recorder, name="woken", mode="background", poll_interval=60.0, max_poll_interval=60.0
+    )
+    eventually(lambda: subscription.active, "the driver takes the lease")
+
+    event = store.push("thing_happened", "s", {})
+
+    subscription.wait_for(event, timeout=WAIT)  # well before its next look, 60 s on
+    assert recorder.ids == [event.id]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "fast"])
+def test_poll_intervals_must_be_positive(store: EventStore, bad: Any) -> None:
+    for option in ("poll_interval", "max_poll_interval", "lease_ttl"):
+        with pytest.raises(InvalidArgument, match=option):
+            store.subscribe(Recorder(), name="audit", mode="background", **{option: bad})
+
+
+def listening(postgres_url: str, schema: str) -> bool:
+    """Whether a session of the server LISTENs for the appends to ``schema`` (its last
+    statement was the LISTEN, and it waits for notifications since)."""
+    import psycopg
+
+    from conduit.backends.postgres.sql import channel, quote_ident
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = %s",
+            (f"LISTEN {quote_ident(channel(schema))}",),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.postgres
+def test_notify_wakes_a_background_driver_for_an_event_pushed_by_another_store(
+    postgres_url: str,
+) -> None:
+    schema = f"notify_{uuid.uuid4().hex[:8]}"
+    with (
+        EventStore(postgres_url, schema=schema) as store,
+        EventStore(postgres_url, schema=schema, notify=True) as other,
+    ):
+        store.setup()
+        recorder = Recorder()
+        subscription = store.subscribe(
+            recorder, name="notified", mode="background", poll_interval=60.0
+        )
+        eventually(lambda: subscription.active, "the driver takes the lease")
+        eventually(lambda: listening(postgres_url, schema), "the store LISTENs")
+
+        event = other.push("thing_happened", "s", {})
+
+        subscription.wait_for(event, timeout=WAIT)  # well before its next look, 60 s on
+        assert recorder.ids == [event.id]

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from conduit import EventStore
 from worker_app import (
     EVENT,
+    Broken,
     Ledger,
     Totals,
     create_database,
@@ -367,11 +368,14 @@ def test_of_two_workers_one_drives_and_the_other_takes_over_when_it_is_killed(
             "the second worker runs",
             setup,
         )
-        # Absence cannot be waited for: let the first worker go on for a few
-        # lease periods with the second one trying for the lease.
+        # The second asked for the lease and was refused it; the first goes on.
+        eventually(
+            lambda: "standing by, another driver holds it" in setup.log_of(second),
+            "the second worker is refused the lease",
+            setup,
+        )
         progress = setup.checkpoint()
-        time.sleep(3 * LEASE_TTL)
-        assert setup.checkpoint() > progress, "the first worker still drives"
+        eventually(lambda: setup.checkpoint() > progress, "the first worker still drives", setup)
         assert set(appliers(setup.engine)) == {first.pid}, "only the first worker applies"
 
         first.kill()
@@ -403,12 +407,16 @@ def test_worker_catches_up_after_the_read_model_database_was_unavailable(
 
         with setup.outage():
             more = push_events(store, 500, rng)
-            time.sleep(2.0)  # away for a while: the worker keeps failing and retrying
+            # Away until the worker has failed and retried a few times.
+            eventually(
+                lambda: setup.log_of(worker).count("storage unavailable") >= 3,
+                "the worker finds the read model away and retries",
+                setup,
+            )
         head = store.head_position()
     eventually(lambda: setup.checkpoint() == head, "the worker catches up", setup)
 
     assert worker.poll() is None, setup.log_of(worker)
-    assert "storage unavailable" in setup.log_of(worker)
     stop_gracefully(setup, worker)
     for stream, (count, total) in more.items():
         before = expected.get(stream, (0, 0))
@@ -440,3 +448,79 @@ def test_conduit_run_workers_take_over_from_each_other_and_stop_on_sigterm(
     assert set(appliers(setup.engine)) == {driving.pid, waiting.pid}
     assert applied_counts(setup.engine) == (pusher.count, {1})
     assert ledger(setup.engine) == pusher.expected
+
+
+# -- a projection that cannot go on ends the worker ------------------------------------
+
+
+class Strict:
+    """A projection that fails on every event whose data says ``bad``."""
+
+    name = "strict"
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def on_event(self, event: Any) -> None:
+        if event.data.get("bad"):
+            raise RuntimeError(f"cannot handle event {event.id}")
+        self.seen.append(event.id)
+
+
+def run_until_failure(store: EventStore, projections: list[Any], **options: Any) -> None:
+    """:func:`run_worker`, stopped after ``WAIT`` seconds if it has not stopped itself."""
+    from conduit.subscriptions.worker import run_worker
+
+    stop = threading.Event()
+    guard = threading.Timer(WAIT, stop.set)
+    guard.start()
+    try:
+        run_worker(store, projections, stop=stop, handle_signals=False, **options)
+    finally:
+        guard.cancel()
+
+
+def test_run_worker_ends_with_an_error_naming_a_projection_stopped_by_a_failing_event(
+    store: EventStore,
+) -> None:
+    from conduit.subscriptions.worker import WorkerFailed
+
+    store.push("thing_happened", "s", {"n": 1})
+    bad = store.push("thing_happened", "s", {"bad": True})
+    store.head_position()
+    strict = Strict()
+
+    with pytest.raises(WorkerFailed, match="'strict' stopped") as failed:
+        run_until_failure(store, [strict], on_failure="stop", max_attempts=1)
+
+    [(name, error)] = failed.value.failures
+    assert name == "strict"
+    assert str(bad.id) in str(error)
+    assert len(strict.seen) == 1
+
+
+def test_run_worker_ends_with_an_error_when_a_driver_fails_unexpectedly(
+    store: EventStore,
+) -> None:
+    from conduit.subscriptions.worker import WorkerFailed
+
+    with pytest.raises(WorkerFailed, match="'broken' stopped: a bug in the projection"):
+        run_until_failure(store, [Broken()])
+
+
+def test_conduit_run_exits_with_status_1_naming_a_projection_that_cannot_go_on(
+    setup: Setup,
+) -> None:
+    app = setup.logs.parent / "broken_app.py"
+    app.write_text("from worker_app import Broken\n\nprojections = [Broken()]\n")
+    url = setup.store_url
+    if "schema" in setup.store_options:
+        url += f"?schema={setup.store_options['schema']}"
+    worker = setup._start([*CONDUIT, "--store", url, "run", "broken_app:projections"], app.parent)
+
+    try:
+        status = worker.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not stop\n{setup.log_of(worker)[-3000:]}")
+    assert status == 1, setup.log_of(worker)
+    assert "Projection broken stopped: a bug in the projection" in setup.log_of(worker)

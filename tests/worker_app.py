@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +29,7 @@ from conduit.subscriptions.worker import run_worker
 
 __all__ = [
     "EVENT",
+    "Broken",
     "Ledger",
     "Totals",
     "create_database",
@@ -92,6 +93,24 @@ class Ledger(SQLProjection):
         add_to_totals, count_hit = _upserts(session.get_bind().dialect.name)
         session.execute(add_to_totals, {"s": str(event.stream_id), "v": int(event.data["value"])})
         session.execute(count_hit, {"e": str(event.id), "p": self.pid})
+
+
+class Broken:
+    """A projector whose driver fails at once, as a bug in a projection would."""
+
+    name = "broken"
+
+    def is_transient(self, error: BaseException) -> bool:
+        return False
+
+    def load_checkpoint(self) -> int:
+        raise RuntimeError("a bug in the projection")
+
+    def apply(self, events: Sequence[Event], up_to: int) -> None:
+        """Never reached."""
+
+    def apply_parked(self, event: Event) -> None:
+        """Never reached."""
 
 
 @functools.cache

@@ -12,9 +12,21 @@ its name, data and metadata become what reading would give, with today's
   upcaster that fails raises :class:`~conduit.errors.EventDecodeError`, which
   names the event, and nothing of its batch is written.
 - Progress is kept in the store as a checkpoint named :data:`CHECKPOINT`,
-  saved after each batch, and a run resumes from it unless told otherwise. A
-  run that reaches the end of the log sets it back to 0, so that the next run
-  (after new upcasters were registered, say) goes over the whole log again.
+  saved after each batch, and a run starts from it unless told otherwise
+  (``restart``, ``after``): an interrupted run resumes where it stopped, and
+  a run after a complete one looks only at the events pushed since.
+- Beside it, :data:`FINGERPRINT` holds a fingerprint of the upcasters that
+  run used (:func:`fingerprint`: each upcaster's name and versions, from and
+  to). A run whose upcasters differ (one was added, say) starts over from
+  the first event, so that new upcasters reach the events already looked at.
+  Changing what an upcaster does without changing its versions does not show
+  in the fingerprint: ``restart`` then goes over the whole log again.
+- Snapshots built from events before their rewrite must not be used after
+  it: each batch, once rewritten, leaves a marker on each stream it rewrote
+  (a snapshot row of class :data:`REWRITTEN`, in the engine's snapshot
+  table), and :meth:`~conduit.EventStore.load` ignores a snapshot taken
+  before its stream's marker (:func:`snapshot_outdated`), replaying the
+  events instead (and taking a new snapshot, under a snapshot policy).
 - Rewriting is idempotent: an event already at its current version is left
   alone. A crash between a batch's rewrite and its checkpoint is harmless:
   the next run goes over that batch again and finds nothing left to change.
@@ -28,15 +40,18 @@ store's engine (:meth:`~conduit.backends.base.Backend.rewrite_events`).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import orjson
+
 from conduit import codec
-from conduit.backends.base import EventRewrite
+from conduit.backends.base import Backend, EventRewrite
 from conduit.errors import ConduitError, EventDecodeError, InvalidArgument, InvalidEvent
-from conduit.events import Event
+from conduit.events import Event, Snapshot, StreamKey, stream_key
 from conduit.upcasting import Upcasters, schema_version
 
 if TYPE_CHECKING:
@@ -44,15 +59,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKPOINT",
+    "FINGERPRINT",
     "MAX_BATCH_SIZE",
+    "REWRITTEN",
     "MigrationChange",
     "MigrationReport",
     "Progress",
+    "fingerprint",
     "migrate_events",
+    "planned_start",
+    "snapshot_outdated",
 ]
 
 CHECKPOINT = "conduit.migrate-events"
 """The name of the checkpoint that holds a migration's progress (a global-log position)."""
+
+FINGERPRINT = "conduit.migrate-events.upcasters"
+"""The name of the checkpoint that holds the :func:`fingerprint` of the upcasters that
+the run which moved :data:`CHECKPOINT` used."""
+
+REWRITTEN = "conduit.rewritten"
+"""The class name of the marker snapshot a migration leaves on each stream it rewrote:
+its ``taken_at`` is when. No entity class has this name (theirs are module paths)."""
 
 MAX_BATCH_SIZE = 100_000
 """The most events one batch may hold."""
@@ -144,6 +172,48 @@ def migrate_events(
     return _Migration(store, upcasters, batch_size, dry_run, progress).run(after, restart)
 
 
+def fingerprint(upcasters: Upcasters) -> int:
+    """A number that changes when an upcaster is added or removed, or changes versions.
+
+    Built from each upcaster's event name, version, new name and new version
+    (not from its code); 63 bits, so that it fits a checkpoint.
+    """
+    digest = hashlib.sha256(orjson.dumps(upcasters.steps())).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def planned_start(store: EventStore, *, after: int | None = None, restart: bool = False) -> int:
+    """The position a run of :func:`migrate_events` with these arguments starts after."""
+    upcasters = None if store.types is None else store.types.upcasters
+    if after is not None:
+        return after
+    if restart or not upcasters:
+        return 0
+    backend = store.backend
+    if backend.load_checkpoint(FINGERPRINT) != fingerprint(upcasters):
+        return 0
+    return backend.load_checkpoint(CHECKPOINT) or 0
+
+
+def snapshot_outdated(backend: Backend, stream: StreamKey, snapshot: Snapshot) -> bool:
+    """Whether a migration rewrote events of ``stream`` after ``snapshot`` was taken.
+
+    Such a snapshot was built from events as they were before: it must not be
+    used. One more read, made only when a snapshot was found.
+    """
+    marker = backend.load_snapshot(stream, REWRITTEN)
+    if marker is None:
+        return False
+    if marker.taken_at is None or snapshot.taken_at is None:
+        return True
+    return snapshot.taken_at <= marker.taken_at
+
+
+def _mark_rewritten(backend: Backend, streams: Iterable[StreamKey]) -> None:
+    for stream in streams:
+        backend.save_snapshot(stream, Snapshot(REWRITTEN, 1, 1, "{}"))
+
+
 class _Migration:
     """One run: the walk, the counts and the checkpoint it keeps."""
 
@@ -166,15 +236,29 @@ class _Migration:
 
     def run(self, after: int | None, restart: bool) -> MigrationReport:
         saved = self.backend.load_checkpoint(CHECKPOINT)
-        start = after if after is not None else 0 if restart else saved or 0
+        known = self.backend.load_checkpoint(FINGERPRINT)
+        current = fingerprint(self.upcasters)
+        if after is not None:
+            start = after
+        elif restart or known != current:
+            start = 0  # new upcasters must reach the events already looked at
+        else:
+            start = saved or 0
+        if not self.dry_run and start == 0 and known != current:
+            # The position first: a crash between the two must not leave the
+            # new fingerprint beside the old run's position.
+            if saved:
+                saved = self._move_checkpoint(0, saved)
+            self._record_fingerprint(current, known)
         position = start
         while True:
             page = self.backend.read_all(after=position, names=None, limit=self.batch_size)
             if not page:
                 break
-            rewrites, counts = self._batch(page)
+            rewrites, counts, streams = self._batch(page)
             if rewrites and not self.dry_run:
                 self.backend.rewrite_events(rewrites)
+                _mark_rewritten(self.backend, streams)
             self.counts.update(counts)
             self.scanned += len(page)
             self.batches += 1
@@ -185,16 +269,23 @@ class _Migration:
                 self.progress(self._report(start, position, complete=False))
             if len(page) < self.batch_size:
                 break
-        if not self.dry_run and saved:  # the end of the log: the next run starts over
-            self._move_checkpoint(0, saved)
         return self._report(start, position, complete=True)
+
+    def _record_fingerprint(self, current: int, known: int | None) -> None:
+        if not self.backend.save_checkpoint(FINGERPRINT, current, expected=known):
+            raise ConduitError(
+                f"another run of migrate-events moved the checkpoint {FINGERPRINT!r} meanwhile; "
+                "run one migration of a store at a time"
+            )
 
     def _batch(
         self, page: list[Event]
-    ) -> tuple[list[EventRewrite], Counter[tuple[str, int, str, int]]]:
-        """The rewrites of one page of the log, and their counts; raises before any write."""
+    ) -> tuple[list[EventRewrite], Counter[tuple[str, int, str, int]], set[StreamKey]]:
+        """The rewrites of one page of the log, their counts and their streams; raises
+        before any write."""
         rewrites: list[EventRewrite] = []
         counts: Counter[tuple[str, int, str, int]] = Counter()
+        streams: set[StreamKey] = set()
         for event in page:
             upcast = self.upcasters.upcast(event)  # EventDecodeError names the event
             if upcast is event:
@@ -208,7 +299,8 @@ class _Migration:
                 ) from exc
             rewrites.append(EventRewrite(event.id, upcast.name, data, metadata))
             counts[(event.name, schema_version(event), upcast.name, schema_version(upcast))] += 1
-        return rewrites, counts
+            streams.add(stream_key(event.stream_id))
+        return rewrites, counts, streams
 
     def _move_checkpoint(self, position: int, expected: int | None) -> int:
         if not self.backend.save_checkpoint(CHECKPOINT, position, expected=expected):

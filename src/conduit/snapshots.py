@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from conduit import codec
 from conduit.errors import InvalidArgument
 from conduit.events import Event, Snapshot, StreamId, stream_key
+from conduit.migration import snapshot_outdated
 from conduit.replay import replay
 from conduit.typed_codec import Decoder, Mismatch, decoder_for, to_json
 
@@ -161,6 +162,8 @@ def load(store: EventStore, stream_id: StreamId, onto: type[T], *, snapshots: bo
     entity: T | None = None
     start = 0
     kept = store.backend.load_snapshot(key, class_name(onto)) if snapshots else None
+    if kept is not None and snapshot_outdated(store.backend, key, kept):
+        kept = None  # built from events migrate-events has rewritten since
     if kept is not None and kept.snapshot_version == snapshot_version(onto):
         try:
             entity = decode_state(onto, kept.data)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from conduit import codec, snapshots
 from conduit.backends.base import Backend
@@ -34,8 +34,14 @@ from conduit.events import (
     stream_key,
 )
 from conduit.subscriptions.dispatch import deliver
-from conduit.subscriptions.drivers import POLL_INTERVAL, Mode, Subscription, SubscriptionStatus
-from conduit.subscriptions.projector import StoreProjector
+from conduit.subscriptions.drivers import (
+    MAX_POLL_INTERVAL,
+    POLL_INTERVAL,
+    Mode,
+    Subscription,
+    SubscriptionStatus,
+)
+from conduit.subscriptions.projector import Projector, StoreProjector
 from conduit.subscriptions.runner import Filter, RetryPolicy, Runner
 from conduit.typed import TypeRegistry, encode_typed, is_typed
 from conduit.upcasting import SCHEMA_VERSION_KEY
@@ -51,6 +57,7 @@ RESERVED_PREFIX = "conduit."
 subscription may take one, and subscription status does not list them."""
 
 T = TypeVar("T")
+L = TypeVar("L")
 
 log = logging.getLogger("conduit")
 
@@ -130,6 +137,7 @@ class EventStore:
         self.page_size = page_size
         self._listeners: tuple[object, ...] = ()
         self._subscriptions: tuple[Subscription, ...] = ()
+        self._starting: set[str] = set()
         self._listeners_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -446,11 +454,12 @@ class EventStore:
 
     # -- subscribing ---------------------------------------------------------
 
+    @overload
     def subscribe(
         self,
         listener: object,
         *,
-        name: str | None = None,
+        name: str,
         mode: Mode = "inline",
         names: Sequence[str] | None = None,
         streams: str | None = None,
@@ -459,26 +468,75 @@ class EventStore:
         on_failure: Literal["park", "stop"] = "park",
         batch_size: int | None = None,
         poll_interval: float = POLL_INTERVAL,
+        max_poll_interval: float = MAX_POLL_INTERVAL,
         lease_ttl: float = 10.0,
-    ) -> Any:
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        listener: Projector,
+        *,
+        name: None = None,
+        mode: Mode = "inline",
+        names: Sequence[str] | None = None,
+        streams: str | None = None,
+        max_attempts: int = 3,
+        backoff: float = 0.05,
+        on_failure: Literal["park", "stop"] = "park",
+        batch_size: int | None = None,
+        poll_interval: float = POLL_INTERVAL,
+        max_poll_interval: float = MAX_POLL_INTERVAL,
+        lease_ttl: float = 10.0,
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(self, listener: L) -> L: ...
+
+    def subscribe(
+        self,
+        listener: object,
+        *,
+        name: str | None = None,
+        mode: Mode | None = None,
+        names: Sequence[str] | None = None,
+        streams: str | None = None,
+        max_attempts: int | None = None,
+        backoff: float | None = None,
+        on_failure: Literal["park", "stop"] | None = None,
+        batch_size: int | None = None,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        lease_ttl: float | None = None,
+    ) -> object:
         """Notify ``listener`` of new events: a plain listener, or a named subscription.
 
-        Without a name (and for a listener that has none), ``listener`` is a
-        plain listener: any object with ``on_<event name>(event)`` methods,
-        and optionally ``on_event(event)`` for every event, called in the
-        pushing thread once a push through this store has committed. An
-        exception it raises is logged with the event id and neither undoes the
-        push nor stops other listeners. Returns the listener.
+        Which one is explicit: ``listener`` becomes a **named subscription**
+        when a ``name`` is given, or when it is a projector that keeps its
+        own checkpoint under its own name (it has ``load_checkpoint``,
+        ``apply`` and ``apply_parked``, as a
+        :class:`conduit.projections.SQLProjection` has). A named subscription
+        keeps a checkpoint and receives every event after it, in global-log
+        order, whoever pushed it, starting from the first event of the log;
+        it returns a :class:`~conduit.subscriptions.Subscription`. An inline
+        one catches up inside this call; if that fails (``on_failure="stop"``),
+        the error is raised and nothing stays subscribed.
 
-        With a ``name`` (or a projection that has one, such as a
-        :class:`conduit.projections.SQLProjection`), it is a durable
-        subscription: it keeps a checkpoint and receives every event after it,
-        in global-log order, whoever pushed it; returns a
-        :class:`~conduit.subscriptions.Subscription`.
+        Anything else is a **plain listener**, whatever its attributes (a
+        ``name`` attribute included): any object with ``on_<event name>(event)``
+        methods, and optionally ``on_event(event)`` for every event, called in
+        the pushing thread once a push through this store has committed. An
+        exception it raises is logged with the event id and neither undoes the
+        push nor stops other listeners. Returns the listener. The options
+        below are a named subscription's: given for a plain listener, they
+        are refused.
 
         Args:
+            name: the subscription's name: its checkpoint, lease and parked
+                events are kept under it.
             mode: ``inline`` (driven by the pushing thread, so the caller
-                reads its own writes) or ``background`` (a thread that holds
+                reads its own writes; no lease: every store that subscribes
+                it inline drives it) or ``background`` (a thread that holds
                 the subscription's lease).
             names: only events with these names.
             streams: only events of streams whose id starts with this prefix.
@@ -490,17 +548,89 @@ class EventStore:
                 transaction with the checkpoint per ``batch_size`` events; by
                 default the projection's ``batch_size`` attribute, else 100.
                 The log is read in pages of 500 (or ``batch_size``, if larger).
-            poll_interval: how often a background driver looks for events
-                pushed by other processes.
+            poll_interval, max_poll_interval: how often a background driver
+                looks for events pushed by other processes: every
+                ``poll_interval`` seconds while it finds some, twice as long
+                after each look that finds none, up to ``max_poll_interval``.
+                Pushes through this store (and ``NOTIFY``, on PostgreSQL with
+                ``notify=True``) wake it at once.
             lease_ttl: seconds after which another driver may take over a dead
                 driver's lease (SQLite and memory; PostgreSQL takes over at
                 once, when the session ends).
+
+        Raises:
+            InvalidArgument: a bad or reserved name, a name already running
+                in this store, or a named subscription's option given for a
+                plain listener.
+            ProjectionError: an inline subscription's first catch-up stopped
+                on a failing event (``on_failure="stop"``).
         """
-        name = name if name is not None else getattr(listener, "name", None)
-        if name is None:
+        options = {
+            "mode": mode,
+            "names": names,
+            "streams": streams,
+            "max_attempts": max_attempts,
+            "backoff": backoff,
+            "on_failure": on_failure,
+            "batch_size": batch_size,
+            "poll_interval": poll_interval,
+            "max_poll_interval": max_poll_interval,
+            "lease_ttl": lease_ttl,
+        }
+        if name is None and not _is_projector(listener):
+            given = sorted(option for option, value in options.items() if value is not None)
+            if given:
+                raise InvalidArgument(
+                    f"{', '.join(given)}: options of a named subscription, and {listener!r} "
+                    "is a plain listener; give it a name= to make it a named subscription",
+                    field=given[0],
+                )
             with self._listeners_lock:
                 self._listeners = (*self._listeners, listener)
             return listener
+        subscription = self._named_subscription(
+            listener,
+            name,
+            filter=Filter.of(names, streams),
+            policy=RetryPolicy(
+                3 if max_attempts is None else max_attempts,
+                0.05 if backoff is None else backoff,
+                on_failure=on_failure or "park",
+            ),
+            batch_size=batch_size,
+            mode=mode or "inline",
+            poll_interval=POLL_INTERVAL if poll_interval is None else poll_interval,
+            max_poll_interval=MAX_POLL_INTERVAL if max_poll_interval is None else max_poll_interval,
+            lease_ttl=10.0 if lease_ttl is None else lease_ttl,
+        )
+        self._start(subscription)
+        return subscription
+
+    def _named_subscription(
+        self,
+        listener: object,
+        name: str | None,
+        *,
+        filter: Filter,
+        policy: RetryPolicy,
+        batch_size: int | None,
+        mode: Mode,
+        poll_interval: float,
+        max_poll_interval: float,
+        lease_ttl: float,
+    ) -> Subscription:
+        """A named subscription's driver, made and checked, not started yet."""
+        projector: Projector
+        if _is_projector(listener):
+            projector = listener  # type: ignore[assignment]
+            own_name = getattr(listener, "name", None)
+            if name is not None and own_name != name:
+                raise InvalidArgument(
+                    f"this projection keeps its checkpoint as {own_name!r}; "
+                    f"name it {name!r} where it is made, not here",
+                    field="name",
+                )
+            name = own_name
         if not isinstance(name, str) or not name:
             raise InvalidArgument("a subscription's name is a non-empty string", field="name")
         if name.startswith(RESERVED_PREFIX):
@@ -508,30 +638,51 @@ class EventStore:
                 f"subscription names starting with {RESERVED_PREFIX!r} are Conduit's own",
                 field="name",
             )
-        projector = (
-            listener if _is_projector(listener) else StoreProjector(self.backend, name, listener)
-        )
-        own_name = getattr(projector, "name", name)
-        if own_name != name:
-            raise InvalidArgument(
-                f"this projection keeps its checkpoint as {own_name!r}; "
-                f"name it {name!r} where it is made, not here",
-                field="name",
-            )
+        if not _is_projector(listener):
+            projector = StoreProjector(self.backend, name, listener)
         runner = Runner(
             self,
-            projector,  # type: ignore[arg-type]
-            filter=Filter.of(names, streams),
-            policy=RetryPolicy(max_attempts, backoff, on_failure=on_failure),
+            projector,
+            filter=filter,
+            policy=policy,
             batch_size=batch_size or getattr(listener, "batch_size", None) or 100,
         )
-        subscription = Subscription(runner, mode, poll_interval=poll_interval, lease_ttl=lease_ttl)
+        return Subscription(
+            runner,
+            mode,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            lease_ttl=lease_ttl,
+        )
+
+    def _start(self, subscription: Subscription) -> None:
+        """Start a subscription and register it, once its start succeeded.
+
+        The name is reserved meanwhile, so that a second subscription of the
+        same name is refused; a start that fails (an inline first catch-up
+        stopped by a failing event) leaves nothing registered.
+        """
+        name = subscription.name
         with self._listeners_lock:
-            if any(known.name == name for known in self._subscriptions):
+            if name in self._starting or any(known.name == name for known in self._subscriptions):
                 raise InvalidArgument(f"a subscription named {name!r} is already running here")
-            self._subscriptions = (*self._subscriptions, subscription)
-        subscription.start()
-        return subscription
+            self._starting.add(name)
+        try:
+            subscription.start()
+            with self._listeners_lock:
+                self._subscriptions = (*self._subscriptions, subscription)
+            if subscription.mode == "inline":
+                # What other threads pushed during the first catch-up, before
+                # their pushes could see this subscription.
+                subscription.catch_up()
+        except BaseException:
+            with self._listeners_lock:
+                self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+            subscription.stop()
+            raise
+        finally:
+            with self._listeners_lock:
+                self._starting.discard(name)
 
     def unsubscribe(self, listener: object) -> None:
         """Stop notifying a listener, or stop a subscription, given to :meth:`subscribe`."""
@@ -609,7 +760,15 @@ class EventStore:
         return self.backend.unpark(parked_id)
 
     def subscription_status(self) -> list[SubscriptionStatus]:
-        """Every subscription's checkpoint, the log's head and how many events behind."""
+        """Every subscription's checkpoint, the log's head and how many events behind.
+
+        For a subscription running in this store, ``behind`` counts the
+        events after its checkpoint that its filters keep (by name, and by
+        stream prefix: exactly up to :data:`~conduit.subscriptions.lag.SCAN_LIMIT`
+        events, an upper bound past that). The filters of a subscription not
+        running here are not stored, so its ``behind`` counts every event after
+        its checkpoint: an upper bound.
+        """
         running = {known.name: known for known in self._subscriptions}
         head = self.head_position()
         found = {

@@ -107,6 +107,13 @@ class Upcasters:
 
         return decorate
 
+    def steps(self) -> list[tuple[str, int, str, int]]:
+        """Every registered upcaster as (name, version, new name, new version), sorted."""
+        return sorted(
+            (name, version, step.name, step.version)
+            for (name, version), step in self._steps.items()
+        )
+
     def current_version(self, name: str) -> int | None:
         """The version the chains lead ``name`` to, if any upcaster leads to it."""
         return self._current.get(name)

@@ -16,7 +16,7 @@ from conduit.cli.common import console, progress_bar, store_url, table
 from conduit.errors import ConfigurationError, EventDecodeError
 from conduit.importing import import_attribute
 from conduit.masking import mask_password
-from conduit.migration import CHECKPOINT, MigrationReport
+from conduit.migration import MigrationReport, planned_start
 from conduit.store import EventStore
 from conduit.typed import TypeRegistry
 from conduit.upcasting import Upcasters
@@ -59,7 +59,7 @@ def migrate_events(
         bool,
         typer.Option(
             "--restart",
-            help="Start at the beginning of the log, not where an interrupted run stopped.",
+            help="Start at the beginning of the log, not where the last run stopped.",
         ),
     ] = False,
     progress: Annotated[
@@ -76,8 +76,10 @@ def migrate_events(
     Each event the upcasters would change on read is rewritten in place, as
     reading gives it: same id, stream, version, position and time; today's
     name, data and schema_version. Each batch is one transaction. An
-    interrupted run (Ctrl-C, a failing upcaster) resumes where it stopped;
-    running it again when done changes nothing. --dry-run writes nothing.
+    interrupted run (Ctrl-C, a failing upcaster) resumes where it stopped; a
+    run after a complete one looks only at the events pushed since, unless
+    the upcasters changed (then, or with --restart, it starts over).
+    --dry-run writes nothing.
 
     Examples:
 
@@ -91,7 +93,7 @@ def migrate_events(
         out.print(f"{target} has no upcasters: nothing to do.")
         return
     with EventStore(url, types=types) as store:
-        start = 0 if restart else store.backend.load_checkpoint(CHECKPOINT) or 0
+        start = planned_start(store, restart=restart)
         head = store.head_position()
         seen: list[MigrationReport] = []
         try:

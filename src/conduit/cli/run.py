@@ -11,8 +11,8 @@ import typer
 from conduit.cli.context import settings
 from conduit.masking import mask_password
 from conduit.store import EventStore
-from conduit.subscriptions.drivers import POLL_INTERVAL
-from conduit.subscriptions.worker import load_projections, run_worker
+from conduit.subscriptions.drivers import MAX_POLL_INTERVAL, POLL_INTERVAL
+from conduit.subscriptions.worker import WorkerFailed, load_projections, run_worker
 
 __all__ = ["run"]
 
@@ -29,8 +29,20 @@ def run(
     ],
     poll_interval: Annotated[
         float,
-        typer.Option(help="Seconds between looks for events pushed by other processes."),
+        typer.Option(
+            help="Seconds between looks for events pushed by other processes, while "
+            "there are some; each look that finds none doubles it, up to --max-poll-interval.",
+            min=0.001,
+        ),
     ] = POLL_INTERVAL,
+    max_poll_interval: Annotated[
+        float,
+        typer.Option(
+            help="The longest wait between two looks once the log is quiet (pushes "
+            "through NOTIFY, on PostgreSQL with notify=true, wake the worker at once).",
+            min=0.001,
+        ),
+    ] = MAX_POLL_INTERVAL,
     lease_ttl: Annotated[
         float,
         typer.Option(
@@ -50,6 +62,8 @@ def run(
 
     Several workers may run the same projections, on several machines: exactly
     one drives each projection at a time, and another takes over when it dies.
+    A projection that cannot go on (an unexpected error in its driver) stops
+    the worker with exit status 1, naming it, for its supervisor to restart.
 
     Examples:
 
@@ -71,12 +85,18 @@ def run(
     names = ", ".join(str(getattr(p, "name", p)) for p in projections)
     console.print(f"Running {names} on {mask_password(url)}; Ctrl-C or SIGTERM stops.")
     store = EventStore(url)
-    stopped = run_worker(
-        store, projections, poll_interval=poll_interval, lease_ttl=lease_ttl, batch_size=batch_size
-    )
-    failed = [s for s in stopped if s.error is not None]
-    for subscription in failed:
-        console.print(f"{subscription.name} stopped: {subscription.error}")
+    try:
+        run_worker(
+            store,
+            projections,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            lease_ttl=lease_ttl,
+            batch_size=batch_size,
+        )
+    except WorkerFailed as failed:
+        for name, error in failed.failures:
+            console.print(f"Projection {name} stopped: {error}")
+        console.print("Stopped: the worker cannot go on (exit status 1).")
+        raise typer.Exit(1) from None
     console.print("Stopped.")
-    if failed:
-        raise typer.Exit(1)

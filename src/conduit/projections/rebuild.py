@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from conduit.errors import InvalidArgument, ProjectionError
-from conduit.projections.sql import CHECKPOINTS, HOME_MAP, PARKED_APPLIED, SQLProjection
+from conduit.projections.sql import (
+    CHECKPOINTS,
+    HOME_MAP,
+    MAX_NAME_LENGTH,
+    PARKED_APPLIED,
+    SQLProjection,
+)
 from conduit.subscriptions.runner import Runner
 
 if TYPE_CHECKING:
     from conduit.store import EventStore
 
-__all__ = ["rebuild", "replay_since"]
+__all__ = ["REBUILD_SUFFIX", "fresh_schema_name", "rebuild", "replay_since"]
+
+REBUILD_SUFFIX = ".rebuild"
+"""Added to a projection's name for the checkpoint of its rebuild in progress."""
+
+
+def fresh_schema_name(name: str) -> str:
+    """The schema (PostgreSQL) or attached database (SQLite) a rebuild of ``name`` fills.
+
+    Lower-case letters, digits and underscores, at most 59 characters (within
+    PostgreSQL's 63), whatever the projection's name holds: a readable part
+    of the name and a hash of all of it, so that two names never share one
+    (``a.b`` and ``a_b``, or two long names with the same beginning).
+    """
+    readable = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:30]
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    return f"conduit_rebuild_{readable}_{digest}" if readable else f"conduit_rebuild_{digest}"
+
+
+def _check_rebuild_name(name: str) -> None:
+    longest = MAX_NAME_LENGTH - len(REBUILD_SUFFIX)
+    if len(name) > longest:
+        raise InvalidArgument(
+            f"projection {name[:40]!r}…: a rebuild keeps its checkpoint as the name and "
+            f"{REBUILD_SUFFIX!r}, at most {MAX_NAME_LENGTH} characters: name it in at most "
+            f"{longest}",
+            field="name",
+        )
 
 
 def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | None = None) -> int:
@@ -29,23 +64,30 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
     checkpoint; the live driver goes on from there. Returns the number of
     events read. The projection class must accept ``name=`` and
     ``schema_translate_map=`` in its constructor, as :class:`SQLProjection`
-    does.
+    does. The fresh schema's name comes from :func:`fresh_schema_name`, so
+    any projection name works, quotes and spaces included.
+
+    Raises:
+        InvalidArgument: a SQLite read model in memory, or a projection name
+            too long for the rebuild's checkpoint.
     """
+    _check_rebuild_name(projection.name)
     base = projection.engine.execution_options(schema_translate_map=HOME_MAP)
     dialect = base.dialect.name
-    fresh_schema = f"conduit_rebuild_{projection.name}".replace(".", "_")[:60]
+    fresh_schema = fresh_schema_name(projection.name)
+    quoted = base.dialect.identifier_preparer.quote_identifier(fresh_schema)
     if dialect == "sqlite":
         database = base.url.database
         if not database or database == ":memory:":
             raise InvalidArgument("rebuild needs a SQLite read model in a file")
-        fresh_file = f"{database}.rebuild"
+        fresh_file = f"{database}.{fresh_schema[-12:]}{REBUILD_SUFFIX}"
         if os.path.exists(fresh_file):
             os.remove(fresh_file)
         engine = sa.create_engine(base.url).execution_options(schema_translate_map=HOME_MAP)
 
         @sa.event.listens_for(engine, "connect")
         def attach(dbapi_conn: Any, _: Any) -> None:
-            dbapi_conn.execute(f"ATTACH DATABASE '{fresh_file}' AS {fresh_schema}")
+            dbapi_conn.execute(f"ATTACH DATABASE ? AS {quoted}", (fresh_file,))
             # pysqlite commits DDL at once, outside the transaction: the swap's
             # DROP and CREATE would let the live driver write into the empty
             # live tables before the copy. SQLAlchemy's recipe for SQLite:
@@ -59,14 +101,14 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
     elif dialect == "postgresql":
         engine = sa.create_engine(base.url).execution_options(schema_translate_map=HOME_MAP)
         with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{fresh_schema}" CASCADE'))
-            conn.execute(sa.text(f'CREATE SCHEMA "{fresh_schema}"'))
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {quoted}")
     else:
         raise ProjectionError(f"rebuild does not support {dialect} read models yet")
     try:
         fresh = type(projection)(
             engine,
-            name=f"{projection.name}.rebuild",
+            name=f"{projection.name}{REBUILD_SUFFIX}",
             schema_translate_map={None: fresh_schema},
         )
         fresh.reset()
@@ -85,7 +127,7 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
     finally:
         if dialect == "postgresql":
             with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{fresh_schema}" CASCADE'))
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
         engine.dispose()
         if dialect == "sqlite" and os.path.exists(fresh_file):
             os.remove(fresh_file)

@@ -9,11 +9,16 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.orm import Session
 
+from conduit.errors import InvalidArgument
 from conduit.events import Event
+from conduit.projections.outages import is_outage
 from conduit.subscriptions.dispatch import handlers_for
 from conduit.subscriptions.projector import CheckpointBaseline, CheckpointConflict, HandlerFailed
 
-__all__ = ["CHECKPOINTS", "HOME_MAP", "PARKED_APPLIED", "SQLProjection"]
+__all__ = ["CHECKPOINTS", "HOME_MAP", "MAX_NAME_LENGTH", "PARKED_APPLIED", "SQLProjection"]
+
+MAX_NAME_LENGTH = 200
+"""The longest projection name its read model's ``conduit_checkpoints`` can hold."""
 
 # Conduit's own tables live in the read model's default schema, also while a
 # rebuild translates the read model's tables to another: they carry this
@@ -26,7 +31,7 @@ _conduit_tables = sa.MetaData(schema=HOME)
 CHECKPOINTS = sa.Table(
     "conduit_checkpoints",
     _conduit_tables,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(MAX_NAME_LENGTH), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
 )
 """Each SQL projection's checkpoint, in its read-model database."""
@@ -34,7 +39,7 @@ CHECKPOINTS = sa.Table(
 PARKED_APPLIED = sa.Table(
     "conduit_parked_applied",
     _conduit_tables,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(MAX_NAME_LENGTH), primary_key=True),
     sa.Column("event_id", sa.String(36), primary_key=True),
 )
 """Parked events a retry has applied, so that a retry is applied once."""
@@ -74,9 +79,11 @@ class SQLProjection(CheckpointBaseline):
         store.subscribe(People("sqlite:///read-model.db"), mode="background")
 
     Each batch of events (``batch_size``) is applied in one transaction with
-    the checkpoint, so effects happen exactly once. Errors in
-    ``transient_errors`` (the database is away or locked) are retried until
-    it is back; any other error from a handler is retried, then parked.
+    the checkpoint, so effects happen exactly once. An error that means the
+    database is unreachable (:meth:`is_transient`: the connection refused or
+    lost, the database locked or busy, the server shutting down) is retried
+    until it is back; any other error from a handler (a missing table, a
+    violated constraint, a bug) is retried, then parked.
 
     On PostgreSQL, a class attribute ``synchronous_commit = False`` commits
     each batch with ``synchronous_commit = off`` (for that transaction only):
@@ -92,11 +99,9 @@ class SQLProjection(CheckpointBaseline):
     """The projection's name: its subscription, checkpoint and lease."""
     metadata: ClassVar[sa.MetaData]
     batch_size: ClassVar[int] = 100
-    transient_errors: tuple[type[BaseException], ...] = (
-        sqlalchemy.exc.OperationalError,
-        sqlalchemy.exc.InterfaceError,
-        sqlalchemy.exc.TimeoutError,
-    )
+    transient_errors: tuple[type[BaseException], ...] = ()
+    """Further error classes that mean the read model's storage is away (see
+    :meth:`is_transient`), for a subclass whose handlers reach other services."""
     synchronous_commit: ClassVar[bool] = True
     """False: PostgreSQL commits without waiting for the disk (see above)."""
     _move_rendered: tuple[sa.Dialect, bool, str, tuple[str, ...]] | None = None
@@ -116,6 +121,13 @@ class SQLProjection(CheckpointBaseline):
             self.name = name
         if not getattr(self, "name", None):
             raise TypeError(f"{type(self).__name__} needs a name (a class attribute)")
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"a projection's name is a string of at most {MAX_NAME_LENGTH} characters",
+                field="name",
+            )
+        if "\x00" in self.name:
+            raise InvalidArgument("a projection's name cannot hold NUL characters", field="name")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.engine.url!r}>"
@@ -139,6 +151,15 @@ class SQLProjection(CheckpointBaseline):
         self._known = None
 
     # -- the Projector role ----------------------------------------------------
+
+    def is_transient(self, error: BaseException) -> bool:
+        """True when ``error`` means the database is away: retry, never park.
+
+        Asks the DBAPI error underneath (see :func:`conduit.projections.outages.is_outage`):
+        SQLAlchemy's ``OperationalError`` alone does not tell a locked SQLite
+        database from a missing table. Errors of ``transient_errors`` count too.
+        """
+        return isinstance(error, self.transient_errors) or is_outage(error)
 
     def load_checkpoint(self) -> int:
         """The position this read model is up to date with (0 when empty)."""
@@ -165,9 +186,9 @@ class SQLProjection(CheckpointBaseline):
                 for index, event in enumerate(events):
                     try:
                         self._handle(event, session)
-                    except self.transient_errors:
-                        raise
                     except Exception as exc:
+                        if self.is_transient(exc):
+                            raise
                         raise HandlerFailed(index, exc) from exc
                 session.flush()
                 self._move_checkpoint(conn, up_to)
@@ -178,9 +199,9 @@ class SQLProjection(CheckpointBaseline):
             raise
         except CheckpointConflict:
             raise
-        except self.transient_errors:
-            raise
         except sqlalchemy.exc.SQLAlchemyError as exc:
+            if self.is_transient(exc):
+                raise
             # Failed at flush or commit (a deferred constraint, say): find the culprit alone.
             if len(events) <= 1:
                 raise HandlerFailed(0, exc) from exc

@@ -1,12 +1,21 @@
 """Who drives a named subscription: the pushing thread, or a thread of its own.
 
 - ``inline``: the thread that pushed, right after the commit, so the caller
-  reads its own writes in the read model. Several processes should not drive
-  the same inline subscription (use ``background`` or workers).
+  reads its own writes in the read model. An inline driver takes no lease:
+  every process (every store object) that subscribes it inline drives it on
+  its own pushes. The checkpoint's compare-and-set keeps that safe (a batch
+  whose checkpoint another driver moved first is given up, and the driver
+  reads the checkpoint again), so a SQL read model still applies each event
+  once; a plain projection's handlers may then see an event twice
+  (at-least-once). For one driver among processes, use ``background``.
 - ``background``: a daemon thread in this process that holds the
   subscription's lease, so that exactly one driver runs it among every process
-  and machine that share the store; woken by this process's pushes, polling
-  for the others'. ``conduit run`` (a worker process) runs these threads.
+  and machine that share the store. It is woken at once by this store's
+  pushes and by the engine's announcements (PostgreSQL ``NOTIFY``, for stores
+  opened with ``notify=True``), and polls for the rest: every
+  ``poll_interval`` seconds while it finds events, twice as long after each
+  look that finds none, up to ``max_poll_interval``.
+  ``conduit run`` (a worker process) runs these threads.
 """
 
 from __future__ import annotations
@@ -19,23 +28,24 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from conduit.errors import BackendError, InvalidArgument, ProjectionError, SchemaError
 from conduit.events import Event
+from conduit.subscriptions.lag import count_behind
 from conduit.subscriptions.runner import Runner
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["POLL_INTERVAL", "Mode", "Subscription", "SubscriptionStatus"]
+__all__ = ["MAX_POLL_INTERVAL", "POLL_INTERVAL", "Mode", "Subscription", "SubscriptionStatus"]
 
 log = logging.getLogger("conduit.subscriptions")
 
 Mode = Literal["inline", "background"]
 
 POLL_INTERVAL = 0.02
-"""Seconds between a background driver's looks for events other processes pushed."""
+"""Seconds between a background driver's looks for events while it finds some."""
+
+MAX_POLL_INTERVAL = 1.0
+"""The longest a background driver waits between two looks once the log is quiet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +67,22 @@ class Subscription:
         mode: Mode,
         *,
         poll_interval: float = POLL_INTERVAL,
+        max_poll_interval: float = MAX_POLL_INTERVAL,
         lease_ttl: float = 10.0,
     ) -> None:
         if mode not in ("inline", "background"):
             raise InvalidArgument(f"mode must be 'inline' or 'background', not {mode!r}")
+        for field, value in (
+            ("poll_interval", poll_interval),
+            ("max_poll_interval", max_poll_interval),
+            ("lease_ttl", lease_ttl),
+        ):
+            if not isinstance(value, int | float) or not value > 0:
+                raise InvalidArgument(f"{field} must be a number of seconds above 0", field=field)
         self.runner = runner
         self.mode: Mode = mode
-        self.poll_interval = poll_interval
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
         self.lease_ttl = lease_ttl
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.active = False
@@ -73,7 +92,9 @@ class Subscription:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._renew_at = 0.0
+        self._standing_by = False
         self.error: BaseException | None = None
+        """Why the background driver stopped for good (``None`` while it runs)."""
 
     @property
     def name(self) -> str:
@@ -85,7 +106,12 @@ class Subscription:
     # -- driving -------------------------------------------------------------
 
     def start(self) -> None:
-        """Catch up now (inline) or start the background thread."""
+        """Catch up now (inline) or start the background thread.
+
+        Raises:
+            ProjectionError: (inline) the first catch-up stopped on a failing
+                event (``on_failure="stop"``).
+        """
         if self.mode == "inline":
             self.catch_up()
             return
@@ -108,11 +134,15 @@ class Subscription:
         """Apply every event after the checkpoint, in this thread.
 
         ``keep_going`` is asked after each batch; False ends the catch-up early.
+        An inline driver that loses the checkpoint's compare-and-set to another
+        driver reads the checkpoint again and goes on.
         """
         with self._lock:
             self._owner_thread = threading.get_ident()
             try:
-                return self.runner.catch_up(keep_going=keep_going)
+                return self.runner.catch_up(
+                    keep_going=keep_going, reread_on_conflict=self.mode == "inline"
+                )
             finally:
                 self._owner_thread = None
 
@@ -133,8 +163,15 @@ class Subscription:
         now = time.monotonic()
         if now >= self._renew_at:
             backend = self.runner.store.backend
+            was_active = self.active
             self.active = backend.try_lease(self.name, self.owner, self.lease_ttl)
             self._renew_at = now + (self.lease_ttl / 3 if self.active else 1.0)
+            if self.active and not was_active:
+                self._standing_by = False
+                log.info("subscription %r: driving it (%s)", self.name, self.owner)
+            elif not self.active and not self._standing_by:
+                self._standing_by = True
+                log.info("subscription %r: standing by, another driver holds it", self.name)
         return self.active
 
     def _run(self) -> None:
@@ -145,29 +182,7 @@ class Subscription:
             add_waker(self._wake)
         self._renew_at = 0.0
         try:
-            failures = 0
-            while not self.runner.stopped.is_set():
-                try:
-                    if self._keep_lease():
-                        self._wake.clear()
-                        self.catch_up(keep_going=self._keep_lease)
-                        self._wake.wait(self.poll_interval)
-                    else:
-                        self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))
-                    failures = 0
-                except SchemaError:
-                    raise
-                except BackendError as exc:
-                    # The store's database is away (restarting, say): keep trying.
-                    failures += 1
-                    delay = self.runner.policy.delay(failures)
-                    log.warning(
-                        "subscription %r: the store failed (%s); retrying in %.2f s",
-                        self.name,
-                        exc,
-                        delay,
-                    )
-                    self.runner.stopped.wait(delay)
+            self._drive()
         except ProjectionError as exc:
             self.error = exc
             log.error("subscription %r stopped: %s", self.name, exc)
@@ -179,8 +194,45 @@ class Subscription:
             if remove_waker is not None:
                 remove_waker(self._wake)
             if self.active:
-                backend.release_lease(self.name, self.owner)
                 self.active = False
+                try:
+                    backend.release_lease(self.name, self.owner)
+                except BackendError as exc:  # it lapses after lease_ttl instead
+                    log.warning("subscription %r: cannot release its lease: %s", self.name, exc)
+
+    def _drive(self) -> None:
+        """The background loop: hold the lease, catch up, wait for news, again."""
+        failures = 0
+        idle_wait = self.poll_interval
+        while not self.runner.stopped.is_set():
+            try:
+                if not self._keep_lease():
+                    self.runner.stopped.wait(min(1.0, self.lease_ttl / 3))
+                    continue
+                self._wake.clear()
+                read = self.catch_up(keep_going=self._keep_lease)
+                failures = 0
+                if self.runner.conflicted:  # another driver took over? ask the lease now
+                    self._renew_at = 0.0
+                if read:
+                    wait, idle_wait = self.poll_interval, self.poll_interval
+                else:  # a quiet log: look less and less often
+                    wait, idle_wait = idle_wait, min(idle_wait * 2, self.max_poll_interval)
+                if self._wake.wait(wait):  # a push here, or a NOTIFY: look now
+                    idle_wait = self.poll_interval
+            except SchemaError:
+                raise
+            except BackendError as exc:
+                # The store's database is away (restarting, say): keep trying.
+                failures += 1
+                delay = self.runner.policy.delay(failures)
+                log.warning(
+                    "subscription %r: the store failed (%s); retrying in %.2f s",
+                    self.name,
+                    exc,
+                    delay,
+                )
+                self.runner.stopped.wait(delay)
 
     # -- observing -----------------------------------------------------------
 
@@ -194,14 +246,14 @@ class Subscription:
         store = self.runner.store
         checkpoint = self.checkpoint
         head = store.head_position()
-        behind = store.backend.count_after(checkpoint, names=self.runner.filter.names)
+        behind = count_behind(store, checkpoint, self.runner.filter)
         return SubscriptionStatus(self.name, checkpoint, head, behind)
 
     def wait_for(self, target: Event | int, timeout: float = 10.0) -> None:
         """Wait until the subscription has handled an event (or a position).
 
-        While the projection's storage is away (its ``transient_errors``), it
-        keeps waiting, as the driver keeps retrying.
+        While the projection's storage is away (its ``is_transient`` errors),
+        it keeps waiting, as the driver keeps retrying.
 
         Raises:
             TimeoutError: not handled within ``timeout`` seconds.
@@ -214,8 +266,9 @@ class Subscription:
         while True:
             try:
                 checkpoint = self.checkpoint
-            except self.runner.projector.transient_errors:
-                pass
+            except Exception as exc:
+                if not self.runner.transient(exc):
+                    raise
             else:
                 if checkpoint >= position:
                     return

@@ -24,6 +24,7 @@ __all__ = [
     "HandlerFailed",
     "Projector",
     "StoreProjector",
+    "is_transient",
 ]
 
 
@@ -45,8 +46,9 @@ class Projector(Protocol):
 
     name: str
 
-    transient_errors: tuple[type[BaseException], ...]
-    """Errors that mean the projection's storage is away: retry, never park."""
+    def is_transient(self, error: BaseException) -> bool:
+        """True when ``error`` means the projection's storage is away: retry, never park."""
+        ...
 
     def load_checkpoint(self) -> int:
         """The position handled up to (0 when never run)."""
@@ -65,6 +67,18 @@ class Projector(Protocol):
     def apply_parked(self, event: Event) -> None:
         """Apply one parked event out of order (a retry asked for by a user)."""
         ...
+
+
+def is_transient(projector: object, error: BaseException) -> bool:
+    """Whether ``error`` means ``projector``'s storage is away (retry, never park).
+
+    Asks the projector's ``is_transient``; a projector written before it
+    existed is asked through its ``transient_errors`` classes.
+    """
+    check = getattr(projector, "is_transient", None)
+    if callable(check):
+        return bool(check(error))
+    return isinstance(error, getattr(projector, "transient_errors", ()))
 
 
 class CheckpointBaseline:
@@ -96,12 +110,14 @@ class CheckpointBaseline:
 class StoreProjector(CheckpointBaseline):
     """Any object with ``on_<name>(event)`` handlers; its checkpoint in the store."""
 
-    transient_errors: tuple[type[BaseException], ...] = ()
-
     def __init__(self, backend: Backend, name: str, target: object) -> None:
         self.backend = backend
         self.name = name
         self.target = target
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Never: the store's own failures are the driver's to retry (``BackendError``)."""
+        return False
 
     def load_checkpoint(self) -> int:
         self._known = self.backend.load_checkpoint(self.name)

@@ -21,6 +21,7 @@ from conduit.subscriptions.projector import (
     HandlerFailed,
     Projector,
     StoreProjector,
+    is_transient,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ PAGE_SIZE = 500
 
 BACKOFF_STEP = 0.05
 """Seconds between two questions to ``keep_going`` while a retry waits."""
+
+MAX_CONFLICTS = 100
+"""The most lost compare-and-sets in a row one catch-up goes on after (see
+:meth:`Runner.catch_up`), so that a projector whose checkpoint never moves
+cannot hold a push forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,7 @@ class Runner:
         self._next_mirror = 0.0
         self._mirror_pending = False
         self._mirror = mirror_checkpoint
+        self._conflicted = False
         self.failed: ProjectionError | None = None
 
     @property
@@ -117,12 +124,30 @@ class Runner:
         """Look for parked events to retry on the next catch-up."""
         self._next_retry_check = 0.0
 
-    def catch_up(self, *, keep_going: Callable[[], bool] | None = None) -> int:
+    @property
+    def conflicted(self) -> bool:
+        """Whether the last catch-up gave up a batch to another driver's checkpoint."""
+        return self._conflicted
+
+    def transient(self, error: BaseException) -> bool:
+        """Whether ``error`` means the projection's storage is away (retry, never park)."""
+        return is_transient(self.projector, error)
+
+    def catch_up(
+        self, *, keep_going: Callable[[], bool] | None = None, reread_on_conflict: bool = False
+    ) -> int:
         """Apply every event after the checkpoint; returns how many were read.
 
         ``keep_going`` is asked after each batch, and between the retries of
         a failing one; False ends the catch-up early (a background driver
         renews its lease there, and stops when another driver has it).
+
+        A lost compare-and-set of the checkpoint means another driver applied
+        the batch (or moved the checkpoint): the batch is given up, quietly.
+        ``reread_on_conflict`` (inline drivers, which share a subscription
+        without a lease) then reads the checkpoint again and goes on, so that
+        the pushing caller still reads its own writes; otherwise the
+        catch-up ends there (a background driver goes back to its lease).
 
         Raises:
             ProjectionError: the subscription stopped on a failing event
@@ -134,9 +159,14 @@ class Runner:
             self._retry_parked()
             self._next_retry_check = time.monotonic() + self.retry_check_interval
         total = 0
+        conflicts = 0
         while not self.stopped.is_set():
+            self._conflicted = False
             read, go_on = self._step(keep_going)
             total += read
+            if self._conflicted and reread_on_conflict and conflicts < MAX_CONFLICTS:
+                conflicts += 1
+                continue
             if read == 0 or not go_on:
                 break
         if (
@@ -182,7 +212,9 @@ class Runner:
             page = list(
                 self.store.read_all(after=position, names=self.filter.names, limit=self.page_size)
             )
-        except self.projector.transient_errors as exc:
+        except Exception as exc:
+            if not self.transient(exc):
+                raise
             self._pause(exc, 1, keep_going)
             return 0, False
         if len(page) < self.page_size and head > max(position, page[-1].position if page else 0):
@@ -219,7 +251,7 @@ class Runner:
                 self.projector.apply(events, up_to)
                 return True
             except CheckpointConflict:
-                log.info("subscription %r: another driver moved the checkpoint", self.name)
+                self._lost_checkpoint()
                 return False
             except HandlerFailed as failure:
                 bad = events[failure.index]
@@ -228,11 +260,18 @@ class Runner:
                     return False
                 events = rest
                 transient_failures = 0
-            except self.projector.transient_errors as exc:
+            except Exception as exc:
+                if not self.transient(exc):
+                    raise
                 transient_failures += 1
                 if not self._pause(exc, transient_failures, keep_going):
                     return False
         return False
+
+    def _lost_checkpoint(self) -> None:
+        """Another driver moved the checkpoint: give up the batch, quietly."""
+        self._conflicted = True
+        log.info("subscription %r: another driver moved the checkpoint", self.name)
 
     def _retry_one(
         self, event: Event, error: BaseException, keep_going: Callable[[], bool] | None = None
@@ -249,8 +288,11 @@ class Runner:
             except HandlerFailed as failure:
                 error = failure.error
             except CheckpointConflict:
+                self._lost_checkpoint()
                 return False
-            except self.projector.transient_errors as exc:
+            except Exception as exc:
+                if not self.transient(exc):
+                    raise
                 attempts -= 1  # the storage is away: not the handler's fault
                 if not self._pause(exc, 1, keep_going):
                     return False
@@ -274,8 +316,27 @@ class Runner:
         self.store.backend.park(
             self.name, event, error=repr(error), traceback=details, attempts=attempts
         )
-        self.projector.apply([], event.position)
-        return True
+        return self._move_past(event, keep_going)
+
+    def _move_past(self, event: Event, keep_going: Callable[[], bool] | None) -> bool:
+        """Move the checkpoint past a parked event; True to go on with the batch."""
+        failures = 0
+        while not self.stopped.is_set():
+            try:
+                self.projector.apply([], event.position)
+                return True
+            except CheckpointConflict:
+                # Another driver took over meanwhile: it goes on from its own
+                # checkpoint (and parks this event too, if it fails there too).
+                self._lost_checkpoint()
+                return False
+            except Exception as exc:
+                if not self.transient(exc):
+                    raise
+                failures += 1
+                if not self._pause(exc, failures, keep_going):
+                    return False
+        return False
 
     def _retry_parked(self) -> None:
         """Apply the parked events a user asked to retry."""

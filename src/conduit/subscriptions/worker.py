@@ -9,17 +9,34 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from conduit.errors import ConfigurationError
+from conduit.errors import ConfigurationError, ProjectionError
 from conduit.importing import import_attribute
-from conduit.subscriptions.drivers import POLL_INTERVAL
+from conduit.subscriptions.drivers import MAX_POLL_INTERVAL, POLL_INTERVAL
 
 if TYPE_CHECKING:
     from conduit.store import EventStore
     from conduit.subscriptions.drivers import Subscription
 
-__all__ = ["load_projections", "run_worker"]
+__all__ = ["WorkerFailed", "load_projections", "run_worker"]
 
 log = logging.getLogger("conduit.worker")
+
+CHECK_EVERY = 0.5
+"""Seconds between two looks of the worker at its drivers, for one that stopped."""
+
+
+class WorkerFailed(ProjectionError):
+    """A worker's projection stopped for good, and the worker with it.
+
+    ``failures`` holds each stopped projection's name and the error that
+    stopped it. The worker stops every other projection and closes the store
+    first, so that a supervisor (systemd, Kubernetes) restarts a clean process.
+    """
+
+    def __init__(self, failures: Sequence[tuple[str, BaseException]]) -> None:
+        self.failures = tuple(failures)
+        told = "; ".join(f"projection {name!r} stopped: {error}" for name, error in self.failures)
+        super().__init__(f"{told}; the worker stops")
 
 
 def load_projections(spec: str) -> list[Any]:
@@ -45,6 +62,7 @@ def run_worker(
     *,
     stop: threading.Event | None = None,
     poll_interval: float = POLL_INTERVAL,
+    max_poll_interval: float = MAX_POLL_INTERVAL,
     lease_ttl: float = 10.0,
     handle_signals: bool = True,
     **options: Any,
@@ -53,8 +71,18 @@ def run_worker(
 
     Each projection runs in a background thread that holds its lease, so that
     of several workers exactly one drives it; the others wait to take over.
-    On stop, each finishes the batch at hand, releases its lease, and the
-    store is closed. Returns the subscriptions, stopped.
+    Each is subscribed under its ``name`` attribute. On stop, each finishes
+    the batch at hand, releases its lease, and the store is closed. Returns
+    the subscriptions, stopped.
+
+    A projection that cannot go on (``on_failure="stop"`` on a failing event,
+    or an unexpected error in its driver) stops the whole worker: the others
+    are stopped, the store is closed, and :class:`WorkerFailed` is raised,
+    naming it, so that the process ends with an error and its supervisor
+    restarts it.
+
+    Raises:
+        WorkerFailed: a projection's driver stopped for good.
     """
     stop = stop or threading.Event()
     if handle_signals and threading.current_thread() is threading.main_thread():
@@ -65,22 +93,39 @@ def run_worker(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    subscriptions: list[Subscription] = [
-        store.subscribe(
-            projection,
-            mode="background",
-            poll_interval=poll_interval,
-            lease_ttl=lease_ttl,
-            **options,
-        )
-        for projection in projections
-    ]
-    log.info("worker running %s", ", ".join(s.name for s in subscriptions))
-    while not stop.wait(0.5):
+    subscriptions: list[Subscription] = []
+    failures: list[tuple[str, BaseException]] = []
+    try:
+        for projection in projections:
+            subscriptions.append(
+                store.subscribe(
+                    projection,
+                    name=projection.name,
+                    mode="background",
+                    poll_interval=poll_interval,
+                    max_poll_interval=max_poll_interval,
+                    lease_ttl=lease_ttl,
+                    **options,
+                )
+            )
+        log.info("worker running %s", ", ".join(s.name for s in subscriptions))
+        while not failures and not stop.wait(CHECK_EVERY):
+            failures = _failures(subscriptions)
+    finally:
         for subscription in subscriptions:
-            if subscription.error is not None:
-                log.error("projection %r stopped: %s", subscription.name, subscription.error)
-    for subscription in subscriptions:
-        subscription.stop()
-    store.close()
+            subscription.stop()
+        store.close()
+    if failures:
+        error = WorkerFailed(failures)
+        log.error("%s", error)
+        raise error
     return subscriptions
+
+
+def _failures(subscriptions: Sequence[Subscription]) -> list[tuple[str, BaseException]]:
+    """The subscriptions whose driver stopped for good, with the error that stopped it."""
+    found = []
+    for subscription in subscriptions:
+        if subscription.error is not None:
+            found.append((subscription.name, subscription.error))
+    return found
