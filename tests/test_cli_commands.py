@@ -1018,3 +1018,28 @@ def test_parked_drop_forgets_the_event(url: str, parked_ids: list[int]) -> None:
     again = conduit("parked", "drop", str(parked_ids[0]), url=url)
     assert again.exit_code == 1
     assert "no parked event" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["get", "s"], ["push", "thing_happened", "s"], ["streams"], ["stats"], ["export"]],
+)
+def test_a_mistyped_sqlite_path_is_an_error_and_makes_no_file(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "evnts.db"
+    result = conduit(*args, url=f"sqlite:///{missing}")
+    assert result.exit_code == 1
+    assert "no SQLite store" in result.output
+    assert not missing.exists()
+
+
+def test_import_creates_a_new_sqlite_store(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    with EventStore(source) as store:
+        store.push("thing_happened", "s", {"n": 1})
+    exported = ok(conduit("export", url=source)).stdout
+    target = tmp_path / "new.db"
+    ok(conduit("import", "-", url=f"sqlite:///{target}", input=exported))
+    with EventStore(f"sqlite:///{target}") as store:
+        assert [e.data for e in store.get("s")] == [{"n": 1}]

@@ -964,3 +964,19 @@ def test_notify_wakes_a_background_driver_for_an_event_pushed_by_another_store(
 
         subscription.wait_for(event, timeout=WAIT)  # well before its next look, 60 s on
         assert recorder.ids == [event.id]
+
+
+def test_status_counts_at_most_a_bounded_number_of_events_behind(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conduit.subscriptions import lag
+
+    monkeypatch.setattr(lag, "BEHIND_LIMIT", 5)
+    events = store.push_many("s", [("thing_happened", {})] * 12)
+    assert len(list(store.read_all())) == 12  # reads its own push (a status only looks)
+    store.backend.save_checkpoint("far-behind", 0, expected=None)
+    (status,) = store.subscription_status()
+    assert (status.name, status.behind, status.capped) == ("far-behind", 5, True)
+    store.backend.save_checkpoint("far-behind", events[9].position, expected=0)
+    (status,) = store.subscription_status()
+    assert (status.behind, status.capped) == (2, False)

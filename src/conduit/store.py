@@ -41,6 +41,7 @@ from conduit.subscriptions.drivers import (
     Subscription,
     SubscriptionStatus,
 )
+from conduit.subscriptions.lag import count_after
 from conduit.subscriptions.projector import Projector, StoreProjector
 from conduit.subscriptions.runner import Filter, RetryPolicy, Runner
 from conduit.typed import TypeRegistry, encode_typed, is_typed
@@ -767,10 +768,12 @@ class EventStore:
         stream prefix: exactly up to :data:`~conduit.subscriptions.lag.SCAN_LIMIT`
         events, an upper bound past that). The filters of a subscription not
         running here are not stored, so its ``behind`` counts every event after
-        its checkpoint: an upper bound.
+        its checkpoint: an upper bound. Counts stop at
+        :data:`~conduit.subscriptions.lag.BEHIND_LIMIT` (``capped``), and a status
+        only looks: it never waits for this store's own last push to be readable.
         """
         running = {known.name: known for known in self._subscriptions}
-        head = self.head_position()
+        head = self.backend.head_position(wait=False)
         found = {
             name: position
             for name, position in self.backend.checkpoints()
@@ -782,8 +785,8 @@ class EventStore:
                 statuses.append(running[name].status())
             else:
                 checkpoint = found[name]
-                behind = self.backend.count_after(checkpoint, names=None)
-                statuses.append(SubscriptionStatus(name, checkpoint, head, behind))
+                behind, capped = count_after(self, checkpoint)
+                statuses.append(SubscriptionStatus(name, checkpoint, head, behind, capped))
         return statuses
 
     # -- entities and snapshots ----------------------------------------------

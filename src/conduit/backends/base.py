@@ -125,8 +125,19 @@ class Backend(Protocol):
         """
         ...
 
-    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
-        """How many events of the global log come after ``position`` (with those names)."""
+    def count_after(
+        self,
+        position: int,
+        *,
+        names: Sequence[str] | None,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> int:
+        """How many events of the global log come after ``position`` (with those names).
+
+        ``limit``: count at most so many (a bounded read, whatever the log's
+        size). ``wait`` as for :meth:`read_all`.
+        """
         ...
 
     def first_position_since(self, since: datetime) -> int | None:

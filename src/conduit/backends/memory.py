@@ -213,10 +213,18 @@ class MemoryBackend(MemorySubscriptions):
         with self._lock:
             return len(self._log)
 
-    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
+    def count_after(
+        self,
+        position: int,
+        *,
+        names: Sequence[str] | None,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> int:
         with self._lock:
             tail = self._log[max(0, position) :]
-            return len(tail) if names is None else sum(1 for e in tail if e.name in names)
+            count = len(tail) if names is None else sum(1 for e in tail if e.name in names)
+        return count if limit is None else min(count, limit)
 
     def first_position_since(self, since: datetime) -> int | None:
         with self._lock:

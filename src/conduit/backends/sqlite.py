@@ -506,14 +506,25 @@ class SQLiteBackend(SQLiteSubscriptions):
         rows = self._query("SELECT max(position) FROM events")
         return int(rows[0][0] or 0)
 
-    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
-        if names is None:
-            rows = self._query("SELECT count(*) FROM events WHERE position > ?", (position,))
+    def count_after(
+        self,
+        position: int,
+        *,
+        names: Sequence[str] | None,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> int:
+        where = "position > ?"
+        params: list[Any] = [position]
+        if names is not None:
+            where += f" AND name IN ({', '.join('?' * len(names))})"
+            params.extend(names)
+        if limit is None:
+            rows = self._query(f"SELECT count(*) FROM events WHERE {where}", params)
         else:
-            marks = ", ".join("?" * len(names))
             rows = self._query(
-                f"SELECT count(*) FROM events WHERE position > ? AND name IN ({marks})",
-                (position, *names),
+                f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)",
+                (*params, limit),
             )
         return int(rows[0][0])
 

@@ -57,10 +57,28 @@ def store_url(ctx: typer.Context) -> str:
 
 
 @contextmanager
-def open_store(ctx: typer.Context) -> Iterator[EventStore]:
-    """The store named by ``--store`` or ``CONDUIT_URL``, closed at the end of the block."""
-    with EventStore(store_url(ctx)) as store:
+def open_store(
+    ctx: typer.Context, *, create: bool = False, read_only: bool = False
+) -> Iterator[EventStore]:
+    """The store named by ``--store`` or ``CONDUIT_URL``, closed at the end of the block.
+
+    A SQLite file that does not exist is an error unless ``create`` (a mistyped
+    path must not make an empty store); ``read_only`` opens it for reading only.
+    """
+    url = store_url(ctx)
+    with EventStore(url, **file_options(url, create=create, read_only=read_only)) as store:
         yield store
+
+
+def file_options(url: str, *, create: bool, read_only: bool = False) -> dict[str, Any]:
+    """The SQLite options a command opens its store with (other engines take none);
+    what the URL itself says (``?create=…``, ``?read_only=…``) wins."""
+    if not url.lower().startswith("sqlite:"):
+        return {}
+    query = url.partition("?")[2]
+    given = {part.partition("=")[0] for part in query.split("&") if part}
+    options = {"create": create, "read_only": read_only}
+    return {key: value for key, value in options.items() if key not in given}
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -208,7 +226,7 @@ def complete_stream(ctx: typer.Context, incomplete: str) -> list[str]:
     if not url:
         return []
     try:
-        with EventStore(url) as store:
+        with EventStore(url, **file_options(url, create=False)) as store:
             return [str(info.stream_id) for info in store.streams(prefix=incomplete, limit=50)]
     except Exception:
         return []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from conduit.cli.common import console, progress_bar, store_url, table
+from conduit.cli.common import console, file_options, progress_bar, store_url, table
 from conduit.errors import ConfigurationError, EventDecodeError
 from conduit.importing import import_attribute
 from conduit.masking import mask_password
@@ -92,7 +92,7 @@ def migrate_events(
     if not types.upcasters:
         out.print(f"{target} has no upcasters: nothing to do.")
         return
-    with EventStore(url, types=types) as store:
+    with EventStore(url, types=types, **file_options(url, create=False)) as store:
         start = planned_start(store, restart=restart)
         head = store.head_position()
         seen: list[MigrationReport] = []

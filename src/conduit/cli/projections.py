@@ -94,7 +94,7 @@ def store_lags(store: EventStore) -> list[Lag]:
     """Every subscription whose checkpoint is in the store, from ``subscription_status()``."""
     parked = _parked_counts(store)
     return [
-        Lag(s.name, s.checkpoint, s.head, s.behind, parked.get(s.name, 0), "store")
+        Lag(s.name, s.checkpoint, s.head, s.behind, parked.get(s.name, 0), "store", s.capped)
         for s in store.subscription_status()
     ]
 

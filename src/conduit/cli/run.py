@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from conduit.cli.common import file_options
 from conduit.cli.context import settings
 from conduit.masking import mask_password
 from conduit.store import EventStore
@@ -84,7 +85,7 @@ def run(
     console = Console(stderr=True, highlight=False, markup=False)
     names = ", ".join(str(getattr(p, "name", p)) for p in projections)
     console.print(f"Running {names} on {mask_password(url)}; Ctrl-C or SIGTERM stops.")
-    store = EventStore(url)
+    store = EventStore(url, **file_options(url, create=False))
     try:
         run_worker(
             store,

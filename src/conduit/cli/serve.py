@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from conduit.cli.common import file_options
 from conduit.cli.context import settings
 from conduit.errors import ConfigurationError
 from conduit.importing import require_extra
@@ -108,7 +109,7 @@ def serve(
             f"refusing to serve on {host} without a token: anyone who reaches it could read "
             "and write every event. Set CONDUIT_TOKEN (or --token), or serve on 127.0.0.1"
         )
-    store = EventStore(url)
+    store = EventStore(url, **file_options(url, create=False, read_only=read_only))
     try:
         store.head_position()  # fail now, with one line, if the store cannot be read
         app = create_app(

@@ -25,7 +25,7 @@ import orjson
 import typer
 
 from conduit.cli.appending import Appender, Item, resume_position
-from conduit.cli.common import console, event_line, open_store, progress_bar
+from conduit.cli.common import console, event_line, file_options, open_store, progress_bar
 from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.masking import mask_password
@@ -156,7 +156,7 @@ def import_(
     conduit --store postgresql://app@db/app import events.jsonl
     gunzip -c newer-events.jsonl.gz | conduit import -
     """
-    with open_store(ctx) as store, _input(file) as (lines, size):
+    with open_store(ctx, create=True) as store, _input(file) as (lines, size):
         appender = Appender(store, batch_size, store.head_position())
         name = "stdin" if file == "-" else file
         done = 0
@@ -288,7 +288,10 @@ def copy(
     conduit copy sqlite:///events.db postgresql://app@db/app
     """
     read = 0
-    with EventStore(source_url) as source, EventStore(target_url) as target:
+    with (
+        EventStore(source_url, **file_options(source_url, create=False)) as source,
+        EventStore(target_url, **file_options(target_url, create=True)) as target,
+    ):
         start = 0 if from_start else resume_position(source, target)
         total = max(source.head_position() - start, 0)
         appender = Appender(target, batch_size, target.head_position())

@@ -56,6 +56,9 @@ class SubscriptionStatus:
     checkpoint: int
     head: int
     behind: int
+    capped: bool = False
+    """True when the count stopped at :data:`~conduit.subscriptions.lag.BEHIND_LIMIT`:
+    ``behind`` is then "at least" that many."""
 
 
 class Subscription:
@@ -245,9 +248,9 @@ class Subscription:
         """The checkpoint, the log's head, and the number of events behind."""
         store = self.runner.store
         checkpoint = self.checkpoint
-        head = store.head_position()
-        behind = count_behind(store, checkpoint, self.runner.filter)
-        return SubscriptionStatus(self.name, checkpoint, head, behind)
+        head = store.backend.head_position(wait=False)
+        behind, capped = count_behind(store, checkpoint, self.runner.filter)
+        return SubscriptionStatus(self.name, checkpoint, head, behind, capped)
 
     def wait_for(self, target: Event | int, timeout: float = 10.0) -> None:
         """Wait until the subscription has handled an event (or a position).

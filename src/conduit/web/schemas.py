@@ -165,13 +165,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "Projection": {
         "type": "object",
-        "required": ["name", "checkpoint", "head", "behind", "parked"],
+        "required": ["name", "checkpoint", "head", "behind", "behind_capped", "parked"],
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
             "checkpoint": {"type": "integer", "minimum": 0},
             "head": {"type": "integer", "minimum": 0},
             "behind": {"type": "integer", "minimum": 0},
+            "behind_capped": {
+                "type": "boolean",
+                "description": "The count stopped at 100,000: behind is at least that.",
+            },
             "parked": {"type": "integer", "minimum": 0},
         },
     },

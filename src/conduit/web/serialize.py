@@ -58,6 +58,7 @@ def status_json(status: SubscriptionStatus, parked: int) -> dict[str, Any]:
         "checkpoint": status.checkpoint,
         "head": status.head,
         "behind": status.behind,
+        "behind_capped": status.capped,
         "parked": parked,
     }
 

@@ -481,10 +481,20 @@ class PostgresBackend(PostgresSubscriptions):
         row = self._run(lambda conn: conn.run(self.sql.head_position).fetchone())
         return int(row[0]) if row else 0
 
-    def count_after(self, position: int, *, names: Sequence[str] | None) -> int:
-        self._wait_for_own_writes()
-        sql = self.sql.count_after(names=names is not None)
+    def count_after(
+        self,
+        position: int,
+        *,
+        names: Sequence[str] | None,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> int:
+        if wait:
+            self._wait_for_own_writes()
+        sql = self.sql.count_after(names=names is not None, limit=limit is not None)
         params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
+        if limit is not None:
+            params = (*params, limit)
         row = self._run(lambda conn: conn.run(sql, params).fetchone())
         return int(row[0]) if row else 0
 

@@ -136,12 +136,12 @@ class Statements:
             " ORDER BY e.position LIMIT %s"
         )
 
-    def count_after(self, *, names: bool) -> str:
+    def count_after(self, *, names: bool, limit: bool = False) -> str:
         by_name = " AND name = ANY(%s::text[])" if names else ""
-        return (
-            f"SELECT count(*) FROM {self.q}.events"
-            f" WHERE position > %s AND position < {_HORIZON}{by_name}"
-        )
+        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}{by_name}"
+        if limit:  # count at most so many: a bounded index range, never the whole log
+            return f"SELECT count(*) FROM (SELECT 1 {rows} LIMIT %s) AS counted"
+        return f"SELECT count(*) {rows}"
 
     @property
     def first_position_since(self) -> str:
