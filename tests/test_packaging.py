@@ -217,3 +217,20 @@ def test_store_commands_work_without_the_sql_web_and_postgres_extras(tmp_path: P
     )
     assert result.returncode == 1
     assert "pip install 'conduit-eventstore[sql]'" in result.stderr
+
+
+def test_importing_conduit_leaves_pydantic_unimported() -> None:
+    # pydantic costs a tenth of a second to import; models are recognised once
+    # the application has imported it (its models are made of it).
+    code = (
+        "import sys, conduit\n"
+        "assert 'pydantic' not in sys.modules, 'conduit imported pydantic'\n"
+        "import pydantic\n"
+        "class Registered(pydantic.BaseModel):\n"
+        "    name: str\n"
+        "store = conduit.EventStore(types=[Registered])\n"
+        "event = store.push(Registered(name='Kris'), 's')\n"
+        "assert store.get('s')[0].payload == Registered(name='Kris')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

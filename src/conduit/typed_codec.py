@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import itertools
+import sys
 import threading
 import types
 import typing
@@ -41,14 +42,23 @@ __all__ = ["Decoder", "Mismatch", "class_decoder", "is_typed", "to_json"]
 Decoder = Callable[[Any], Any]
 """Turns a JSON value into the annotated type, or raises :class:`Mismatch`."""
 
-try:  # pydantic is optional: models are supported only where it is installed
-    import pydantic as _pydantic
 
-    _BaseModel: type | None = _pydantic.BaseModel
-    _ValidationError: type[Exception] = _pydantic.ValidationError
-except ImportError:  # pragma: no cover - exercised where pydantic is absent
-    _BaseModel = None
-    _ValidationError = ValueError
+def _base_model() -> type | None:
+    """pydantic's ``BaseModel``, once the application has imported pydantic.
+
+    pydantic is optional, and importing it costs a tenth of a second: Conduit
+    never imports it. An application with pydantic models has imported it (its
+    models are made of it), so a value can only be a model when it is loaded.
+    """
+    module = sys.modules.get("pydantic")
+    found: type | None = getattr(module, "BaseModel", None) if module is not None else None
+    return found
+
+
+def _validation_error() -> type[Exception]:
+    module = sys.modules.get("pydantic")
+    found: type[Exception] = getattr(module, "ValidationError", ValueError)
+    return found
 
 
 class Mismatch(Exception):
@@ -77,7 +87,8 @@ class Mismatch(Exception):
 
 def is_model_class(cls: object) -> bool:
     """Whether ``cls`` is a pydantic model class."""
-    return _BaseModel is not None and isinstance(cls, type) and issubclass(cls, _BaseModel)
+    base = _base_model()
+    return base is not None and isinstance(cls, type) and issubclass(cls, base)
 
 
 def is_typed(value: object) -> bool:
@@ -86,7 +97,7 @@ def is_typed(value: object) -> bool:
     if t is dict or t is tuple or t is str or isinstance(value, type):
         return False
     return dataclasses.is_dataclass(value) or (
-        _BaseModel is not None and isinstance(value, _BaseModel)
+        (base := _base_model()) is not None and isinstance(value, base)
     )
 
 
@@ -155,7 +166,8 @@ def _to_json(value: object, path: str, in_model: bool) -> Any:
         if names is None:
             names = _init_fields[t] = tuple(f.name for f in dataclasses.fields(value) if f.init)
         return {name: _to_json(getattr(value, name), f"{path}.{name}", in_model) for name in names}
-    if _BaseModel is not None and isinstance(value, _BaseModel):
+    base = _base_model()
+    if base is not None and isinstance(value, base):
         return _model_json(value, path)
     raise _Unsupported(
         f"{path}: {t.__name__} is not supported in typed events (use str, int, float, bool, "
@@ -310,7 +322,7 @@ def _model_decoder(cls: type) -> Decoder:
     def decode(raw: Any) -> Any:
         try:
             return cls.model_validate(raw)  # type: ignore[attr-defined]
-        except _ValidationError as exc:
+        except _validation_error() as exc:
             first = exc.errors()[0]  # type: ignore[attr-defined]
             raise Mismatch(first["msg"], tuple(first["loc"])) from None
 
