@@ -656,11 +656,13 @@ def test_serve_serves_on_loopback_until_interrupted(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     conduit = Path(sys.executable).parent / "conduit"
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    EventStore(url).close()  # serve shows an existing store; a missing file is an error
     server = subprocess.Popen(
         [
             str(conduit),
             "--store",
-            f"sqlite:///{tmp_path / 'events.db'}",
+            url,
             "serve",
             "--port",
             str(port),
@@ -685,3 +687,17 @@ def test_serve_serves_on_loopback_until_interrupted(tmp_path: Path) -> None:
         _, err = server.communicate(timeout=15)
     assert server.returncode == 0
     assert f"http://127.0.0.1:{port}/" in err
+
+
+def test_serve_refuses_a_missing_sqlite_file_and_makes_none(tmp_path: Path) -> None:
+    conduit = Path(sys.executable).parent / "conduit"
+    missing = tmp_path / "evnts.db"
+    done = subprocess.run(
+        [str(conduit), "--store", f"sqlite:///{missing}", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "no SQLite store" in done.stderr
+    assert not missing.exists()
