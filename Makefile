@@ -20,8 +20,8 @@ run: $(STAMP)  ## the demo on an embedded SQLite file
 	$(BIN)/conduit demo
 
 lint: $(STAMP)  ## ruff (lint and format) and mypy --strict
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/*.py
+	$(BIN)/ruff format --check src tests benchmarks docs/*.py
 	$(BIN)/mypy
 
 test: lint  ## every test, PostgreSQL included (started first when installed but stopped)

@@ -21,8 +21,8 @@ import orjson
 from benchmarks.common import CONDUIT, EVENT_NAME, Row, Section, event_data
 from conduit import EventStore, codec, new_id
 from conduit.backends.common import StreamIds, from_micros, to_micros
+from conduit.core.writes import pending_event
 from conduit.events import Event, event_name, stream_key
-from conduit.store import _pending
 
 __all__ = ["run"]
 
@@ -93,8 +93,8 @@ def _append_steps(store: EventStore, section: Section) -> None:
     event_id = new_id()
     steps: list[tuple[str, Callable[[], object]]] = [
         (
-            "append: `_pending` (name, id, encode, `NewEvent`), per event",
-            lambda: _pending(batch[0], 0),
+            "append: `pending_event` (name, id, encode, `NewEvent`), per event",
+            lambda: pending_event(batch[0], 0),
         ),
         ("  of which `new_id()` (UUIDv7)", new_id),
         ("  of which `codec.encode(data)` (validate + orjson)", lambda: codec.encode(data)),

@@ -81,7 +81,7 @@ def run(url: str, calls: int, log: Log) -> list[Row]:
             }
             conn.execute(call, [known.get(name) for name in names]).fetchall()
 
-        pool = store.backend._pool  # type: ignore[attr-defined]
+        pool = store.backend.executor.pool  # type: ignore[attr-defined]
 
         def checkout(_: int) -> None:
             with pool.connection():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,9 +33,10 @@ from sqlalchemy.orm import Session
 
 from benchmarks.common import CONDUIT, EVENTSOURCING, Row, Section, Target, fresh_database, rate
 from conduit import EventStore
+from conduit.core.effects import Op
 from conduit.events import Event
 from conduit.projections import SQLProjection
-from conduit.subscriptions.drivers import POLL_INTERVAL, Subscription
+from conduit.subscriptions.drivers import POLL_INTERVAL
 from conduit.subscriptions.runner import Runner
 from conduit.subscriptions.worker import run_worker
 
@@ -117,12 +119,15 @@ def _fill_conduit(store: EventStore, count: int) -> int:
 def _catch_up(store: EventStore, projection: Totals, batch: int, timebox: float | None) -> float:
     """Events per second of an inline catch-up from an empty read model."""
     projection.reset()
-    runner = Runner(store, projection, batch_size=batch)
-    subscription = Subscription(runner, "inline")
+    runner = Runner(store._core, projection, stopped=threading.Event(), batch_size=batch)
     deadline = None if timebox is None else time.perf_counter() + timebox
-    keep_going = None if deadline is None else (lambda: time.perf_counter() < deadline)
+
+    def before_deadline() -> Op[bool]:
+        return deadline is None or time.perf_counter() < deadline
+        yield  # an operation that needs nothing done
+
     start = time.perf_counter()
-    subscription.catch_up(keep_going=keep_going)
+    store._runtime.run(runner.catch_up(keep_going=before_deadline))
     elapsed = time.perf_counter() - start
     with projection.engine.connect() as conn:
         done = int(conn.execute(sa.select(sa.func.sum(totals.c.count))).scalar_one() or 0)

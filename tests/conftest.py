@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,9 @@ def make_store(
     """
     engine: str = request.param
     opened: list[EventStore] = []
+    if engine.endswith("-async"):
+        yield from _async_stores(request, tmp_path, engine.removesuffix("-async"))
+        return
     if engine == "memory":
         from conduit.backends.memory import MemoryBackend
 
@@ -103,6 +107,48 @@ def make_store(
     yield make
     for store in opened:
         store.close()
+
+
+def _async_stores(
+    request: pytest.FixtureRequest, tmp_path: Path, engine: str
+) -> Iterator[Callable[[], EventStore]]:
+    """``AsyncEventStore``s made to look like ``EventStore``s (the kit's adapter), all on
+    one event loop, over the same storage."""
+    from conduit import AsyncEventStore
+    from conduit.backends.memory import MemoryBackend
+    from conduit.testing.aio import LoopThread, blocking
+
+    loop = LoopThread()
+    opened: list[Any] = []
+    if engine == "memory":
+        shared = MemoryBackend()
+
+        def made() -> AsyncEventStore:
+            return AsyncEventStore(shared)
+
+    elif engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+
+        def made() -> AsyncEventStore:
+            return AsyncEventStore(url)
+
+    else:
+        base = request.getfixturevalue("postgres_url")
+        schema = f"t{next(_schemas)}_{uuid.uuid4().hex[:6]}"
+
+        def made() -> AsyncEventStore:
+            return AsyncEventStore(base, schema=schema)
+
+    def make() -> EventStore:
+        store = blocking(loop.call(made), loop)
+        opened.append(store)
+        store.setup()
+        return store  # type: ignore[no-any-return]
+
+    yield make
+    for store in opened:
+        store.close()
+    loop.stop()
 
 
 @pytest.fixture

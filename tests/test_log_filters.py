@@ -65,7 +65,7 @@ def test_an_unknown_correlation_id_gives_nothing(store: EventStore) -> None:
 @pytest.mark.parametrize("bad", ["", 7, "a\x00b"])
 def test_a_bad_correlation_id_is_refused(store: EventStore, bad: object) -> None:
     with pytest.raises(InvalidArgument, match="correlation_id"):
-        store.read_all(correlation_id=bad)  # type: ignore[arg-type]
+        store.read_all(correlation_id=bad)
 
 
 def test_several_names_merge_in_log_order_across_pages(store: EventStore) -> None:

@@ -80,7 +80,7 @@ def test_the_core_install_needs_only_orjson() -> None:
     ("name", "packages"),
     [
         ("postgres", {"psycopg", "psycopg-pool"}),
-        ("sql", {"sqlalchemy"}),
+        ("sql", {"sqlalchemy", "aiosqlite"}),
         ("web", {"starlette", "uvicorn", "jinja2"}),
         ("cli", {"typer", "rich"}),
     ],

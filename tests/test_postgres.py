@@ -18,11 +18,17 @@ import psycopg
 import pytest
 
 from conduit import BackendError, ConfigurationError, EventStore, SchemaError
-from conduit.backends.postgres.backend import PostgresBackend
+from conduit.backends.postgres import PostgresBackend
+from conduit.backends.postgres.effects import Query
 from conduit.backends.postgres.sql import Statements
 from conduit.testing.waits import eventually
 
 pytestmark = pytest.mark.postgres
+
+
+def _query(backend: PostgresBackend, sql: str) -> Any:
+    """One statement on one of the store's pooled connections (its first row)."""
+    return backend.executor.query(Query(sql, check=False))
 
 
 @pytest.fixture
@@ -121,7 +127,8 @@ def test_options_can_be_given_in_the_url(postgres_url: str, schema: str) -> None
     with EventStore(url) as store:
         backend = store.backend
         assert isinstance(backend, PostgresBackend)
-        assert (backend.schema, backend.pool_size, backend.lock_timeout) == (schema, 3, 2.5)
+        config = backend.engine.config
+        assert (config.schema, config.pool_size, config.lock_timeout) == (schema, 3, 2.5)
         store.setup()
         store.push("thing_happened", "s", {})
         assert store.stream_version("s") == 1
@@ -139,14 +146,10 @@ def test_libpq_parameters_in_the_url_reach_the_server_unchanged(
         backend = store.backend
         assert isinstance(backend, PostgresBackend)
 
-        def settings(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
-            row = conn.execute(
-                "SELECT current_setting('application_name'), current_setting('search_path')"
-            ).fetchone()
-            assert row is not None
-            return tuple(row)
-
-        assert backend._run(settings, check=False) == ("conduit test+app", "somewhere")
+        row = _query(
+            backend, "SELECT current_setting('application_name'), current_setting('search_path')"
+        )
+        assert row == ("conduit test+app", "somewhere")
 
 
 def test_a_pooled_connection_keeps_no_page_of_events_once_read(
@@ -159,11 +162,10 @@ def test_a_pooled_connection_keeps_no_page_of_events_once_read(
         backend = store.backend
         assert isinstance(backend, PostgresBackend)
 
-        def kept_rows(conn: Any) -> int:
-            cursor = conn._cursor  # the cursor the engine keeps for small results
-            return 0 if cursor is None or cursor.pgresult is None else cursor.pgresult.ntuples
-
-        assert backend._run(kept_rows, check=False) <= 1
+        with backend.executor.pool.connection() as conn:
+            cursor = conn._kept  # kept for small results
+            kept = 0 if cursor is None or cursor.pgresult is None else cursor.pgresult.ntuples
+        assert kept <= 1
 
 
 def test_a_bad_option_value_in_the_url_is_a_configuration_error(postgres_url: str) -> None:
@@ -177,15 +179,12 @@ def test_timeouts_are_set_on_the_store_connections(postgres_url: str, schema: st
         backend = store.backend
         assert isinstance(backend, PostgresBackend)
 
-        def settings(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
-            row = conn.execute(
-                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
-                " current_setting('transaction_isolation'), current_setting('TimeZone')"
-            ).fetchone()
-            assert row is not None
-            return tuple(row)
-
-        assert backend._run(settings, check=False) == ("7s", "3s", "read committed", "UTC")
+        row = _query(
+            backend,
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+            " current_setting('transaction_isolation'), current_setting('TimeZone')",
+        )
+        assert row == ("7s", "3s", "read committed", "UTC")
 
 
 def test_a_statement_timeout_is_a_backend_error(postgres_url: str, schema: str) -> None:
@@ -193,7 +192,7 @@ def test_a_statement_timeout_is_a_backend_error(postgres_url: str, schema: str) 
         backend = store.backend
         assert isinstance(backend, PostgresBackend)
         with pytest.raises(BackendError, match="statement_timeout"):
-            backend._run(lambda conn: conn.execute("SELECT pg_sleep(2)"), check=False)
+            _query(backend, "SELECT pg_sleep(2)")
         store.setup()
         store.push("thing_happened", "s", {})
 

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from conduit import ConfigurationError, EventStore
-from conduit.backends.postgres import backend as pg_backend
-from conduit.backends.postgres import subscriptions as pg_subscriptions
-from conduit.backends.postgres.backend import PostgresBackend
+from conduit.backends.postgres import PostgresBackend
+from conduit.backends.postgres import config as pg_config
+from conduit.backends.postgres import sync as pg_sync
 from conduit.backends.postgres.sql import Statements
 
 pytestmark = pytest.mark.postgres
@@ -50,7 +50,7 @@ def schema(postgres_url: str) -> Iterator[str]:
 def _backend(postgres_url: str, schema: str, **options: object) -> PostgresBackend:
     backend = PostgresBackend(postgres_url, schema=schema, **options)  # type: ignore[arg-type]
     backend.setup()
-    object.__setattr__(backend, "sql", _CountingStatements(schema))
+    backend.engine.sql = _CountingStatements(schema)
     _CountingStatements.probes.clear()
     return backend
 
@@ -104,7 +104,7 @@ def test_every_lease_of_an_engine_shares_one_session(
         opened.append(conn)
         return conn
 
-    monkeypatch.setattr(pg_subscriptions, "psycopg", _Psycopg(counting_connect))
+    monkeypatch.setattr(pg_sync, "psycopg", _Psycopg(counting_connect))
     assert holder.try_lease("p", "a", 10)
     assert holder.try_lease("q", "a", 10)
     for _ in range(20):
@@ -124,7 +124,7 @@ def test_a_lease_session_killed_by_the_server_loses_its_leases_without_raising(
     first = _backend(postgres_url, schema)
     second = _backend(postgres_url, schema)
     assert first.try_lease("p", "a", 10)
-    session = first._lease_conn
+    session = first.executor._session
     assert session is not None
     pid = session.info.backend_pid
     with psycopg.connect(postgres_url, autocommit=True) as admin:
@@ -145,4 +145,4 @@ def test_a_schema_whose_notify_channel_is_too_long_is_refused(postgres_url: str)
     EventStore(postgres_url, schema=long_schema).close()  # without NOTIFY it is fine
     with pytest.raises(ConfigurationError, match="63 bytes"):
         EventStore(postgres_url, schema="s" * 64)
-    assert pg_backend.MAX_IDENTIFIER_BYTES == 63
+    assert pg_config.MAX_IDENTIFIER_BYTES == 63

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from conduit.events import Event
 from conduit.projections import SQLProjection
 from conduit.subscriptions.projector import CheckpointConflict, HandlerFailed
+from driving import Driving
 from worker_app import create_database, drop_database, sqlalchemy_url, with_database
 
 ENGINES = ["sqlite", "postgres"]
@@ -117,8 +118,9 @@ def postgres_engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
     drop_database(admin, name)
 
 
-def started(cls: Callable[[sa.Engine], Counts], engine: sa.Engine) -> Counts:
-    projection = cls(engine)
+def started(cls: Callable[[sa.Engine], Counts], engine: sa.Engine) -> Any:
+    """A projection, set up, driven by hand from the checkpoint it loaded."""
+    projection = Driving(cls(engine))
     projection.setup()
     projection.load_checkpoint()
     return projection

@@ -29,6 +29,7 @@ from conduit import Event, EventStore, InvalidArgument
 from conduit.projections import SQLProjection, rebuild, replay_since
 from conduit.projections.rebuild import fresh_schema_name
 from conduit.subscriptions.projector import CheckpointConflict
+from driving import Driving
 from worker_app import (
     EVENT,
     Ledger,
@@ -124,7 +125,7 @@ def expected(events: list[Event]) -> Totals:
     return found
 
 
-def times_applied(projection: SQLProjection) -> dict[str, int]:
+def times_applied(projection: Any) -> dict[str, int]:
     with projection.engine.connect() as conn:
         return {key: times for key, times in conn.execute(sa.select(hits.c.event_id, hits.c.times))}
 
@@ -181,8 +182,8 @@ def test_each_batch_of_events_is_applied_in_one_transaction(
 def test_a_stale_driver_cannot_apply_a_batch_again(
     store: EventStore, make_ledger: Callable[..., Ledger]
 ) -> None:
-    first = make_ledger()
-    second = Ledger(first.engine)  # the same read model, as another process would see it
+    first = Driving(make_ledger())
+    second = Driving(Ledger(first.engine))  # the same read model, as another process sees it
     events = record_many(store, 5)
     first.load_checkpoint()
     second.load_checkpoint()
@@ -237,16 +238,17 @@ def test_a_thread_that_only_looks_does_not_move_the_batch_baseline(
 ) -> None:
     """The race a rebuild exposed: a driver loads its checkpoint, the checkpoint
     moves (a rebuild's swap), and another thread looks at it (wait_for). The
-    driver's batch must still be refused, not applied on top of the new state."""
-    projection = make_ledger()
+    driver's batch must still be refused, not applied on top of the new state:
+    the baseline is the driver's own, never what another look loaded."""
+    projection = Driving(make_ledger())
     events = record_many(store, 6)
     projection.apply(events[:3], events[2].position)
     projection.load_checkpoint()  # the driver's baseline: events[2]
-    other = Ledger(projection.engine)
+    other = Driving(Ledger(projection.engine))
     other.load_checkpoint()
     other.apply(events[3:4], events[3].position)  # the checkpoint moves elsewhere
 
-    looker = threading.Thread(target=projection.load_checkpoint)  # wait_for, status…
+    looker = threading.Thread(target=Ledger(projection.engine).load_checkpoint)  # a look
     looker.start()
     looker.join()
 
@@ -332,7 +334,7 @@ def test_a_retry_applied_before_a_crash_is_not_applied_again(
     [parked] = store.parked()
     projection.failing = False
     # A driver applied the retry, then died before taking it off the list.
-    projection.apply_parked(bad)
+    Driving(projection).apply_parked(bad)
 
     assert store.retry_parked(parked.id) == 1
     eventually(lambda: not list(store.parked()), "the retried event leaves the parked list")

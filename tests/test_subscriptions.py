@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conduit import BackendError, Event, EventStore, InvalidArgument, ProjectionError
+from conduit.core.effects import Op
 from conduit.subscriptions.drivers import Mode, Subscription
 
 MODES: list[Mode] = ["inline", "background"]
@@ -87,14 +88,15 @@ class LeaseLog:
 
     def __init__(self, store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
         self.answers: list[tuple[str, bool]] = []
-        real = store.backend.try_lease
+        engine = store._core.engine  # what drivers ask, as operations
+        real = engine.try_lease
 
-        def try_lease(name: str, owner: str, ttl: float) -> bool:
-            answer = real(name, owner, ttl)
+        def try_lease(name: str, owner: str, ttl: float) -> Op[bool]:
+            answer: bool = yield from real(name, owner, ttl)
             self.answers.append((owner, answer))
             return answer
 
-        monkeypatch.setattr(store.backend, "try_lease", try_lease)
+        monkeypatch.setattr(engine, "try_lease", try_lease)
 
     def refused(self, driver: Subscription) -> int:
         return sum(
@@ -718,16 +720,18 @@ def test_a_background_driver_survives_a_failure_of_the_store(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[int] = []
-    real_read_all = store.backend.read_all
+    engine = store._core.engine  # what drivers read through, as operations
+    real_read_all = engine.read_all
     calls = {"n": 0}
 
-    def flaky_read_all(**options: Any) -> list[Event]:
+    def flaky_read_all(**options: Any) -> Op[list[Event]]:
         calls["n"] += 1
         if calls["n"] == 2:
             raise BackendError("the server went away")
-        return real_read_all(**options)
+        page: list[Event] = yield from real_read_all(**options)
+        return page
 
-    monkeypatch.setattr(store.backend, "read_all", flaky_read_all)
+    monkeypatch.setattr(engine, "read_all", flaky_read_all)
 
     class Seen:
         name = "seen"
@@ -949,7 +953,7 @@ def test_notify_wakes_a_background_driver_for_an_event_pushed_by_another_store(
 ) -> None:
     schema = f"notify_{uuid.uuid4().hex[:8]}"
     with (
-        EventStore(postgres_url, schema=schema) as store,
+        EventStore(postgres_url, schema=schema, notify=True) as store,
         EventStore(postgres_url, schema=schema, notify=True) as other,
     ):
         store.setup()
@@ -964,6 +968,18 @@ def test_notify_wakes_a_background_driver_for_an_event_pushed_by_another_store(
 
         subscription.wait_for(event, timeout=WAIT)  # well before its next look, 60 s on
         assert recorder.ids == [event.id]
+
+
+@pytest.mark.postgres
+def test_a_store_without_notify_opens_no_listening_connection(postgres_url: str) -> None:
+    schema = f"quiet_{uuid.uuid4().hex[:8]}"
+    with EventStore(postgres_url, schema=schema) as store:
+        store.setup()
+        subscription = store.subscribe(Recorder(), name="polled", mode="background")
+        eventually(lambda: subscription.active, "the driver takes the lease")
+        event = store.push("thing_happened", "s", {})
+        subscription.wait_for(event, timeout=WAIT)
+        assert not listening(postgres_url, schema)
 
 
 def test_status_counts_at_most_a_bounded_number_of_events_behind(

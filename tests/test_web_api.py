@@ -356,15 +356,16 @@ def test_a_page_of_parked_events_after_an_id_reads_none_before_it(
     assert len(ids) == 30
     calls: list[dict[str, Any]] = []
     read: list[int] = []
-    engine_parked = store.backend.parked
+    engine = store._core.engine  # what the store reads through, as operations
+    engine_parked = engine.parked
 
     def counting(**kwargs: Any) -> Any:
         calls.append(kwargs)
-        page = engine_parked(**kwargs)
+        page = yield from engine_parked(**kwargs)
         read.extend(item.id for item in page)
         return page
 
-    monkeypatch.setattr(store.backend, "parked", counting)
+    monkeypatch.setattr(engine, "parked", counting)
     body = client.get("/api/projections/parked", params={"after": ids[19], "limit": 5}).json()
     assert [item["id"] for item in body["parked"]] == ids[20:25]
     assert body["next_after"] == ids[24]

@@ -6,6 +6,7 @@ engines: memory (the default), SQLite and PostgreSQL.
 """
 
 from conduit.aggregate import Aggregate
+from conduit.async_store import AsyncEventStore
 from conduit.backends.base import Backend
 from conduit.errors import (
     BackendError,
@@ -31,6 +32,7 @@ from conduit.upcasting import Upcasters
 
 __all__ = [
     "Aggregate",
+    "AsyncEventStore",
     "Backend",
     "BackendError",
     "ConduitError",

@@ -44,12 +44,13 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from conduit import codec
-from conduit.backends.base import Backend, EventRewrite
+from conduit.backends.base import EventRewrite
+from conduit.core.effects import Op
 from conduit.errors import ConduitError, EventDecodeError, InvalidArgument, InvalidEvent
 from conduit.events import Event, Snapshot, StreamKey, stream_key
 from conduit.upcasting import Upcasters, schema_version
@@ -67,7 +68,9 @@ __all__ = [
     "Progress",
     "fingerprint",
     "migrate_events",
+    "migration",
     "planned_start",
+    "planned_start_op",
     "snapshot_outdated",
 ]
 
@@ -135,15 +138,35 @@ def migrate_events(
     restart: bool = False,
     progress: Progress | None = None,
 ) -> MigrationReport:
+    """:meth:`EventStore.migrate_events <conduit.EventStore.migrate_events>`, as a
+    function of the store: see :func:`migration`."""
+    return store.migrate_events(
+        batch_size=batch_size, dry_run=dry_run, after=after, restart=restart, progress=progress
+    )
+
+
+def migration(
+    core: Any,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    after: int | None = None,
+    restart: bool = False,
+    progress: Progress | None = None,
+) -> Op[MigrationReport]:
     """Rewrite the events the store's upcasters would change to today's shape.
 
     Walks the global log ``batch_size`` events at a time; each batch's
     rewrites are one transaction. See this module's docstring for how it
     resumes, and why running it twice (or after a crash) is safe.
 
+    An operation (:mod:`conduit.core.effects`): ``EventStore.migrate_events`` and
+    ``AsyncEventStore.migrate_events`` run it.
+
     Args:
-        store: a store opened with the upcasters (``types=``, a
-            :class:`~conduit.TypeRegistry`); its engine is read and written.
+        core: the store's :class:`~conduit.core.store_ops.StoreCore`, opened with
+            the upcasters (``types=``, a :class:`~conduit.TypeRegistry`); its
+            engine is read and written.
         batch_size: events read, and rewritten at most, per transaction.
         dry_run: only count what would change; write nothing.
         after: start right after this position of the log, whatever the
@@ -165,11 +188,12 @@ def migrate_events(
         )
     if after is not None and (type(after) is not int or after < 0):
         raise InvalidArgument("after must be a position (an integer of 0 or more)", field="after")
-    upcasters = None if store.types is None else store.types.upcasters
+    upcasters = None if core.types is None else core.types.upcasters
     if not upcasters:
         start = after or 0
         return MigrationReport(dry_run, start, start, 0, 0, has_upcasters=False)
-    return _Migration(store, upcasters, batch_size, dry_run, progress).run(after, restart)
+    migration = _Migration(core.engine, upcasters, batch_size, dry_run, progress)
+    return (yield from migration.run(after, restart))
 
 
 def fingerprint(upcasters: Upcasters) -> int:
@@ -183,25 +207,30 @@ def fingerprint(upcasters: Upcasters) -> int:
 
 
 def planned_start(store: EventStore, *, after: int | None = None, restart: bool = False) -> int:
+    """Where a run would start: see :func:`planned_start_op`."""
+    return store._runtime.run(planned_start_op(store._core, after=after, restart=restart))
+
+
+def planned_start_op(core: Any, *, after: int | None = None, restart: bool = False) -> Op[int]:
     """The position a run of :func:`migrate_events` with these arguments starts after."""
-    upcasters = None if store.types is None else store.types.upcasters
+    upcasters = None if core.types is None else core.types.upcasters
     if after is not None:
         return after
     if restart or not upcasters:
         return 0
-    backend = store.backend
-    if backend.load_checkpoint(FINGERPRINT) != fingerprint(upcasters):
+    engine = core.engine
+    if (yield from engine.load_checkpoint(FINGERPRINT)) != fingerprint(upcasters):
         return 0
-    return backend.load_checkpoint(CHECKPOINT) or 0
+    return (yield from engine.load_checkpoint(CHECKPOINT)) or 0
 
 
-def snapshot_outdated(backend: Backend, stream: StreamKey, snapshot: Snapshot) -> bool:
+def snapshot_outdated(engine: Any, stream: StreamKey, snapshot: Snapshot) -> Op[bool]:
     """Whether a migration rewrote events of ``stream`` after ``snapshot`` was taken.
 
     Such a snapshot was built from events as they were before: it must not be
     used. One more read, made only when a snapshot was found.
     """
-    marker = backend.load_snapshot(stream, REWRITTEN)
+    marker: Snapshot | None = yield from engine.load_snapshot(stream, REWRITTEN)
     if marker is None:
         return False
     if marker.taken_at is None or snapshot.taken_at is None:
@@ -209,9 +238,9 @@ def snapshot_outdated(backend: Backend, stream: StreamKey, snapshot: Snapshot) -
     return snapshot.taken_at <= marker.taken_at
 
 
-def _mark_rewritten(backend: Backend, streams: Iterable[StreamKey]) -> None:
+def _mark_rewritten(engine: Any, streams: Iterable[StreamKey]) -> Op[None]:
     for stream in streams:
-        backend.save_snapshot(stream, Snapshot(REWRITTEN, 1, 1, "{}"))
+        yield from engine.save_snapshot(stream, Snapshot(REWRITTEN, 1, 1, "{}"))
 
 
 class _Migration:
@@ -219,13 +248,13 @@ class _Migration:
 
     def __init__(
         self,
-        store: EventStore,
+        engine: Any,
         upcasters: Upcasters,
         batch_size: int,
         dry_run: bool,
         progress: Progress | None,
     ) -> None:
-        self.backend = store.backend
+        self.engine = engine
         self.upcasters = upcasters
         self.batch_size = batch_size
         self.dry_run = dry_run
@@ -234,9 +263,10 @@ class _Migration:
         self.scanned = 0
         self.batches = 0
 
-    def run(self, after: int | None, restart: bool) -> MigrationReport:
-        saved = self.backend.load_checkpoint(CHECKPOINT)
-        known = self.backend.load_checkpoint(FINGERPRINT)
+    def run(self, after: int | None, restart: bool) -> Op[MigrationReport]:
+        engine = self.engine
+        saved = yield from engine.load_checkpoint(CHECKPOINT)
+        known = yield from engine.load_checkpoint(FINGERPRINT)
         current = fingerprint(self.upcasters)
         if after is not None:
             start = after
@@ -248,31 +278,31 @@ class _Migration:
             # The position first: a crash between the two must not leave the
             # new fingerprint beside the old run's position.
             if saved:
-                saved = self._move_checkpoint(0, saved)
-            self._record_fingerprint(current, known)
+                saved = yield from self._move_checkpoint(0, saved)
+            yield from self._record_fingerprint(current, known)
         position = start
         while True:
-            page = self.backend.read_all(after=position, names=None, limit=self.batch_size)
+            page = yield from engine.read_all(after=position, names=None, limit=self.batch_size)
             if not page:
                 break
             rewrites, counts, streams = self._batch(page)
             if rewrites and not self.dry_run:
-                self.backend.rewrite_events(rewrites)
-                _mark_rewritten(self.backend, streams)
+                yield from engine.rewrite_events(rewrites)
+                yield from _mark_rewritten(engine, streams)
             self.counts.update(counts)
             self.scanned += len(page)
             self.batches += 1
             position = page[-1].position
             if not self.dry_run:
-                saved = self._move_checkpoint(position, saved)
+                saved = yield from self._move_checkpoint(position, saved)
             if self.progress is not None:
                 self.progress(self._report(start, position, complete=False))
             if len(page) < self.batch_size:
                 break
         return self._report(start, position, complete=True)
 
-    def _record_fingerprint(self, current: int, known: int | None) -> None:
-        if not self.backend.save_checkpoint(FINGERPRINT, current, expected=known):
+    def _record_fingerprint(self, current: int, known: int | None) -> Op[None]:
+        if not (yield from self.engine.save_checkpoint(FINGERPRINT, current, expected=known)):
             raise ConduitError(
                 f"another run of migrate-events moved the checkpoint {FINGERPRINT!r} meanwhile; "
                 "run one migration of a store at a time"
@@ -302,8 +332,8 @@ class _Migration:
             streams.add(stream_key(event.stream_id))
         return rewrites, counts, streams
 
-    def _move_checkpoint(self, position: int, expected: int | None) -> int:
-        if not self.backend.save_checkpoint(CHECKPOINT, position, expected=expected):
+    def _move_checkpoint(self, position: int, expected: int | None) -> Op[int]:
+        if not (yield from self.engine.save_checkpoint(CHECKPOINT, position, expected=expected)):
             raise ConduitError(
                 f"another run of migrate-events moved the checkpoint {CHECKPOINT!r} meanwhile; "
                 "run one migration of a store at a time"

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import typing
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from conduit import codec
+from conduit.core.effects import Op
 from conduit.errors import InvalidArgument
-from conduit.events import Event, Snapshot, StreamId, stream_key
+from conduit.events import Snapshot, StreamId, stream_key
 from conduit.migration import snapshot_outdated
 from conduit.replay import replay
 from conduit.typed_codec import Decoder, Mismatch, decoder_for, to_json
-
-if TYPE_CHECKING:
-    from conduit.store import EventStore
 
 __all__ = [
     "SnapshotWarning",
@@ -129,24 +126,25 @@ def _decode_attributes(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def take_snapshot(store: EventStore, stream_id: StreamId, entity: object, version: int) -> None:
-    """Keep ``entity`` as the snapshot of ``stream_id`` at ``version``."""
+def take_snapshot(core: Any, stream_id: StreamId, entity: object, version: int) -> Op[None]:
+    """Keep ``entity`` as the snapshot of ``stream_id`` at ``version``.
+
+    ``core`` is the store's :class:`~conduit.core.store_ops.StoreCore`.
+    """
     cls = type(entity)
-    store.backend.save_snapshot(
-        stream_key(stream_id),
-        Snapshot(class_name(cls), version, snapshot_version(cls), encode_state(entity)),
-    )
+    snapshot = Snapshot(class_name(cls), version, snapshot_version(cls), encode_state(entity))
+    yield from core.engine.save_snapshot(stream_key(stream_id), snapshot)
 
 
 def maybe_snapshot(
-    store: EventStore, stream_id: StreamId, entity: object, before: int, after: int
-) -> None:
+    core: Any, stream_id: StreamId, entity: object, before: int, after: int
+) -> Op[None]:
     """Take a snapshot when the policy says so: a multiple of N passed between the versions."""
-    every = snapshot_every(type(entity), store.snapshot_every)
+    every = snapshot_every(type(entity), core.snapshot_every)
     if every is None or after // every == before // every:
         return
     try:
-        take_snapshot(store, stream_id, entity, after)
+        yield from take_snapshot(core, stream_id, entity, after)
     except Exception as exc:  # a cache: failing to fill it never fails the caller
         warnings.warn(
             SnapshotWarning(f"no snapshot of {stream_id} at version {after}: {exc}"),
@@ -154,15 +152,16 @@ def maybe_snapshot(
         )
 
 
-def load(store: EventStore, stream_id: StreamId, onto: type[T], *, snapshots: bool = True) -> T:
+def load(core: Any, stream_id: StreamId, onto: type[T], *, snapshots: bool = True) -> Op[T]:
     """The latest usable snapshot of ``onto`` plus the events after it."""
     from conduit.aggregate import Aggregate
 
     key = stream_key(stream_id)
+    engine = core.engine
     entity: T | None = None
     start = 0
-    kept = store.backend.load_snapshot(key, class_name(onto)) if snapshots else None
-    if kept is not None and snapshot_outdated(store.backend, key, kept):
+    kept = (yield from engine.load_snapshot(key, class_name(onto))) if snapshots else None
+    if kept is not None and (yield from snapshot_outdated(engine, key, kept)):
         kept = None  # built from events migrate-events has rewritten since
     if kept is not None and kept.snapshot_version == snapshot_version(onto):
         try:
@@ -178,18 +177,21 @@ def load(store: EventStore, stream_id: StreamId, onto: type[T], *, snapshots: bo
             )
     if entity is None:
         entity = onto()
-    last = [start]
-
-    def events() -> Iterator[Event]:
-        for event in store.read(stream_id, from_version=start + 1):
-            yield event
-            last[0] = event.version
-
-    if isinstance(entity, Aggregate):
-        entity._conduit_loaded(stream_id, start)
-        entity._conduit_replay(events())
-    else:
-        replay(events(), onto=entity)
+    last = start
+    aggregate = isinstance(entity, Aggregate)
+    if aggregate:
+        entity._conduit_loaded(stream_id, start)  # type: ignore[attr-defined]
+    pages = core.stream_pages(
+        stream_id, since=None, from_version=start + 1, limit=None, backwards=False
+    )
+    while (fetch := pages.next()) is not None:
+        page = pages.feed((yield from fetch))
+        if page:
+            if aggregate:
+                entity._conduit_replay(page)  # type: ignore[attr-defined]
+            else:
+                replay(page, onto=entity)
+            last = page[-1].version
     if snapshots:
-        maybe_snapshot(store, stream_id, entity, start, last[0])
+        yield from maybe_snapshot(core, stream_id, entity, start, last)
     return entity

@@ -13,11 +13,37 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from conduit.errors import ConduitError
 from conduit.events import Event, NewEvent, ParkedEvent, Snapshot, StreamInfo, StreamKey
 
-__all__ = ["Backend", "EventRewrite"]
+__all__ = [
+    "Announcing",
+    "AppendRequest",
+    "Backend",
+    "EventRewrite",
+    "GroupOutcome",
+    "StreamAppend",
+    "announcer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """Events to append to one stream, at an expected version (``None``: any)."""
+
+    stream: StreamKey
+    events: tuple[NewEvent, ...]
+    expected: int | None
+
+
+AppendRequest: TypeAlias = tuple[StreamAppend, ...]
+"""One caller's append: one or several streams' events, recorded all or nothing."""
+
+GroupOutcome: TypeAlias = "list[list[Event]] | ConduitError"
+"""What one request of :meth:`Backend.append_group` gets: per stream, its recorded
+events; or the error that request alone raises (nothing of it written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +92,22 @@ class Backend(Protocol):
             DuplicateEvent: an event id is recorded elsewhere; nothing written.
             BackendError: the engine failed; nothing written, or the outcome is
                 unknown (retry with the same event ids).
+        """
+        ...
+
+    def append_group(self, requests: Sequence[AppendRequest]) -> list[GroupOutcome]:
+        """Several appends in one transaction of the engine (group commit).
+
+        Each request is all or nothing and gets its own outcome, in order: per
+        stream, the recorded events (as :meth:`append` returns them, retries
+        included); or the error it alone raises (``WrongExpectedVersion``,
+        ``DuplicateEvent``), nothing of it written, the others unaffected. The
+        streams' locks are taken in one sorted order, so that two groups never
+        deadlock; each request's events are contiguous in the global log.
+
+        Raises:
+            BackendError: the engine failed: every request failed (or its
+                outcome is unknown).
         """
         ...
 
@@ -238,3 +280,29 @@ class Backend(Protocol):
             BackendError: the engine failed; nothing written.
         """
         ...
+
+
+@runtime_checkable
+class Announcing(Protocol):
+    """An engine that announces appends (PostgreSQL's ``NOTIFY``, for stores opened with
+    ``notify=True``): a background driver registers its wake-up signal with it, to
+    look at once instead of at its next poll. Only a hint: drivers poll as well."""
+
+    announces: bool
+    """Whether announcements are listened for (PostgreSQL: ``notify=True``); when
+    False, wakers are not registered and no listening connection is opened."""
+
+    def add_waker(self, wake: Any) -> None:
+        """Set ``wake`` (the driver's signal) on every announcement."""
+        ...
+
+    def remove_waker(self, wake: Any) -> None:
+        """Stop setting ``wake``."""
+        ...
+
+
+def announcer(backend: object) -> Announcing | None:
+    """``backend`` when it announces appends and listens for them, else ``None``."""
+    if isinstance(backend, Announcing) and backend.announces:
+        return backend
+    return None

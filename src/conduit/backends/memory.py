@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from conduit import codec
-from conduit.backends.base import EventRewrite
+from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome
 from conduit.backends.common import resolve_retry
 from conduit.backends.memory_subscriptions import MemorySubscriptions
-from conduit.errors import WrongExpectedVersion
+from conduit.errors import ConduitError, WrongExpectedVersion
 from conduit.events import (
     Event,
     NewEvent,
@@ -140,6 +140,19 @@ class MemoryBackend(MemorySubscriptions):
             for record in result:
                 by_id[record.id] = record
         return _events(result)
+
+    def append_group(self, requests: Sequence[AppendRequest]) -> list[GroupOutcome]:
+        """Several appends one after the other (memory has no commit to share)."""
+        outcomes: list[GroupOutcome] = []
+        for request in requests:
+            if len(request) != 1:
+                raise NotImplementedError("appends to several streams at once")
+            part = request[0]
+            try:
+                outcomes.append([self.append(part.stream, part.events, part.expected)])
+            except ConduitError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def read_stream(
         self,

@@ -21,10 +21,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conduit import codec
-from conduit.backends.base import EventRewrite
+from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
-from conduit.errors import BackendError, ConfigurationError, SchemaError, WrongExpectedVersion
+from conduit.errors import (
+    BackendError,
+    ConduitError,
+    ConfigurationError,
+    SchemaError,
+    WrongExpectedVersion,
+)
 from conduit.events import (
     Event,
     NewEvent,
@@ -136,6 +142,16 @@ _MERGED_NAMES = 64
 
 RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 """SQLite 3.35 and newer know ``RETURNING``: an append saves a statement."""
+
+
+class _Refused(Exception):
+    """An append of one stream refused inside a transaction: ``actual`` is the stream's
+    version when the expected one differed, ``None`` when an event id is recorded."""
+
+    def __init__(self, part: StreamAppend, actual: int | None) -> None:
+        super().__init__(part.stream.text)
+        self.part = part
+        self.actual = actual
 
 
 class _Connection(sqlite3.Connection):
@@ -304,58 +320,113 @@ class SQLiteBackend(SQLiteSubscriptions):
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
     ) -> list[Event]:
         conn = self._connection()
-        count = len(events)
         try:
             _begin_immediate(conn, self._busy_timeout)
             try:
-                if RETURNING:
-                    version, is_uuid, now = conn.execute(
-                        _ADVANCE_STREAM,
-                        (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
-                    ).fetchone()
-                    version -= count
-                else:
-                    version, is_uuid, now = self._stream_row(conn, stream)
-                if expected_version is not None and expected_version != version:
-                    conn.execute("ROLLBACK")
-                    return self._conflict(conn, stream, events, expected_version, version)
-                times = [
-                    now if new.recorded_at is None else to_micros(new.recorded_at) for new in events
-                ]
-                rows = [
-                    (
-                        str(new.id),
-                        stream.text,
-                        is_uuid,
-                        version + i,
-                        new.name,
-                        new.data,
-                        new.metadata,
-                        times[i - 1],
-                    )
-                    for i, new in enumerate(events, 1)
-                ]
-                try:
-                    if count == 1:
-                        last_position: int = conn.execute(_INSERT, rows[0]).lastrowid  # type: ignore[assignment]
-                    else:
-                        conn.executemany(_INSERT, rows)
-                        last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                except sqlite3.IntegrityError:
-                    conn.execute("ROLLBACK")
-                    retried = self._retried(conn, stream, events)
-                    if retried is not None:
-                        return retried
-                    raise
-                if not RETURNING:
-                    conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
-                conn.execute("COMMIT")
+                recorded = self._write_part(
+                    conn, StreamAppend(stream, tuple(events), expected_version)
+                )
+            except _Refused as refused:
+                conn.execute("ROLLBACK")
+                return self._resolve(conn, (refused.part,), refused)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise BackendError(f"SQLite failed: {exc}") from exc
+        return recorded
+
+    def append_group(self, requests: Sequence[AppendRequest]) -> list[GroupOutcome]:
+        """Several appends in one transaction, each all or nothing (group commit).
+
+        Each request runs inside a savepoint: one that is refused (a wrong
+        expected version, a duplicate id) is rolled back alone and gets its
+        error (or, for a retry, the recorded events) as its outcome; the others
+        commit together, with one fsync.
+        """
+        if len(requests) == 1 and len(requests[0]) == 1:
+            part = requests[0][0]
+            try:
+                return [[self.append(part.stream, part.events, part.expected)]]
+            except ConduitError as exc:
+                return [exc]
+        conn = self._connection()
+        outcomes: list[GroupOutcome] = []
+        try:
+            _begin_immediate(conn, self._busy_timeout)
+            try:
+                for request in requests:
+                    conn.execute("SAVEPOINT conduit_append")
+                    try:
+                        recorded = [self._write_part(conn, part) for part in request]
+                    except _Refused as refused:
+                        conn.execute("ROLLBACK TO conduit_append")
+                        conn.execute("RELEASE conduit_append")
+                        try:
+                            outcomes.append([self._resolve(conn, request, refused)])
+                        except ConduitError as exc:
+                            outcomes.append(exc)
+                        continue
+                    conn.execute("RELEASE conduit_append")
+                    outcomes.append(recorded)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise BackendError(f"SQLite failed: {exc}") from exc
+        return outcomes
+
+    def _write_part(self, conn: sqlite3.Connection, part: StreamAppend) -> list[Event]:
+        """Append one stream's events inside the open transaction.
+
+        Raises:
+            _Refused: the stream is at another version, or an id is recorded;
+                the caller rolls back what this wrote, then resolves it.
+        """
+        stream, events = part.stream, part.events
+        count = len(events)
+        if RETURNING:
+            version, is_uuid, now = conn.execute(
+                _ADVANCE_STREAM,
+                (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
+            ).fetchone()
+            version -= count
+        else:
+            version, is_uuid, now = self._stream_row(conn, stream)
+        if part.expected is not None and part.expected != version:
+            raise _Refused(part, version)
+        times = [now if new.recorded_at is None else to_micros(new.recorded_at) for new in events]
+        rows = [
+            (
+                str(new.id),
+                stream.text,
+                is_uuid,
+                version + i,
+                new.name,
+                new.data,
+                new.metadata,
+                times[i - 1],
+            )
+            for i, new in enumerate(events, 1)
+        ]
+        try:
+            if count == 1:
+                last_position: int = conn.execute(_INSERT, rows[0]).lastrowid  # type: ignore[assignment]
+            else:
+                conn.executemany(_INSERT, rows)
+                last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        except sqlite3.IntegrityError:
+            raise _Refused(part, None) from None
+        if not RETURNING:
+            conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
         first_position = last_position - count
         stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
         decode = codec.decode
@@ -373,6 +444,22 @@ class SQLiteBackend(SQLiteSubscriptions):
             for i, new in enumerate(events, 1)
         ]
 
+    def _resolve(
+        self, conn: sqlite3.Connection, request: AppendRequest, refused: _Refused
+    ) -> list[Event]:
+        """A refused append, rolled back: a retry of a batch already recorded, or an error."""
+        part = refused.part
+        retried = self._retried(conn, part.stream, part.events)
+        if retried is not None:
+            return retried
+        if refused.actual is not None:
+            assert part.expected is not None
+            raise WrongExpectedVersion(part.stream.stream_id(), part.expected, refused.actual)
+        raise BackendError(
+            f"an append to stream {part.stream.text!r} broke a unique constraint, "
+            "yet none of its event ids is recorded"
+        )
+
     def _stream_row(self, conn: sqlite3.Connection, stream: StreamKey) -> tuple[int, bool, int]:
         """The stream's version, id type and last time (SQLite before 3.35)."""
         row = conn.execute(
@@ -381,20 +468,6 @@ class SQLiteBackend(SQLiteSubscriptions):
         ).fetchone()
         version, is_uuid, last = row if row else (0, stream.is_uuid, 0)
         return version, is_uuid, max(time.time_ns() // 1000, last)
-
-    def _conflict(
-        self,
-        conn: sqlite3.Connection,
-        stream: StreamKey,
-        events: Sequence[NewEvent],
-        expected_version: int,
-        version: int,
-    ) -> list[Event]:
-        """A version that is not the expected one: a retry of a recorded batch, or an error."""
-        retried = self._retried(conn, stream, events)
-        if retried is not None:
-            return retried
-        raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
 
     def _retried(
         self, conn: sqlite3.Connection, stream: StreamKey, events: Sequence[NewEvent]

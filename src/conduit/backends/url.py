@@ -11,7 +11,7 @@ from conduit.errors import ConfigurationError
 from conduit.importing import needs_extra
 from conduit.masking import mask_password
 
-__all__ = ["SCHEMES", "mask_password", "open_backend"]
+__all__ = ["SCHEMES", "mask_password", "open_async_backend", "open_backend"]
 
 SCHEMES = ("memory://", "sqlite:///path/to/file.db", "postgresql://user@host:port/database")
 
@@ -23,7 +23,7 @@ def _unsupported(url: str, why: str) -> ConfigurationError:
 
 
 def open_backend(url: str, **options: Any) -> Backend:
-    """Open the engine a URL names.
+    """Open the engine a URL names, for ``EventStore``.
 
     Raises:
         ConfigurationError: the URL is malformed or names no known engine; the
@@ -31,6 +31,21 @@ def open_backend(url: str, **options: Any) -> Backend:
         MissingDependency: the engine's driver is not installed (PostgreSQL:
             the ``postgres`` extra); a ConfigurationError too.
     """
+    backend: Backend = _open(url, options, aio=False)
+    return backend
+
+
+def open_async_backend(url: str, options: dict[str, Any], executor: Any = None) -> Any:
+    """Open the engine a URL names, for ``AsyncEventStore``: PostgreSQL's async engine,
+    or the memory and SQLite engines (which the store runs on ``executor``).
+
+    Raises:
+        ConfigurationError: as :func:`open_backend`.
+    """
+    return _open(url, dict(options), aio=True)
+
+
+def _open(url: str, options: dict[str, Any], *, aio: bool) -> Any:
     if not isinstance(url, str):
         raise _unsupported(repr(url), "a store URL is a string")
     scheme, sep, rest = url.partition("://")
@@ -85,5 +100,9 @@ def open_backend(url: str, **options: Any) -> Backend:
             from conduit.backends.postgres import PostgresBackend
 
         check_options(PostgresBackend, options, skip=1)
+        if aio:
+            from conduit.backends.postgres.aio import AsyncPostgresBackend
+
+            return AsyncPostgresBackend(url, **options)
         return PostgresBackend(url, **options)
     raise _unsupported(url, f"unknown scheme {scheme!r}")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from conduit.core.effects import Op
 from conduit.errors import InvalidArgument, ProjectionError
 from conduit.projections.sql import (
     CHECKPOINTS,
@@ -72,6 +75,7 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
             too long for the rebuild's checkpoint.
     """
     _check_rebuild_name(projection.name)
+    _sync_only(projection, "rebuild")
     base = projection.engine.execution_options(schema_translate_map=HOME_MAP)
     dialect = base.dialect.name
     fresh_schema = fresh_schema_name(projection.name)
@@ -113,16 +117,17 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
         )
         fresh.reset()
         runner = Runner(
-            store,
+            store._core,
             fresh,
+            stopped=threading.Event(),
             batch_size=batch_size or projection.batch_size,
             mirror_checkpoint=False,
         )
-        read = _catch_up_to(runner, fresh, store.head_position())
+        read = _catch_up_to(store, runner, fresh, store.head_position())
         # What was pushed during the first pass; the live driver applies what
         # comes later. Each pass has a target, so that a rebuild ends even
         # while events arrive faster than it applies them.
-        read += _catch_up_to(runner, fresh, store.head_position())
+        read += _catch_up_to(store, runner, fresh, store.head_position())
         _swap(engine, projection, fresh, fresh_schema)
     finally:
         if dialect == "postgresql":
@@ -134,10 +139,14 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
     return read
 
 
-def _catch_up_to(runner: Runner, fresh: SQLProjection, target: int) -> int:
+def _catch_up_to(store: EventStore, runner: Runner, fresh: SQLProjection, target: int) -> int:
     if fresh.load_checkpoint() >= target:
         return 0
-    return runner.catch_up(keep_going=lambda: fresh.load_checkpoint() < target)
+
+    def below_target() -> Op[bool]:
+        return ((yield from fresh.load_checkpoint_op()) or 0) < target
+
+    return store._runtime.run(runner.catch_up(keep_going=below_target))
 
 
 def _swap(engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_schema: str) -> None:
@@ -163,10 +172,23 @@ def replay_since(store: EventStore, projection: SQLProjection, since: datetime) 
     """
     if since.tzinfo is None:
         raise InvalidArgument("since must be timezone-aware", field="since")
+    engine = _sync_only(projection, "replay_since")
     first = store.backend.first_position_since(since)
     position = projection.load_checkpoint() if first is None else first - 1
-    with projection.engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name == projection.name))
         conn.execute(CHECKPOINTS.insert().values(name=projection.name, position=position))
     projection.load_checkpoint()
     return position
+
+
+def _sync_only(projection: SQLProjection, what: str) -> sa.Engine:
+    engine = projection.engine
+    if isinstance(engine, AsyncEngine):
+        raise InvalidArgument(
+            f"{what} works on a read model's sync engine: give the projection "
+            "sa.create_engine(...) of the same database for it",
+            field="projection",
+        )
+    sync: sa.Engine = engine
+    return sync

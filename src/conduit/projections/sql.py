@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 import sqlalchemy.exc
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from conduit.core.effects import AsyncRuntime, Call, Op, SyncRuntime
 from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.projections.outages import is_outage
+from conduit.projections.sqla import (
+    AnyEngine,
+    Execute,
+    ExecuteDriver,
+    Flush,
+    InsertOnce,
+    Transaction,
+    Tx,
+)
 from conduit.subscriptions.dispatch import handlers_for
-from conduit.subscriptions.projector import CheckpointBaseline, CheckpointConflict, HandlerFailed
+from conduit.subscriptions.projector import CheckpointConflict, HandlerFailed
 
 __all__ = ["CHECKPOINTS", "HOME_MAP", "MAX_NAME_LENGTH", "PARKED_APPLIED", "SQLProjection"]
 
@@ -58,7 +69,7 @@ update, so that it costs no round trip of its own. The uncorrelated sub-select i
 evaluated once, before any row is updated (a one-time filter)."""
 
 
-class SQLProjection(CheckpointBaseline):
+class SQLProjection:
     """A read model in a SQL database.
 
     Subclass it, name it, give it the SQLAlchemy ``MetaData`` of its tables, and
@@ -108,13 +119,13 @@ class SQLProjection(CheckpointBaseline):
 
     def __init__(
         self,
-        engine: sa.Engine | str,
+        engine: AnyEngine | str,
         *,
         name: str | None = None,
         schema_translate_map: dict[str | None, str | None] | None = None,
     ) -> None:
-        base = sa.create_engine(engine) if isinstance(engine, str) else engine
-        self.engine = base.execution_options(
+        base: AnyEngine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.engine: Any = base.execution_options(
             schema_translate_map={**(schema_translate_map or {}), **HOME_MAP}
         )
         if name is not None:
@@ -135,20 +146,59 @@ class SQLProjection(CheckpointBaseline):
     # -- set-up --------------------------------------------------------------
 
     def setup(self) -> None:
-        """Create the read model's tables and Conduit's checkpoint tables, if missing."""
-        with self.engine.begin() as conn:
-            self.metadata.create_all(conn)
-            _conduit_tables.create_all(conn)
+        """Create the read model's tables and Conduit's checkpoint tables, if missing.
+
+        For an ``AsyncEngine``: ``await projection.setup_async()``.
+        """
+        engine = self._sync_engine("setup")
+        with engine.begin() as conn:
+            _create(conn)(self.metadata)
+
+    async def setup_async(self) -> None:
+        """:meth:`setup`, awaited (an ``AsyncEngine``, or a sync one on a thread)."""
+        await self._async_ddl(lambda conn: _create(conn)(self.metadata))
 
     def reset(self) -> None:
-        """Drop and re-create the read model's tables and forget the checkpoint."""
-        with self.engine.begin() as conn:
-            self.metadata.drop_all(conn)
-            self.metadata.create_all(conn)
-            _conduit_tables.create_all(conn)
-            conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name == self.name))
-            conn.execute(PARKED_APPLIED.delete().where(PARKED_APPLIED.c.name == self.name))
-        self._known = None
+        """Drop and re-create the read model's tables and forget the checkpoint.
+
+        For an ``AsyncEngine``: ``await projection.reset_async()``.
+        """
+        engine = self._sync_engine("reset")
+        with engine.begin() as conn:
+            self._reset(conn)
+
+    async def reset_async(self) -> None:
+        """:meth:`reset`, awaited."""
+        await self._async_ddl(self._reset)
+
+    def _reset(self, conn: sa.Connection) -> None:
+        self.metadata.drop_all(conn)
+        _create(conn)(self.metadata)
+        conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name == self.name))
+        conn.execute(PARKED_APPLIED.delete().where(PARKED_APPLIED.c.name == self.name))
+
+    def _sync_engine(self, what: str) -> sa.Engine:
+        engine = self.engine
+        if isinstance(engine, AsyncEngine):
+            raise InvalidArgument(
+                f"{type(self).__name__} has an AsyncEngine: await its {what}_async()",
+                field="engine",
+            )
+        sync: sa.Engine = engine
+        return sync
+
+    async def _async_ddl(self, work: Callable[[sa.Connection], None]) -> None:
+        engine = self.engine
+        if isinstance(engine, AsyncEngine):
+            async with engine.begin() as conn:
+                await conn.run_sync(work)
+            return
+
+        def run() -> None:
+            with engine.begin() as conn:
+                work(conn)
+
+        await asyncio.get_running_loop().run_in_executor(None, run)
 
     # -- the Projector role ----------------------------------------------------
 
@@ -162,40 +212,34 @@ class SQLProjection(CheckpointBaseline):
         return isinstance(error, self.transient_errors) or is_outage(error)
 
     def load_checkpoint(self) -> int:
-        """The position this read model is up to date with (0 when empty)."""
-        with self.engine.connect() as conn:
-            self._known = self._checkpoint(conn)
-        return self._known or 0
+        """The position this read model is up to date with (0 when empty; sync engines)."""
+        return SyncRuntime().run(self.load_checkpoint_op()) or 0
 
-    def _checkpoint(self, conn: sa.Connection) -> int | None:
-        return conn.execute(
-            sa.select(CHECKPOINTS.c.position).where(CHECKPOINTS.c.name == self.name)
-        ).scalar_one_or_none()
+    async def load_checkpoint_async(self) -> int:
+        """The position this read model is up to date with (0 when empty; any engine)."""
+        return (await AsyncRuntime().run(self.load_checkpoint_op())) or 0
 
-    def apply(self, events: Sequence[Event], up_to: int) -> None:
-        """Apply a batch and move the checkpoint, in one transaction."""
+    def load_checkpoint_op(self) -> Op[int | None]:
+        """The checkpoint kept in the read model (``None`` when it never ran)."""
+        query = sa.select(CHECKPOINTS.c.position).where(CHECKPOINTS.c.name == self.name)
+
+        def body(tx: Tx) -> Op[int | None]:
+            found: int | None = yield Execute(query, "scalar")
+            return found
+
+        found: int | None = yield Transaction(self.engine, body)
+        return found
+
+    def apply_op(self, events: Sequence[Event], up_to: int, expected: int | None) -> Op[None]:
+        """Apply a batch and move the checkpoint from ``expected``, in one transaction."""
         try:
-            # The session joins the connection's transaction, which this method
-            # owns: it commits (rows and checkpoint) or rolls back here, whatever
-            # a handler asks of the session.
-            with (
-                self.engine.connect() as conn,
-                conn.begin(),
-                Session(bind=conn, join_transaction_mode="rollback_only") as session,
-            ):
-                for index, event in enumerate(events):
-                    try:
-                        self._handle(event, session)
-                    except Exception as exc:
-                        if self.is_transient(exc):
-                            raise
-                        raise HandlerFailed(index, exc) from exc
-                session.flush()
-                self._move_checkpoint(conn, up_to)
+            yield Transaction(self.engine, lambda tx: self._apply_in(tx, events, up_to, expected))
         except HandlerFailed as failure:
             # The transaction was rolled back: apply what came before the culprit.
             if failure.index:
-                self.apply(events[: failure.index], events[failure.index - 1].position)
+                yield from self.apply_op(
+                    events[: failure.index], events[failure.index - 1].position, expected
+                )
             raise
         except CheckpointConflict:
             raise
@@ -205,36 +249,45 @@ class SQLProjection(CheckpointBaseline):
             # Failed at flush or commit (a deferred constraint, say): find the culprit alone.
             if len(events) <= 1:
                 raise HandlerFailed(0, exc) from exc
+            known = expected
             for index, event in enumerate(events):
                 try:
-                    self.apply([event], event.position)
+                    yield from self.apply_op([event], event.position, known)
                 except HandlerFailed as failure:
                     raise HandlerFailed(index, failure.error) from exc
-            self.apply([], up_to)
-            return
-        self._known = up_to
+                known = event.position
+            yield from self.apply_op([], up_to, known)
 
-    def _handle(self, event: Event, session: Session) -> None:
-        for handler in handlers_for(self, event.name):
-            handler(event, session)
-
-    def _move_checkpoint(self, conn: sa.Connection, position: int) -> None:
-        known = self._known
-        if known is None:
-            if self._relaxed(conn.dialect):
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+    def _apply_in(
+        self, tx: Tx, events: Sequence[Event], up_to: int, expected: int | None
+    ) -> Op[None]:
+        for index, event in enumerate(events):
             try:
-                with conn.begin_nested():
-                    conn.execute(CHECKPOINTS.insert().values(name=self.name, position=position))
-            except sqlalchemy.exc.IntegrityError:
-                raise self._conflict() from None
+                for handler in handlers_for(self, event.name):
+                    yield Call(handler, event, tx.session)
+            except Exception as exc:
+                if self.is_transient(exc):
+                    raise
+                raise HandlerFailed(index, exc) from exc
+        yield Flush()
+        yield from self._move_checkpoint(tx, up_to, expected)
+
+    def _move_checkpoint(self, tx: Tx, position: int, known: int | None) -> Op[None]:
+        if known is None:
+            if self._relaxed(tx.dialect):
+                yield ExecuteDriver("SET LOCAL synchronous_commit = off", ())
+            inserted = yield InsertOnce(
+                CHECKPOINTS.insert().values(name=self.name, position=position)
+            )
+            if not inserted:
+                raise self._conflict()
         elif position != known:
-            sql, order = self._move_sql(conn.dialect)
+            sql, order = self._move_sql(tx.dialect)
             values = {"cp_name": self.name, "cp_from": known, "cp_to": position}
-            moved = conn.exec_driver_sql(
+            moved = yield ExecuteDriver(
                 sql, tuple(values[key] for key in order) if order else values
             )
-            if moved.rowcount != 1:
+            if moved != 1:
                 raise self._conflict()
 
     def _conflict(self) -> CheckpointConflict:
@@ -264,16 +317,28 @@ class SQLProjection(CheckpointBaseline):
             rendered = self._move_rendered = (dialect, relaxed, compiled.string, order)
         return rendered[2], rendered[3]
 
-    def apply_parked(self, event: Event) -> None:
+    def apply_parked_op(self, event: Event) -> Op[None]:
         """Apply a parked event once: a marker row in the same transaction says it was."""
-        with Session(self.engine) as session, session.begin():
-            done = session.execute(
-                sa.select(PARKED_APPLIED.c.event_id).where(
-                    PARKED_APPLIED.c.name == self.name,
-                    PARKED_APPLIED.c.event_id == str(event.id),
-                )
-            ).first()
-            if done is not None:
+        done = sa.select(PARKED_APPLIED.c.event_id).where(
+            PARKED_APPLIED.c.name == self.name,
+            PARKED_APPLIED.c.event_id == str(event.id),
+        )
+        mark = PARKED_APPLIED.insert().values(name=self.name, event_id=str(event.id))
+
+        def body(tx: Tx) -> Op[None]:
+            if (yield Execute(done, "scalar")) is not None:
                 return
-            self._handle(event, session)
-            session.execute(PARKED_APPLIED.insert().values(name=self.name, event_id=str(event.id)))
+            for handler in handlers_for(self, event.name):
+                yield Call(handler, event, tx.session)
+            yield Flush()
+            yield Execute(mark)
+
+        yield Transaction(self.engine, body)
+
+
+def _create(conn: sa.Connection) -> Callable[[sa.MetaData], None]:
+    def create(metadata: sa.MetaData) -> None:
+        metadata.create_all(conn)
+        _conduit_tables.create_all(conn)
+
+    return create

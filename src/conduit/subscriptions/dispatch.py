@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from conduit.core.effects import Call, Op
 from conduit.events import Event
 
 __all__ = ["deliver", "handlers_for"]
@@ -31,8 +32,10 @@ def handlers_for(listener: object, name: str) -> list[Handler]:
     return found
 
 
-def deliver(listeners: Iterable[object], events: Iterable[Event]) -> None:
-    """Call every listener's handlers for each event, in order.
+def deliver(listeners: Iterable[object], events: Iterable[Event]) -> Op[None]:
+    """Call every listener's handlers for each event, in order: an operation (see
+    :mod:`conduit.core.effects`), so that handlers may be ``async def`` under
+    ``AsyncEventStore``.
 
     A handler that raises is logged with the event's id and name; it stops
     neither the other handlers nor the following events.
@@ -41,7 +44,7 @@ def deliver(listeners: Iterable[object], events: Iterable[Event]) -> None:
         for listener in listeners:
             for handler in handlers_for(listener, event.name):
                 try:
-                    handler(event)
+                    yield Call(handler, event)
                 except Exception:
                     log.exception(
                         "listener %r failed on event %s (%s, stream %s, version %d)",

@@ -1,19 +1,21 @@
 """The catch-up loop every driver shares: read after the checkpoint, apply, retry, park.
 
-Drivers (inline, background, worker) differ only in who calls
-:meth:`Runner.catch_up` and when.
+Drivers (inline, background, worker; threads or asyncio tasks) differ only in
+who runs :meth:`Runner.catch_up` and when. It is an operation
+(:mod:`conduit.core.effects`): its waits are :class:`~conduit.core.effects.Sleep`
+effects that the runner's ``stopped`` signal interrupts.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
+from conduit.core.effects import Op, Signal, Sleep
 from conduit.errors import ProjectionError
 from conduit.events import Event, event_name
 from conduit.subscriptions.projector import (
@@ -24,16 +26,12 @@ from conduit.subscriptions.projector import (
     is_transient,
 )
 
-if TYPE_CHECKING:
-    from conduit.store import EventStore
-
-__all__ = ["Filter", "RetryPolicy", "Runner"]
+__all__ = ["Filter", "KeepGoing", "RetryPolicy", "Runner"]
 
 log = logging.getLogger("conduit.subscriptions")
 
 PAGE_SIZE = 500
 """Events read from the log at a time; applied ``batch_size`` per transaction."""
-
 
 BACKOFF_STEP = 0.05
 """Seconds between two questions to ``keep_going`` while a retry waits."""
@@ -42,6 +40,10 @@ MAX_CONFLICTS = 100
 """The most lost compare-and-sets in a row one catch-up goes on after (see
 :meth:`Runner.catch_up`), so that a projector whose checkpoint never moves
 cannot hold a push forever."""
+
+KeepGoing = Callable[[], Op[bool]]
+"""Asked after each batch and while a retry waits: an operation (a driver renews
+its lease there) whose False ends the catch-up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,35 +87,44 @@ class Filter:
 class Runner:
     """Drives one projector over the global log.
 
-    ``mirror_checkpoint``: copy the checkpoint of a projector that keeps its
-    own (a SQL read model) into the store, where :meth:`EventStore.subscription_status`
-    reads it; off for a rebuild's temporary projector.
+    Args:
+        core: the store's :class:`~conduit.core.store_ops.StoreCore` (its engine,
+            types and log reads).
+        projector: what applies the events and keeps the checkpoint.
+        stopped: the signal that stops the runner (of the face's kind: a
+            ``threading.Event`` or an ``asyncio.Event``).
+        mirror_checkpoint: copy the checkpoint of a projector that keeps its
+            own (a SQL read model) into the store, where subscription status
+            reads it; off for a rebuild's temporary projector.
     """
 
     def __init__(
         self,
-        store: EventStore,
+        core: Any,
         projector: Projector,
         *,
+        stopped: Signal,
         filter: Filter = Filter(),
         policy: RetryPolicy = RetryPolicy(),
         batch_size: int = 100,
         retry_check_interval: float = 1.0,
         mirror_checkpoint: bool = True,
     ) -> None:
-        self.store = store
+        self.core = core
+        self.engine = core.engine
         self.projector = projector
+        self.stopped = stopped
         self.filter = filter
         self.policy = policy
         self.batch_size = batch_size
         self.page_size = max(batch_size, PAGE_SIZE)
         self.retry_check_interval = retry_check_interval
-        self.stopped = threading.Event()
         self._next_retry_check = 0.0
         self._next_mirror = 0.0
         self._mirror_pending = False
         self._mirror = mirror_checkpoint
         self._conflicted = False
+        self._known: int | None = None
         self.failed: ProjectionError | None = None
 
     @property
@@ -133,9 +144,14 @@ class Runner:
         """Whether ``error`` means the projection's storage is away (retry, never park)."""
         return is_transient(self.projector, error)
 
+    def checkpoint(self) -> Op[int]:
+        """The position the projector has handled up to (0 when it never ran)."""
+        found = yield from self.projector.load_checkpoint_op()
+        return found or 0
+
     def catch_up(
-        self, *, keep_going: Callable[[], bool] | None = None, reread_on_conflict: bool = False
-    ) -> int:
+        self, *, keep_going: KeepGoing | None = None, reread_on_conflict: bool = False
+    ) -> Op[int]:
         """Apply every event after the checkpoint; returns how many were read.
 
         ``keep_going`` is asked after each batch, and between the retries of
@@ -156,13 +172,13 @@ class Runner:
         if self.failed is not None:
             raise self.failed
         if time.monotonic() >= self._next_retry_check:
-            self._retry_parked()
+            yield from self._retry_parked()
             self._next_retry_check = time.monotonic() + self.retry_check_interval
         total = 0
         conflicts = 0
         while not self.stopped.is_set():
             self._conflicted = False
-            read, go_on = self._step(keep_going)
+            read, go_on = yield from self._step(keep_going)
             total += read
             if self._conflicted and reread_on_conflict and conflicts < MAX_CONFLICTS:
                 conflicts += 1
@@ -174,10 +190,10 @@ class Runner:
             and self._mirror
             and not isinstance(self.projector, StoreProjector)
         ):
-            self._mirror_checkpoint()
+            yield from self._mirror_checkpoint()
         return total
 
-    def _mirror_checkpoint(self) -> None:
+    def _mirror_checkpoint(self) -> Op[None]:
         """Copy a read model's checkpoint into the store, where status and lag are read.
 
         At most once a second; a copy put off is made by a later catch-up,
@@ -189,39 +205,44 @@ class Runner:
             return
         self._next_mirror = now + 1.0
         self._mirror_pending = False
-        backend = self.store.backend
         try:
-            position = self.projector.load_checkpoint()
-            known = backend.load_checkpoint(self.name)
+            position = yield from self.checkpoint()
+            known = yield from self.engine.load_checkpoint(self.name)
             if known != position:
-                backend.save_checkpoint(self.name, position, expected=known)
+                yield from self.engine.save_checkpoint(self.name, position, expected=known)
         except Exception as exc:  # only a copy for status: it must not stop the projection
             self._mirror_pending = True
             log.warning("subscription %r: cannot copy its checkpoint: %r", self.name, exc)
 
-    def _step(self, keep_going: Callable[[], bool] | None) -> tuple[int, bool]:
+    def _step(self, keep_going: KeepGoing | None) -> Op[tuple[int, bool]]:
         """Read one page of the log and apply it, ``batch_size`` events per transaction.
 
         Returns the events read and whether to go on (``keep_going`` is asked
         after each batch).
         """
-        backend = self.store.backend
+        stored, keep = self.core.log_filter(self.filter.names)
         try:
-            position = self.projector.load_checkpoint()
-            head = backend.head_position() if self.filter.names is not None else 0
-            page = list(
-                self.store.read_all(after=position, names=self.filter.names, limit=self.page_size)
-            )
+            self._known = yield from self.projector.load_checkpoint_op()
+            position = self._known or 0
+            head = 0
+            if stored is not None:
+                head = yield from self.core.head_position()
+            raw: Sequence[Event] = []
+            if stored is None or stored:
+                raw = yield from self.engine.read_all(
+                    after=position, names=stored, limit=self.page_size
+                )
         except Exception as exc:
             if not self.transient(exc):
                 raise
-            self._pause(exc, 1, keep_going)
+            yield from self._pause(exc, 1, keep_going)
             return 0, False
-        if len(page) < self.page_size and head > max(position, page[-1].position if page else 0):
+        page = raw if keep is None else keep(raw)
+        if len(raw) < self.page_size and head > max(position, raw[-1].position if raw else 0):
             # Everything up to the head was considered, even what the names filter left out.
             up_to = head
-        elif page:
-            up_to = page[-1].position
+        elif raw:
+            up_to = raw[-1].position
         else:
             return 0, False
         kept = [event for event in page if self.filter.keeps(event)]
@@ -229,15 +250,18 @@ class Runner:
         for start in range(0, max(len(kept), 1), size):
             chunk = kept[start : start + size]
             last = start + size >= len(kept)
-            if not self._apply(chunk, up_to if last else chunk[-1].position, keep_going):
+            applied = yield from self._apply(
+                chunk, up_to if last else chunk[-1].position, keep_going
+            )
+            if not applied:
                 return max(len(page), 1), False
-            if keep_going is not None and not keep_going():
+            if keep_going is not None and not (yield from keep_going()):
                 return max(len(page), 1), False
         return max(len(page), 1), True
 
     def _apply(
-        self, events: Sequence[Event], up_to: int, keep_going: Callable[[], bool] | None = None
-    ) -> bool:
+        self, events: Sequence[Event], up_to: int, keep_going: KeepGoing | None = None
+    ) -> Op[bool]:
         """Apply one batch; False when the rest of the page must not follow it.
 
         Between retries it asks ``keep_going``, so that a driver renews its
@@ -248,15 +272,18 @@ class Runner:
         transient_failures = 0
         while not self.stopped.is_set():
             try:
-                self.projector.apply(events, up_to)
+                yield from self.projector.apply_op(events, up_to, self._known)
+                self._known = up_to
                 return True
             except CheckpointConflict:
                 self._lost_checkpoint()
                 return False
             except HandlerFailed as failure:
+                if failure.index:
+                    self._known = events[failure.index - 1].position
                 bad = events[failure.index]
                 rest = events[failure.index + 1 :]
-                if not self._retry_one(bad, failure.error, keep_going):
+                if not (yield from self._retry_one(bad, failure.error, keep_going)):
                     return False
                 events = rest
                 transient_failures = 0
@@ -264,7 +291,7 @@ class Runner:
                 if not self.transient(exc):
                     raise
                 transient_failures += 1
-                if not self._pause(exc, transient_failures, keep_going):
+                if not (yield from self._pause(exc, transient_failures, keep_going)):
                     return False
         return False
 
@@ -274,16 +301,17 @@ class Runner:
         log.info("subscription %r: another driver moved the checkpoint", self.name)
 
     def _retry_one(
-        self, event: Event, error: BaseException, keep_going: Callable[[], bool] | None = None
-    ) -> bool:
+        self, event: Event, error: BaseException, keep_going: KeepGoing | None = None
+    ) -> Op[bool]:
         """Retry a failing event alone; park it or stop. True to go on with the batch."""
         attempts = 1
         while attempts < self.policy.max_attempts:
-            if not self._backoff(self.policy.delay(attempts), keep_going):
+            if not (yield from self._backoff(self.policy.delay(attempts), keep_going)):
                 return False
             attempts += 1
             try:
-                self.projector.apply([event], event.position)
+                yield from self.projector.apply_op([event], event.position, self._known)
+                self._known = event.position
                 return True
             except HandlerFailed as failure:
                 error = failure.error
@@ -294,7 +322,7 @@ class Runner:
                 if not self.transient(exc):
                     raise
                 attempts -= 1  # the storage is away: not the handler's fault
-                if not self._pause(exc, 1, keep_going):
+                if not (yield from self._pause(exc, 1, keep_going)):
                     return False
         details = "".join(traceback.format_exception(error))
         if self.policy.on_failure == "stop":
@@ -313,17 +341,18 @@ class Runner:
             attempts,
             error,
         )
-        self.store.backend.park(
+        yield from self.engine.park(
             self.name, event, error=repr(error), traceback=details, attempts=attempts
         )
-        return self._move_past(event, keep_going)
+        return (yield from self._move_past(event, keep_going))
 
-    def _move_past(self, event: Event, keep_going: Callable[[], bool] | None) -> bool:
+    def _move_past(self, event: Event, keep_going: KeepGoing | None) -> Op[bool]:
         """Move the checkpoint past a parked event; True to go on with the batch."""
         failures = 0
         while not self.stopped.is_set():
             try:
-                self.projector.apply([], event.position)
+                yield from self.projector.apply_op([], event.position, self._known)
+                self._known = event.position
                 return True
             except CheckpointConflict:
                 # Another driver took over meanwhile: it goes on from its own
@@ -334,27 +363,27 @@ class Runner:
                 if not self.transient(exc):
                     raise
                 failures += 1
-                if not self._pause(exc, failures, keep_going):
+                if not (yield from self._pause(exc, failures, keep_going)):
                     return False
         return False
 
-    def _retry_parked(self) -> None:
+    def _retry_parked(self) -> Op[None]:
         """Apply the parked events a user asked to retry."""
-        backend = self.store.backend
+        engine = self.engine
         after = 0
         while True:
-            page = backend.parked(subscription=self.name, after=after, limit=100)
+            page = yield from engine.parked(subscription=self.name, after=after, limit=100)
             for parked in page:
                 if not parked.retry_requested:
                     continue
-                event = self.store.read_event(parked.event_id)  # upcast and typed
+                event = yield from self.core.read_event(parked.event_id)  # upcast and typed
                 if event is None:
-                    backend.unpark(parked.id)
+                    yield from engine.unpark(parked.id)
                     continue
                 try:
-                    self.projector.apply_parked(event)
+                    yield from self.projector.apply_parked_op(event)
                 except Exception as exc:
-                    backend.park(
+                    yield from engine.park(
                         self.name,
                         event,
                         error=repr(exc),
@@ -362,14 +391,14 @@ class Runner:
                         attempts=parked.attempts + 1,
                     )
                 else:
-                    backend.unpark(parked.id)
+                    yield from engine.unpark(parked.id)
             if len(page) < 100:
                 return
             after = page[-1].id
 
     def _pause(
-        self, error: BaseException, failures: int, keep_going: Callable[[], bool] | None = None
-    ) -> bool:
+        self, error: BaseException, failures: int, keep_going: KeepGoing | None = None
+    ) -> Op[bool]:
         """Wait before trying the storage again; False to give up (see :meth:`_backoff`)."""
         delay = self.policy.delay(failures)
         log.warning(
@@ -378,9 +407,9 @@ class Runner:
             error,
             delay,
         )
-        return self._backoff(delay, keep_going)
+        return (yield from self._backoff(delay, keep_going))
 
-    def _backoff(self, delay: float, keep_going: Callable[[], bool] | None) -> bool:
+    def _backoff(self, delay: float, keep_going: KeepGoing | None) -> Op[bool]:
         """Wait ``delay`` seconds before a retry; False once stopped or told not to go on.
 
         ``keep_going`` is asked every :data:`BACKOFF_STEP` seconds: a driver renews
@@ -393,7 +422,7 @@ class Runner:
             if left <= 0:
                 return True
             step = left if keep_going is None else min(left, BACKOFF_STEP)
-            if self.stopped.wait(step):
+            if (yield Sleep(step, self.stopped)):
                 return False
-            if keep_going is not None and not keep_going():
+            if keep_going is not None and not (yield from keep_going()):
                 return False

@@ -1,5 +1,11 @@
-"""The PostgreSQL engine: many concurrent writers, a gap-free global log."""
+"""The PostgreSQL engine: many concurrent writers, a gap-free global log.
 
-from conduit.backends.postgres.backend import PostgresBackend
+:class:`PostgresBackend` serves ``EventStore`` (psycopg's ConnectionPool),
+:class:`~conduit.backends.postgres.aio.AsyncPostgresBackend` serves
+``AsyncEventStore`` (its AsyncConnectionPool); both run the same operations
+(:mod:`conduit.backends.postgres.engine`).
+"""
+
+from conduit.backends.postgres.sync import PostgresBackend
 
 __all__ = ["PostgresBackend"]

@@ -22,7 +22,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this release creates and uses."""
 
 _COLUMNS = (
@@ -94,6 +94,14 @@ class Statements:
         return (
             f"SELECT * FROM {self.q}.append_batch("
             "%b, %b, %b, %b::uuid[], %b::text[], %b::text[], %b::text[], %b, %b::timestamptz[])"
+        )
+
+    @property
+    def append_groups(self) -> str:
+        return (
+            f"SELECT * FROM {self.q}.append_groups(%b::text[], %b::boolean[], %b::bigint[],"
+            " %b::integer[], %b::integer[], %b::uuid[], %b::text[], %b::text[], %b::text[],"
+            " %b::timestamptz[], %b::integer[], %b::integer[], %b)"
         )
 
     @property

@@ -1,0 +1,433 @@
+"""The PostgreSQL engine's operations: what to run and what it means, free of I/O.
+
+Writers to different streams never wait for each other; the global log stays
+gap-free without serializing them (docs/design.md, docs/postgresql.md):
+
+- an append is one call of the schema's ``append_event`` (one event),
+  ``append_batch`` (a batch of one stream) or ``append_groups`` (several
+  appends combined, group commit and multi-stream appends) function, in one
+  autocommitted statement: it takes the streams' transaction-scoped advisory
+  locks, sorted, before anything gives the transaction an id, checks the
+  expected versions, then inserts; an event's position is
+  ``(transaction id << 20) | ordinal``;
+- a reader of the global log returns only positions below the oldest
+  transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``), so
+  nothing can commit behind it later;
+- right after a push, the same engine waits (bounded) for that horizon to pass
+  its own last transaction, so that a caller reads its own writes.
+
+Each method returns an operation (:mod:`conduit.core.effects`) whose
+statements an executor runs: :mod:`~conduit.backends.postgres.sync` for
+``EventStore``, :mod:`~conduit.backends.postgres.aio` for ``AsyncEventStore``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome
+from conduit.backends.common import resolve_retry
+from conduit.backends.postgres import rows
+from conduit.backends.postgres.config import PostgresConfig
+from conduit.backends.postgres.effects import Atomic, Query
+from conduit.backends.postgres.errors import UNIQUE_VIOLATION, WRONG_VERSION
+from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
+from conduit.backends.postgres.subscription_ops import SubscriptionOps
+from conduit.core.effects import Op, Sleep
+from conduit.errors import BackendError, ConduitError, SchemaError, WrongExpectedVersion
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+
+__all__ = ["PostgresEngine"]
+
+log = logging.getLogger("conduit.postgres")
+
+
+class PostgresEngine(SubscriptionOps):
+    """The operations of a store in one PostgreSQL schema (see the module docstring).
+
+    One engine serves one face (``EventStore`` or ``AsyncEventStore``); its
+    state (this store's newest transaction, the horizon seen) is guarded by a
+    lock, so that threads may share it.
+    """
+
+    scheme = "postgresql"
+
+    def __init__(self, config: PostgresConfig) -> None:
+        super().__init__(config.schema)
+        self.config = config
+        self.schema = config.schema
+        self.sql = Statements(config.schema)
+        self.ready = False
+        """True once the schema was found at this release's version (or made)."""
+        self._xid_lock = threading.Lock()
+        self._last_xid = 0  # the newest transaction of this store's own pushes
+        self._horizon_seen = 0  # the highest reader horizon seen (it only grows)
+        self._gave_up_xid = 0  # the newest own push a read-your-writes wait ran out for
+
+    def __repr__(self) -> str:
+        return f"<PostgresEngine schema={self.schema!r}>"
+
+    # -- the schema ----------------------------------------------------------
+
+    def check_schema(self) -> Op[None]:
+        """Make sure the schema exists at this release's version.
+
+        Raises:
+            SchemaError: it is missing, older (migrate it) or newer (upgrade).
+        """
+        exists = yield Query(self.sql.schema_exists, (self.sql.version_table,), check=False)
+        if not exists or not exists[0]:
+            raise SchemaError(
+                f"the Conduit schema {self.schema!r} does not exist in this database; "
+                "create it with `conduit init URL` or EventStore.setup()"
+            )
+        row = yield Query(self.sql.schema_version, check=False)
+        found = int(row[0]) if row else 0
+        if found < SCHEMA_VERSION:
+            raise SchemaError(
+                f"the Conduit schema {self.schema!r} is at version {found}, older than this "
+                f"release's {SCHEMA_VERSION}; migrate it with `conduit init URL` or "
+                "EventStore.setup()"
+            )
+        self._refuse_newer(found)
+        self.ready = True
+
+    def _refuse_newer(self, found: int) -> None:
+        if found > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the Conduit schema {self.schema!r} is at version {found}, newer than this "
+                f"release knows ({SCHEMA_VERSION}); upgrade Conduit"
+            )
+
+    def setup(self) -> Op[None]:
+        """Create the schema or migrate it, in one transaction; safe to repeat and to
+        run from several processes at once (a lock serializes them)."""
+        yield Atomic(self._migrate())
+        self.ready = True
+
+    def _migrate(self) -> Op[None]:
+        yield Query("SET LOCAL statement_timeout = 0", fetch="none", check=False, binary=False)
+        yield Query(self.sql.setup_lock, (f"setup:{self.schema}",), check=False)
+        yield Query(self.sql.create_version_table, fetch="none", check=False, binary=False)
+        row = yield Query(self.sql.schema_version, check=False)
+        current = int(row[0]) if row else 0
+        self._refuse_newer(current)
+        for version, text in migrations(self.schema):
+            if version > current:
+                yield Query(text, fetch="none", check=False, binary=False)
+                yield Query(self.sql.record_version, (version,), fetch="none", check=False)
+
+    # -- appending -----------------------------------------------------------
+
+    def append(
+        self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
+    ) -> Op[list[Event]]:
+        """Append a batch to one stream (see :class:`~conduit.backends.base.Backend`)."""
+        first = events[0]
+        notify = self.config.notify
+        if len(events) == 1 and first.recorded_at is None:
+            sql = self.sql.append_one
+            params: tuple[Any, ...] = (
+                stream.text,
+                stream.is_uuid,
+                expected_version,
+                first.id,
+                first.name,
+                first.data,
+                first.metadata,
+                notify,
+            )
+        else:
+            sql = self.sql.append_batch
+            params = (
+                stream.text,
+                stream.is_uuid,
+                expected_version,
+                [new.id for new in events],
+                [new.name for new in events],
+                [new.data for new in events],
+                [new.metadata for new in events],
+                notify,
+                [new.recorded_at for new in events]
+                if any(new.recorded_at for new in events)
+                else None,
+            )
+        try:
+            row = yield Query(sql, params, expect=(WRONG_VERSION, UNIQUE_VIOLATION))
+        except psycopg.DatabaseError as exc:
+            actual = exc.diag.message_detail if exc.sqlstate == WRONG_VERSION else None
+            return (yield from self._conflict(stream, events, expected_version, actual))
+        self._remember_xid(row[0] >> 20)
+        return rows.recorded(stream, events, row)
+
+    def append_group(self, requests: Sequence[AppendRequest]) -> Op[list[GroupOutcome]]:
+        """Several appends in one transaction (group commit, several streams at once);
+        see :class:`~conduit.backends.base.Backend`."""
+        if len(requests) == 1 and len(requests[0]) == 1:
+            part = requests[0][0]
+            try:
+                return [[(yield from self.append(part.stream, part.events, part.expected))]]
+            except ConduitError as exc:
+                return [exc]
+        params = rows.group_params(requests, self.config.notify)
+        try:
+            found = yield Query(self.sql.append_groups, params, "all", expect=(UNIQUE_VIOLATION,))
+        except psycopg.DatabaseError:
+            # An id recorded meanwhile by another call (a retry racing its
+            # first try): nothing was written; take the requests one by one.
+            outcomes: list[GroupOutcome] = []
+            for request in requests:
+                try:
+                    outcomes.append((yield from self._append_request(request)))
+                except ConduitError as exc:
+                    outcomes.append(exc)
+            return outcomes
+        self._remember_xid(found[0][5] >> 20)
+        outcomes = []
+        for request, own, settled in rows.group_outcomes(requests, found):
+            if settled is None:  # a retry or a conflict: resolved alone
+                try:
+                    outcomes.append((yield from self._refused_request(request, own)))
+                except ConduitError as exc:
+                    outcomes.append(exc)
+            else:
+                outcomes.append(settled)
+        return outcomes
+
+    def _append_request(self, request: AppendRequest) -> Op[list[list[Event]]]:
+        if len(request) == 1:
+            part = request[0]
+            return [(yield from self.append(part.stream, part.events, part.expected))]
+        outcome = (yield from self.append_group([request]))[0]
+        if isinstance(outcome, ConduitError):
+            raise outcome
+        return outcome
+
+    def _refused_request(
+        self, request: AppendRequest, own: Sequence[Sequence[Any]]
+    ) -> Op[list[list[Event]]]:
+        """A request of a group left out: a retry of events already recorded, or a
+        wrong expected version."""
+        recorded: list[list[Event]] = []
+        for part in request:
+            ids = [new.id for new in part.events]
+            known = yield Query(self.sql.by_ids, (ids,), "all", fresh=True)
+            retried = resolve_retry(part.stream, part.events, rows.events(known))
+            if retried is None:
+                break
+            recorded.append(retried)
+        else:
+            return recorded
+        conflict = rows.first_conflict(request, own)
+        if conflict is not None:
+            part, actual = conflict
+            assert part.expected is not None
+            raise WrongExpectedVersion(part.stream.stream_id(), part.expected, actual)
+        raise BackendError("an append was refused for a reason this release does not know")
+
+    def _conflict(
+        self,
+        stream: StreamKey,
+        events: Sequence[NewEvent],
+        expected_version: int | None,
+        actual: str | None,
+    ) -> Op[list[Event]]:
+        """A refused append: a retry of a batch already recorded, or an error."""
+        ids = [new.id for new in events]
+        found = yield Query(self.sql.by_ids, (ids,), "all", fresh=True)
+        retried = resolve_retry(stream, events, rows.events(found))
+        if retried is not None:
+            self._remember_xid(max(event.position for event in retried) >> 20)
+            return retried
+        if actual is not None:
+            assert expected_version is not None
+            raise WrongExpectedVersion(stream.stream_id(), expected_version, int(actual or 0))
+        raise BackendError(
+            f"an append to stream {stream.text!r} broke a unique constraint, "
+            "yet none of its event ids is recorded"
+        )
+
+    def _remember_xid(self, xid: int) -> None:
+        """Note this store's newest transaction: its global-log reads wait for it."""
+        with self._xid_lock:
+            self._last_xid = max(self._last_xid, xid)
+
+    def rewrite_events(self, changes: Sequence[EventRewrite]) -> Op[int]:
+        """Replace recorded events' name, data and metadata, atomically (migrate-events)."""
+        if not changes:
+            return 0
+        params = (
+            [change.id for change in changes],
+            [change.name for change in changes],
+            [change.data for change in changes],
+            [change.metadata for change in changes],
+        )
+        count: int = yield Query(self.sql.rewrite_events, params, "rowcount")
+        return count
+
+    # -- reading -------------------------------------------------------------
+
+    def read_stream(
+        self,
+        stream: StreamKey,
+        *,
+        start: int | None,
+        backwards: bool,
+        since: datetime | None,
+        limit: int,
+    ) -> Op[list[Event]]:
+        """One page of a stream (see :class:`~conduit.backends.base.Backend`)."""
+        sql = self.sql.read_stream(
+            forwards=not backwards, start=start is not None, since=since is not None
+        )
+        params: list[Any] = [stream.text]
+        if start is not None:
+            params.append(start)
+        if since is not None:
+            params.append(since)
+        params.append(limit)
+        found = yield Query(sql, params, "all", fresh=True)
+        return rows.events(found)
+
+    def read_all(
+        self,
+        *,
+        after: int,
+        names: Sequence[str] | None,
+        limit: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        wait: bool = True,
+    ) -> Op[list[Event]]:
+        """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
+        if wait:
+            yield from self._wait_for_own_writes()
+        sql = self.sql.read_all(
+            names=names is not None,
+            correlation=correlation_id is not None,
+            causation=causation_id is not None,
+        )
+        params: list[Any] = [after]
+        params.extend(value for value in (correlation_id, causation_id) if value is not None)
+        params.append(limit)
+        if names is not None:
+            params = [list(names), *params, limit]
+        found = yield Query(sql, params, "all", fresh=True)
+        return rows.events(found)
+
+    def _wait_for_own_writes(self) -> Op[None]:
+        """Wait, bounded, until the reader horizon has passed this store's last push.
+
+        Once a wait has run out for a push (a transaction open elsewhere on the
+        server holds the horizon back), later reads do not wait for that push
+        again: only a newer push of this store makes them wait, so that a long
+        transaction costs one bounded wait per push, not one per read.
+        """
+        own = self._last_xid
+        if own < self._horizon_seen or own <= self._gave_up_xid:
+            return
+        deadline = time.monotonic() + self.config.read_your_writes_timeout
+        delay = 0.0005
+        while True:
+            row = yield Query(self.sql.horizon)
+            horizon = int(row[0]) if row else 0
+            with self._xid_lock:
+                self._horizon_seen = max(self._horizon_seen, horizon)
+            if own < horizon:
+                return
+            if time.monotonic() >= deadline:
+                with self._xid_lock:
+                    self._gave_up_xid = max(self._gave_up_xid, own)
+                log.warning(
+                    "the global log's reader horizon has not passed this store's last push "
+                    "after %.1f s: a transaction is open elsewhere on the server "
+                    "(see idle_in_transaction_session_timeout)",
+                    self.config.read_your_writes_timeout,
+                )
+                return
+            yield Sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def stream_version(self, stream: StreamKey) -> Op[int]:
+        """The version of the stream's last event, 0 when it has none."""
+        row = yield Query(self.sql.stream_version, (stream.text,))
+        return int(row[0]) if row else 0
+
+    def streams(self, *, after: str | None, prefix: str | None, limit: int) -> Op[list[StreamInfo]]:
+        """One page of streams, ordered by their id's text, after ``after``."""
+        sql = self.sql.streams(after=after is not None, prefix=prefix is not None)
+        params: list[Any] = []
+        if after is not None:
+            params.append(after)
+        if prefix is not None:
+            params.extend((prefix, prefix))
+        params.append(limit)
+        found = yield Query(sql, params, "all", fresh=True)
+        return rows.stream_infos(found)
+
+    def head_position(self, *, wait: bool = True) -> Op[int]:
+        """The position of the last event in the global log (0 when empty)."""
+        if wait:
+            yield from self._wait_for_own_writes()
+        row = yield Query(self.sql.head_position)
+        return int(row[0]) if row else 0
+
+    def count_after(
+        self,
+        position: int,
+        *,
+        names: Sequence[str] | None,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> Op[int]:
+        """How many events of the log come after ``position`` (with those names; at
+        most ``limit``)."""
+        if wait:
+            yield from self._wait_for_own_writes()
+        sql = self.sql.count_after(names=names is not None, limit=limit is not None)
+        params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
+        if limit is not None:
+            params = (*params, limit)
+        row = yield Query(sql, params)
+        return int(row[0]) if row else 0
+
+    def first_position_since(self, since: datetime) -> Op[int | None]:
+        """The position of the first event recorded at or after ``since``, if any."""
+        yield from self._wait_for_own_writes()
+        row = yield Query(self.sql.first_position_since, (since,))
+        return None if row is None or row[0] is None else int(row[0])
+
+    def read_event(self, event_id: uuid.UUID) -> Op[Event | None]:
+        """One event by its id, or ``None``."""
+        found = yield Query(self.sql.by_ids, ([event_id],), "all", fresh=True)
+        events = rows.events(found)
+        return events[0] if events else None
+
+    # -- snapshots -----------------------------------------------------------
+
+    def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> Op[None]:
+        """Keep a snapshot, unless a newer one of its class is kept."""
+        params = (
+            stream.text,
+            snapshot.class_name,
+            snapshot.version,
+            snapshot.snapshot_version,
+            snapshot.data,
+        )
+        yield Query(self.sql.save_snapshot, params, "none")
+
+    def load_snapshot(self, stream: StreamKey, class_name: str) -> Op[Snapshot | None]:
+        """The snapshot kept for a stream and entity class, or ``None``."""
+        row = yield Query(self.sql.load_snapshot, (stream.text, class_name), fresh=True)
+        if row is None:
+            return None
+        version, snapshot_version, data, taken_at = row
+        return Snapshot(class_name, version, snapshot_version, data, taken_at)

@@ -1,0 +1,41 @@
+"""PostgreSQL's errors translated into Conduit's, at the engine's boundary. Free of I/O."""
+
+from __future__ import annotations
+
+import psycopg
+import psycopg.errors
+
+from conduit.errors import BackendError, ConduitError, SchemaError
+from conduit.masking import hide_passwords
+
+__all__ = ["UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
+
+WRONG_VERSION = "CD409"
+"""Raised by the append functions, with the stream's actual version as its detail."""
+
+UNIQUE_VIOLATION = "23505"
+"""An event id already recorded."""
+
+
+def translate(exc: psycopg.Error, schema: str, conninfo: str = "") -> ConduitError:
+    """The Conduit error a driver error stands for (the caller raises it ``from exc``).
+
+    The driver's message may quote the connection string (libpq does, for a
+    malformed one): the password of ``conninfo`` never reaches the message.
+    """
+    text = hide_passwords(str(exc), [conninfo]) if conninfo else str(exc)
+    if isinstance(
+        exc,
+        psycopg.errors.UndefinedTable
+        | psycopg.errors.UndefinedFunction
+        | psycopg.errors.InvalidSchemaName,
+    ):
+        return SchemaError(
+            f"the Conduit schema {schema!r} is missing or incomplete ({text}); "
+            "create it with `conduit init URL` or EventStore.setup()"
+        )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return BackendError(f"PostgreSQL cancelled the statement (statement_timeout): {text}")
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return BackendError(f"the stream stayed locked longer than lock_timeout: {text}")
+    return BackendError(f"PostgreSQL failed: {text}")

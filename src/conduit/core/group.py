@@ -1,0 +1,228 @@
+"""Group commit: concurrent appends of one process combined into one engine transaction.
+
+Under concurrency an append's cost is its commit. When several callers (threads
+of an ``EventStore``, tasks of an ``AsyncEventStore``) append at the same moment,
+the first becomes the *leader* of a batch: it takes every request waiting,
+runs them as one transaction (the engine's ``append_group`` operation), and
+hands each caller its own outcome — its recorded events, or its own error
+(``WrongExpectedVersion`` fails that caller only; nothing of it is written).
+While a batch is in flight, new requests queue and form the next one, so
+batches grow with the load and a lone caller never waits for company.
+
+:class:`Group` is the batching state, free of I/O; the two faces differ only
+in how a caller waits for its outcome, which is this module's
+:class:`Join` effect, performed by :func:`sync_join_handler` (threads) or
+:func:`async_join_handler` (tasks). A batch of several callers runs on its own
+(a thread's own, or a task of its own under asyncio), so that cancelling one
+caller never cancels the others' appends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from conduit.core.effects import AsyncRuntime, Effect, Op, SyncRuntime
+
+__all__ = ["Group", "Join", "Ticket", "async_join_handler", "sync_join_handler"]
+
+R = TypeVar("R")
+
+
+class Ticket(Generic[R]):
+    """One caller's request in a group, and its outcome once the batch has run."""
+
+    __slots__ = ("done", "error", "request", "result", "wake")
+
+    def __init__(self, request: R) -> None:
+        self.request = request
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.wake: Any = None
+        """The face's primitive the caller waits on (``threading.Event``, ``asyncio.Event``)."""
+
+
+class Group(Generic[R]):
+    """The requests waiting to be combined, and the batches in flight.
+
+    Args:
+        run: the operation that performs a batch: given the requests, it
+            returns one outcome per request, in order — the result, or the
+            exception that request alone raises. Raising fails every request
+            of the batch with that error.
+        max_batch: the most requests one batch takes.
+        max_inflight: the most batches in flight at once (1 for an engine
+            with one writer at a time).
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Sequence[R]], Op[list[Any]]],
+        *,
+        max_batch: int = 256,
+        max_inflight: int = 1,
+    ) -> None:
+        self.run = run
+        self.max_batch = max_batch
+        self.max_inflight = max_inflight
+        self.pending: deque[Ticket[R]] = deque()
+        self.inflight = 0
+        self.lock = threading.Lock()  # the sync face's; the async face runs on one thread
+        self.batches = 0
+        self.combined = 0
+        """Counters: batches run, and requests that ran in a batch of more than one."""
+
+    def submit(self, request: R) -> Ticket[R]:
+        """Queue a request; the caller then leads a batch or waits for one."""
+        ticket = Ticket(request)
+        self.pending.append(ticket)
+        return ticket
+
+    def claim(self) -> list[Ticket[R]] | None:
+        """Take the next batch to lead, or ``None`` when enough batches are in flight."""
+        if not self.pending or self.inflight >= self.max_inflight:
+            return None
+        size = min(len(self.pending), self.max_batch)
+        batch = [self.pending.popleft() for _ in range(size)]
+        self.inflight += 1
+        self.batches += 1
+        if size > 1:
+            self.combined += size
+        return batch
+
+    def finish(
+        self,
+        batch: Sequence[Ticket[R]],
+        outcomes: Sequence[Any] | None,
+        error: BaseException | None,
+    ) -> Ticket[R] | None:
+        """Record a batch's outcomes; returns a waiting ticket whose caller should lead next."""
+        self.inflight -= 1
+        for index, ticket in enumerate(batch):
+            ticket.done = True
+            if error is not None:
+                ticket.error = error
+            else:
+                assert outcomes is not None
+                outcome = outcomes[index]
+                if isinstance(outcome, BaseException):
+                    ticket.error = outcome
+                else:
+                    ticket.result = outcome
+        return self.pending[0] if self.pending else None
+
+
+def _outcome(ticket: Ticket[Any]) -> Any:
+    if ticket.error is not None:
+        raise ticket.error.with_traceback(ticket.error.__traceback__)
+    return ticket.result
+
+
+class Join(Effect):
+    """Add a request to a group and wait for its own outcome (the result, or its error)."""
+
+    __slots__ = ("group", "request")
+
+    def __init__(self, group: Group[Any], request: Any) -> None:
+        self.group = group
+        self.request = request
+
+
+def sync_join_handler(runtime: SyncRuntime) -> Callable[[Join], Any]:
+    """The :class:`Join` handler of a sync runtime: callers are threads."""
+
+    def join(effect: Join) -> Any:
+        group = effect.group
+        with group.lock:
+            ticket = group.submit(effect.request)
+            ticket.wake = threading.Event()
+        while True:
+            with group.lock:
+                if ticket.done:
+                    return _outcome(ticket)
+                batch = group.claim()
+                if batch is None:
+                    ticket.wake.clear()
+            if batch is None:
+                ticket.wake.wait()
+                continue
+            outcomes: list[Any] | None = None
+            failure: BaseException | None = None
+            try:
+                outcomes = runtime.run(group.run([t.request for t in batch]))
+            except BaseException as exc:
+                failure = exc
+            with group.lock:
+                successor = group.finish(batch, outcomes, failure)
+                for done in batch:
+                    done.wake.set()
+                if successor is not None:
+                    successor.wake.set()
+
+    return join
+
+
+def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]]:
+    """The :class:`Join` handler of an async runtime: callers are tasks of one loop."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def lead(group: Group[Any], batch: list[Ticket[Any]]) -> None:
+        outcomes: list[Any] | None = None
+        failure: BaseException | None = None
+        try:
+            outcomes = await runtime.run(group.run([t.request for t in batch]))
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            successor = group.finish(batch, outcomes, failure)
+            for done in batch:
+                done.wake.set()
+            if successor is not None:
+                successor.wake.set()
+
+    async def join(effect: Join) -> Any:
+        group = effect.group
+        ticket = group.submit(effect.request)
+        ticket.wake = asyncio.Event()
+        try:
+            while True:
+                if ticket.done:
+                    return _outcome(ticket)
+                batch = group.claim()
+                if batch is None:
+                    ticket.wake.clear()
+                    await ticket.wake.wait()
+                    continue
+                mine = any(item is ticket for item in batch)
+                if mine and len(batch) == 1:
+                    # Alone: lead in this task; a cancellation concerns no one else.
+                    await lead(group, batch)
+                    continue
+                # Others' appends ride in this batch: it runs in a task of its
+                # own, which cancelling this caller does not cancel.
+                task = asyncio.get_running_loop().create_task(lead(group, batch))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                while mine and not ticket.done:
+                    ticket.wake.clear()
+                    await ticket.wake.wait()
+        except asyncio.CancelledError:
+            _abandon(group, ticket)
+            raise
+
+    return join
+
+
+def _abandon(group: Group[Any], ticket: Ticket[Any]) -> None:
+    """A cancelled caller: a request not yet in a batch is withdrawn (nothing written);
+    and if it was the one woken to lead next, the next waiting caller is woken instead."""
+    with contextlib.suppress(ValueError):  # already in a batch: it commits or fails whole
+        group.pending.remove(ticket)
+    if group.pending and group.inflight < group.max_inflight:
+        group.pending[0].wake.set()

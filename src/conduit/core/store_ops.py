@@ -1,0 +1,413 @@
+"""The store's operations, shared by ``EventStore`` and ``AsyncEventStore``.
+
+:class:`StoreCore` holds what a store is — its engine, its typed events, its
+page size, its group of concurrent appends, its listeners and subscriptions —
+and offers every call of the public API as an operation (a generator of
+effects, see :mod:`conduit.core.effects`) or, for the paged reads, as a
+:class:`~conduit.core.paging.Pages`. The two faces only run them: the sync
+face by blocking, the async face by awaiting. Everything a call does between
+its arguments and its result is here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from conduit import snapshots
+from conduit.backends.base import StreamAppend
+from conduit.core.effects import Op
+from conduit.core.group import Group, Join
+from conduit.core.paging import Pages
+from conduit.core.reads import (
+    check_from_version,
+    check_limit,
+    check_position,
+    check_related,
+    check_since,
+)
+from conduit.core.writes import (
+    PendingEvent,
+    check_expected_version,
+    new_batch,
+    new_event,
+    typed_results,
+)
+from conduit.errors import InvalidArgument, WrongExpectedVersion
+from conduit.events import (
+    Event,
+    NewEvent,
+    ParkedEvent,
+    StreamId,
+    StreamInfo,
+    StreamKey,
+    event_name,
+    event_uuid,
+    stream_key,
+)
+from conduit.subscriptions.dispatch import deliver
+from conduit.subscriptions.driving import Driver, SubscriptionStatus
+from conduit.subscriptions.lag import count_after
+from conduit.typed import TypeRegistry, is_typed
+
+if TYPE_CHECKING:
+    from conduit.aggregate import Aggregate
+
+__all__ = ["DEFAULT_PAGE_SIZE", "RESERVED_PREFIX", "Notified", "StoreCore"]
+
+log = logging.getLogger("conduit")
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 500
+"""How many events a read fetches from the engine at a time."""
+
+RESERVED_PREFIX = "conduit."
+"""Checkpoint names Conduit keeps for itself (``conduit.migrate-events``): no
+subscription may take one, and subscription status does not list them."""
+
+
+class Notified(Protocol):
+    """A subscription running in a store, as the store sees it (either face's)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def driver(self) -> Driver: ...
+
+    def after_push(self) -> Op[None]:
+        """What the subscription does once a push through this store committed: an
+        inline one catches up (in the pushing thread or task), a background one is
+        woken."""
+        ...
+
+
+class StoreCore:
+    """The state and the operations of one store (see the module docstring).
+
+    Args:
+        engine: the engine, whose methods return operations.
+        types: typed events and upcasters, or ``None``.
+        page_size: how many events reads fetch at a time.
+        group: concurrent appends combined into one transaction (group
+            commit), or ``None`` to append each on its own.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        types: TypeRegistry | None,
+        page_size: int,
+        snapshot_every: int | None = None,
+        group: Group[Any] | None = None,
+    ) -> None:
+        if type(page_size) is not int or page_size < 1:
+            raise InvalidArgument("page_size must be at least 1", field="page_size")
+        self.engine = engine
+        self.types = types
+        self.page_size = page_size
+        self.snapshot_every = snapshot_every
+        self.group = group
+        self.listeners: tuple[object, ...] = ()
+        self.subscriptions: tuple[Notified, ...] = ()
+        self.followers: set[Any] = set()
+        """The signals of this store's followers of the log, set after each push."""
+        self.starting: set[str] = set()
+        """Names of subscriptions starting (reserved until their start succeeds)."""
+        self.lock = threading.Lock()
+        """Guards the registry of listeners and subscriptions (threads of ``EventStore``)."""
+
+    def add_listener(self, listener: object) -> None:
+        """Notify a plain listener of every push through this store."""
+        with self.lock:
+            self.listeners = (*self.listeners, listener)
+
+    # -- writing ---------------------------------------------------------------
+
+    def push(
+        self,
+        name: str | object,
+        stream_id: StreamId,
+        data: dict[str, Any] | None,
+        metadata: dict[str, Any] | None,
+        expected_version: int | None,
+        event_id: Any,
+    ) -> Op[Event]:
+        """``EventStore.push``."""
+        key = stream_key(stream_id)
+        new = new_event(name, data, metadata, event_id, "", self.types)
+        check_expected_version(expected_version)
+        recorded = yield from self._append(key, (new,), expected_version)
+        if self.types is not None or type(name) is not str:
+            recorded = typed_results(recorded, (name,), self.types)
+        yield from self._after_push(recorded)
+        return recorded[0]
+
+    def push_many(
+        self,
+        stream_id: StreamId,
+        events: Iterable[PendingEvent],
+        expected_version: int | None,
+    ) -> Op[list[Event]]:
+        """``EventStore.push_many``."""
+        key = stream_key(stream_id)
+        batch, items = new_batch(stream_id, events, self.types)
+        check_expected_version(expected_version)
+        if not batch:
+            actual = yield from self.engine.stream_version(key)
+            if expected_version is not None and expected_version != actual:
+                raise WrongExpectedVersion(stream_id, expected_version, actual)
+            return []
+        recorded = yield from self._append(key, batch, expected_version)
+        if self.types is not None or any(is_typed(item) for item in items):
+            recorded = typed_results(recorded, items, self.types)
+        yield from self._after_push(recorded)
+        return recorded
+
+    def _append(
+        self, key: StreamKey, batch: Sequence[NewEvent], expected_version: int | None
+    ) -> Op[list[Event]]:
+        group = self.group
+        if group is None:
+            recorded: list[Event] = yield from self.engine.append(key, batch, expected_version)
+            return recorded
+        outcome = yield Join(group, (StreamAppend(key, tuple(batch), expected_version),))
+        return outcome[0]  # type: ignore[no-any-return]
+
+    def _after_push(self, recorded: list[Event]) -> Op[None]:
+        """Followers, listeners, then subscriptions: never undoing the push, whatever they
+        raise."""
+        for wake in self.followers:
+            wake.set()
+        if self.listeners:
+            yield from deliver(self.listeners, recorded)
+        for subscription in self.subscriptions:
+            try:
+                yield from subscription.after_push()
+            except Exception:  # a failing subscription never undoes the push
+                log.exception("subscription %r failed after a push", subscription.name)
+
+    # -- reading ---------------------------------------------------------------
+
+    def stream_pages(
+        self,
+        stream_id: StreamId,
+        *,
+        since: datetime | None,
+        from_version: int | None,
+        limit: int | None,
+        backwards: bool,
+    ) -> Pages[int | None, Event]:
+        """``EventStore.read``: a stream's events, a page at a time."""
+        key = stream_key(stream_id)
+        check_since(since)
+        remaining = check_limit(limit)
+        check_from_version(from_version)
+        engine = self.engine
+        types = self.types
+
+        def fetch(start: int | None, size: int) -> Op[Sequence[Event]]:
+            page = yield from engine.read_stream(
+                key, start=start, backwards=backwards, since=since, limit=size
+            )
+            return page if types is None else list(map(types.decode, page))
+
+        def advance(event: Event) -> int | None:
+            start = event.version + (-1 if backwards else 1)
+            return None if start < 1 else start
+
+        return Pages(fetch, from_version, advance, limit=remaining, page_size=self.page_size)
+
+    def log_pages(
+        self,
+        *,
+        after: int | None,
+        names: Iterable[str] | None,
+        limit: int | None,
+        correlation_id: Any = None,
+        causation_id: Any = None,
+        wait: bool = True,
+    ) -> Pages[int, Event]:
+        """``EventStore.read_all``: the global log, a page at a time.
+
+        With types and ``names`` (today's names), events stored under an older
+        name that upcasters rename are fetched too, and kept when their name,
+        once upcast, is one of ``names``.
+        """
+        position = check_position(after)
+        wanted = None if names is None else tuple(sorted({event_name(n) for n in names}))
+        remaining = check_limit(limit)
+        related = {
+            key: check_related(key, value)
+            for key, value in (("correlation_id", correlation_id), ("causation_id", causation_id))
+            if value is not None
+        }
+        engine = self.engine
+        stored, keep = self.log_filter(wanted)
+
+        def fetch(after: int, size: int) -> Op[Sequence[Event]]:
+            if stored is not None and not stored:
+                return []
+            page: Sequence[Event] = yield from engine.read_all(
+                after=after, names=stored, limit=size, wait=wait, **related
+            )
+            return page
+
+        return Pages(
+            fetch,
+            position,
+            _position,
+            limit=remaining,
+            page_size=self.page_size,
+            keep=keep,
+        )
+
+    def log_filter(
+        self, names: tuple[str, ...] | None
+    ) -> tuple[tuple[str, ...] | None, Callable[[Sequence[Event]], Sequence[Event]] | None]:
+        """What a read of the log by today's ``names`` asks the engine for (the names
+        events are stored under), and how it turns a page into the events it keeps:
+        upcast and typed, and with the names of today."""
+        types = self.types
+        if types is None:
+            return names, None
+        if names is None:
+
+            def decoded(page: Sequence[Event]) -> Sequence[Event]:
+                return list(map(types.decode, page))
+
+            return None, decoded
+        today = set(names)
+
+        def kept(page: Sequence[Event]) -> Sequence[Event]:
+            return [event for event in map(types.decode, page) if event.name in today]
+
+        return tuple(sorted(types.upcasters.stored_names(today))), kept
+
+    def streams_pages(
+        self, *, prefix: str | None, after: str | None, limit: int | None
+    ) -> Pages[str | None, StreamInfo]:
+        """``EventStore.streams``: streams and their versions, by id, a page at a time."""
+        remaining = check_limit(limit)
+        engine = self.engine
+
+        def fetch(cursor: str | None, size: int) -> Op[Sequence[StreamInfo]]:
+            page: Sequence[StreamInfo] = yield from engine.streams(
+                after=cursor, prefix=prefix, limit=size
+            )
+            return page
+
+        return Pages(
+            fetch,
+            None if after is None else str(after),
+            _stream_text,
+            limit=remaining,
+            page_size=self.page_size,
+        )
+
+    def parked_pages(
+        self, subscription: str | None, *, after: int, limit: int | None
+    ) -> Pages[int, ParkedEvent]:
+        """``EventStore.parked``: parked events by id, a page at a time."""
+        if type(after) is not int or after < 0:
+            raise InvalidArgument("after must be a parked event's id (0 or more)", field="after")
+        remaining = check_limit(limit)
+        engine = self.engine
+
+        def fetch(cursor: int, size: int) -> Op[Sequence[ParkedEvent]]:
+            page: Sequence[ParkedEvent] = yield from engine.parked(
+                subscription=subscription, after=cursor, limit=size
+            )
+            return page
+
+        return Pages(fetch, after, _parked_id, limit=remaining, page_size=self.page_size)
+
+    def stream_version(self, stream_id: StreamId) -> Op[int]:
+        """``EventStore.stream_version``."""
+        version: int = yield from self.engine.stream_version(stream_key(stream_id))
+        return version
+
+    def head_position(self, *, wait: bool = True) -> Op[int]:
+        """``EventStore.head_position``."""
+        head: int = yield from self.engine.head_position(wait=wait)
+        return head
+
+    def read_event(self, event_id: Any) -> Op[Event | None]:
+        """``EventStore.read_event``."""
+        event: Event | None = yield from self.engine.read_event(event_uuid(event_id))
+        if event is None or self.types is None:
+            return event
+        return self.types.decode(event)
+
+    # -- parked events -----------------------------------------------------------
+
+    def drop_parked(self, parked_id: int) -> Op[bool]:
+        """``EventStore.drop_parked``."""
+        dropped: bool = yield from self.engine.unpark(parked_id)
+        return dropped
+
+    def retry_parked(self, parked_id: int | None, subscription: str | None) -> Op[int]:
+        """``EventStore.retry_parked``: marked, and this store's drivers told to look."""
+        count: int = yield from self.engine.request_retry(parked_id, subscription=subscription)
+        for known in self.subscriptions:
+            known.driver.runner.check_retries_soon()
+            yield from known.after_push()
+        return count
+
+    def subscription_status(self) -> Op[list[SubscriptionStatus]]:
+        """``EventStore.subscription_status``: it looks, it never waits."""
+        running = {known.name: known for known in self.subscriptions}
+        head = yield from self.engine.head_position(wait=False)
+        stored = yield from self.engine.checkpoints()
+        found = {
+            name: position for name, position in stored if not name.startswith(RESERVED_PREFIX)
+        }
+        statuses = []
+        for name in sorted(set(found) | set(running)):
+            if name in running:
+                statuses.append((yield from running[name].driver.status()))
+            else:
+                checkpoint = found[name]
+                behind, capped = yield from count_after(self, checkpoint)
+                statuses.append(SubscriptionStatus(name, checkpoint, head, behind, capped))
+        return statuses
+
+    # -- entities and snapshots ----------------------------------------------------
+
+    def save_snapshot(self, stream_id: StreamId, state: object, version: int) -> Op[None]:
+        """``EventStore.save_snapshot``."""
+        if type(version) is not int or version < 1:
+            raise InvalidArgument("version must be an integer of 1 or more", field="version")
+        yield from snapshots.take_snapshot(self, stream_id, state, version)
+
+    def load(self, stream_id: StreamId, onto: type[T], use_snapshots: bool) -> Op[T]:
+        """``EventStore.load``."""
+        return (yield from snapshots.load(self, stream_id, onto, snapshots=use_snapshots))
+
+    def save(self, entity: Aggregate) -> Op[list[Event]]:
+        """``EventStore.save``."""
+        pending = entity.pending_events
+        if not pending:
+            return []
+        before = entity.version
+        recorded = yield from self.push_many(entity.id, pending, before)
+        entity._conduit_saved(recorded[-1].version)
+        yield from snapshots.maybe_snapshot(self, entity.id, entity, before, recorded[-1].version)
+        return recorded
+
+
+def _position(event: Event) -> int:
+    return event.position
+
+
+def _stream_text(info: StreamInfo) -> str:
+    return str(info.stream_id)
+
+
+def _parked_id(parked: ParkedEvent) -> int:
+    return parked.id

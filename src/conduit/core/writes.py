@@ -1,0 +1,202 @@
+"""What a push or a batch becomes before any engine sees it: validated, encoded
+:class:`~conduit.events.NewEvent` values, and the recorded events a caller gets back.
+
+Free of I/O: both faces (``EventStore``, ``AsyncEventStore``) run exactly these
+checks, which raise before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from conduit import codec
+from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent
+from conduit.events import (
+    Event,
+    NewEvent,
+    StreamId,
+    event_name,
+    event_uuid,
+    make_new_event,
+    make_typed_event,
+)
+from conduit.typed import TypeRegistry, encode_typed, is_typed
+from conduit.upcasting import SCHEMA_VERSION_KEY
+
+__all__ = [
+    "MAX_BATCH",
+    "PendingEvent",
+    "check_expected_version",
+    "new_batch",
+    "new_event",
+    "pending_event",
+    "typed_results",
+]
+
+MAX_BATCH = 100_000
+"""The most events one ``push_many`` may append."""
+
+PendingEvent = (
+    Mapping[str, Any]
+    | tuple[str, dict[str, Any]]
+    | tuple[str, dict[str, Any], dict[str, Any]]
+    | object
+)
+"""An event for :meth:`EventStore.push_many`: ``{"name", "data", "metadata", "id",
+"recorded_at"}`` or ``(name, data)`` or ``(name, data, metadata)``, or a typed
+event (a dataclass or pydantic model instance)."""
+
+
+def new_event(
+    name: object,
+    data: object,
+    metadata: object,
+    event_id: object,
+    where: str = "",
+    types: TypeRegistry | None = None,
+) -> NewEvent:
+    """One event, checked and encoded: a name with its data, or a typed event.
+
+    ``where`` prefixes the field names of errors (``events[3].data``); ``types``
+    checks data pushed under a registered name, and adds schema versions.
+
+    Raises:
+        InvalidEvent: a bad name, event id, data or metadata, naming the field.
+    """
+    if type(name) is not str and is_typed(name):
+        return _new_typed_event(name, data, metadata, event_id, where, types)
+    new_id = event_uuid(event_id)
+    stored_name = event_name(name)
+    text = codec.encode(data, field=f"{where}data")
+    if types is not None and (metadata is None or type(metadata) is dict):
+        meta = types.check(stored_name, text, metadata, where)
+    else:
+        meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
+    return make_new_event(new_id, stored_name, text, meta)
+
+
+def _new_typed_event(
+    event: object,
+    data: object,
+    metadata: object,
+    event_id: object,
+    where: str,
+    types: TypeRegistry | None = None,
+) -> NewEvent:
+    if data is not None:
+        raise InvalidEvent(
+            f"{where}data: a typed event carries its own data; give no data", field=f"{where}data"
+        )
+    new_id = event_uuid(event_id)
+    name, text, version = encode_typed(event, where)
+    if version is not None:
+        if metadata is not None and not isinstance(metadata, dict):
+            codec.encode(metadata, field=f"{where}metadata")  # raises, naming the field
+        metadata = {**(metadata or {}), SCHEMA_VERSION_KEY: version}  # type: ignore[dict-item]
+    meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
+    if types is not None:
+        # Reads will decode it: refuse now what they could not give back, equal.
+        types.refuse_unreadable(name, text, metadata, where, event)  # type: ignore[arg-type]
+    return make_new_event(new_id, name, text, meta)
+
+
+def pending_event(item: object, index: int, types: TypeRegistry | None = None) -> NewEvent:
+    """The ``index``-th event of a batch (see :data:`PendingEvent`), checked and encoded.
+
+    Raises:
+        InvalidEvent: naming the event and the field (``events[3].data``).
+    """
+    where = f"events[{index}]."
+    if type(item) is tuple and len(item) == 2:  # the common case first
+        return new_event(item[0], item[1], None, None, where, types)
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"name", "data", "metadata", "id", "recorded_at"}
+        if unknown or "name" not in item or "data" not in item:
+            raise InvalidEvent(
+                f"events[{index}]: a mapping with 'name', 'data' and optionally 'metadata' "
+                "and 'id'",
+                field=f"events[{index}]",
+            )
+        new = new_event(
+            item["name"], item["data"], item.get("metadata"), item.get("id"), where, types
+        )
+        recorded_at = item.get("recorded_at")
+        if recorded_at is None:
+            return new
+        if not isinstance(recorded_at, datetime) or recorded_at.utcoffset() is None:
+            raise InvalidEvent(
+                f"events[{index}].recorded_at: a timezone-aware datetime",
+                field=f"events[{index}].recorded_at",
+            )
+        return replace(new, recorded_at=recorded_at.astimezone(UTC))
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        metadata = item[2] if len(item) == 3 else None
+        return new_event(item[0], item[1], metadata, None, where, types)
+    if is_typed(item):
+        return _new_typed_event(item, None, None, None, where, types)
+    raise InvalidEvent(
+        f"events[{index}]: {type(item).__name__} is not an event; use a mapping "
+        "{'name', 'data'} or a tuple (name, data)",
+        field=f"events[{index}]",
+    )
+
+
+def check_expected_version(expected_version: object) -> None:
+    """Refuse an ``expected_version`` that is not ``None`` or a version (0 or more).
+
+    Raises:
+        InvalidArgument: naming ``expected_version``.
+    """
+    if expected_version is None:
+        return
+    if type(expected_version) is not int or expected_version < 0:
+        # An argument of the call, not a part of an event: not an InvalidEvent.
+        raise InvalidArgument(
+            f"expected_version: {expected_version!r} is not a version (None, 0 or more)",
+            field="expected_version",
+        )
+
+
+def new_batch(
+    stream_id: StreamId, events: Iterable[PendingEvent], types: TypeRegistry | None
+) -> tuple[list[NewEvent], Sequence[object]]:
+    """A batch of one stream, checked and encoded; and the items as given.
+
+    Raises:
+        InvalidEvent: a bad event (named), too many events, or an event id twice.
+        DuplicateEvent: the same event id twice in the batch.
+    """
+    items = events if isinstance(events, list | tuple) else list(events)
+    batch = [pending_event(item, index, types) for index, item in enumerate(items)]
+    if len(batch) > MAX_BATCH:
+        raise InvalidEvent(f"events: at most {MAX_BATCH} events in one batch", field="events")
+    if len({new.id for new in batch}) != len(batch):
+        seen: set[object] = set()
+        for new in batch:
+            if new.id in seen:
+                raise DuplicateEvent(new.id, stream_id)
+            seen.add(new.id)
+    return batch, items
+
+
+def typed_results(
+    recorded: list[Event], pushed: Sequence[object], types: TypeRegistry | None
+) -> list[Event]:
+    """The recorded events as reads will give them: typed objects attached.
+
+    Cannot fail: with types, every pushed event was checked to read back
+    before it was written (``TypeRegistry.refuse_unreadable``), so decoding
+    the committed events again gives what that check saw.
+    """
+    result: list[Event] = []
+    for event, item in zip(recorded, pushed, strict=True):
+        if is_typed(item) and (types is None or types.class_for(event.name) in (None, type(item))):
+            result.append(make_typed_event(event, item))
+        elif types is None:
+            result.append(event)
+        else:
+            result.append(types.decode(event))
+    return result

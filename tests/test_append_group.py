@@ -1,0 +1,145 @@
+"""Backend.append_group: several appends in one engine transaction, each all or nothing.
+
+Group commit (the store combining concurrent pushes) stands on it; these tests
+pin the engine call itself on every engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from conduit import DuplicateEvent, EventStore, WrongExpectedVersion, new_id
+from conduit.backends.base import AppendRequest, StreamAppend
+from conduit.core.effects import Op, Sleep
+from conduit.events import NewEvent, make_new_event, stream_key
+
+
+def _new(name: str = "thing_happened", data: str = "{}") -> NewEvent:
+    return make_new_event(new_id(), name, data, "{}")
+
+
+def _request(stream: str, count: int = 1, expected: int | None = None) -> AppendRequest:
+    return (StreamAppend(stream_key(stream), tuple(_new() for _ in range(count)), expected),)
+
+
+def test_each_request_gets_its_own_recorded_events(store: EventStore) -> None:
+    requests = [_request("a", 2), _request("b", 1), _request("c", 3)]
+    outcomes = store.backend.append_group(requests)
+    assert [[[e.version for e in part] for part in o] for o in outcomes] == [  # type: ignore[union-attr]
+        [[1, 2]],
+        [[1]],
+        [[1, 2, 3]],
+    ]
+    for request, outcome in zip(requests, outcomes, strict=True):
+        assert not isinstance(outcome, Exception)
+        assert [e.id for e in outcome[0]] == [new.id for new in request[0].events]
+    assert [e.stream_id for e in store.read_all()] == ["a", "a", "b", "c", "c", "c"]
+
+
+def test_a_request_s_events_are_contiguous_and_in_log_order(store: EventStore) -> None:
+    outcomes = store.backend.append_group([_request("a", 3), _request("b", 2)])
+    positions = [e.position for o in outcomes for e in o[0]]  # type: ignore[index]
+    assert positions == sorted(positions)
+    logged = [e.position for e in store.read_all()]
+    assert logged == positions
+    first = [e.position for e in outcomes[0][0]]  # type: ignore[index]
+    assert first == list(range(first[0], first[0] + 3))
+
+
+def test_a_wrong_expected_version_fails_that_request_alone(store: EventStore) -> None:
+    store.push("thing_happened", "taken", {})
+    outcomes = store.backend.append_group(
+        [_request("a"), _request("taken", 2, expected=0), _request("b")]
+    )
+    assert isinstance(outcomes[1], WrongExpectedVersion)
+    assert (outcomes[1].expected, outcomes[1].actual) == (0, 1)
+    assert not isinstance(outcomes[0], Exception)
+    assert not isinstance(outcomes[2], Exception)
+    assert store.stream_version("taken") == 1
+    assert [e.stream_id for e in store.read_all()] == ["taken", "a", "b"]
+
+
+def test_requests_to_one_stream_see_the_versions_earlier_ones_leave(store: EventStore) -> None:
+    outcomes = store.backend.append_group(
+        [_request("s", 1, expected=0), _request("s", 2, expected=1), _request("s", 1, expected=1)]
+    )
+    assert [e.version for e in outcomes[0][0]] == [1]  # type: ignore[index]
+    assert [e.version for e in outcomes[1][0]] == [2, 3]  # type: ignore[index]
+    assert isinstance(outcomes[2], WrongExpectedVersion)
+    assert outcomes[2].actual == 3
+    assert [e.version for e in store.get("s")] == [1, 2, 3]
+
+
+def test_a_retried_request_gets_the_events_already_recorded(store: EventStore) -> None:
+    first = _request("a", 2)
+    recorded = store.backend.append_group([first])[0]
+    outcomes = store.backend.append_group([first, _request("b")])
+    assert not isinstance(outcomes[0], Exception)
+    assert [e.id for e in outcomes[0][0]] == [e.id for e in recorded[0]]  # type: ignore[index]
+    assert store.stream_version("a") == 2
+    assert store.stream_version("b") == 1
+
+
+def test_an_id_recorded_in_another_stream_fails_that_request_alone(store: EventStore) -> None:
+    taken = store.push("thing_happened", "elsewhere", {})
+    clash = (StreamAppend(stream_key("a"), (make_new_event(taken.id, "x", "{}", "{}"),), None),)
+    outcomes = store.backend.append_group([clash, _request("b")])
+    assert isinstance(outcomes[0], DuplicateEvent)
+    assert not isinstance(outcomes[1], Exception)
+    assert store.stream_version("a") == 0
+
+
+def test_new_streams_keep_the_id_type_they_were_created_with(store: EventStore) -> None:
+    stream_id = new_id()
+    part = StreamAppend(stream_key(stream_id), (_new(),), None)
+    outcomes = store.backend.append_group([(part,), _request("text")])
+    assert outcomes[0][0][0].stream_id == stream_id  # type: ignore[index]
+    assert store.get(stream_id)[0].stream_id == stream_id
+    assert store.get("text")[0].stream_id == "text"
+
+
+def test_threads_pushing_at_once_share_a_transaction_each_with_its_own_outcome(
+    make_store: Any,
+) -> None:
+    store = make_store()
+    group = store._core.group
+    if group is None:
+        assert store.backend.scheme == "memory"  # no commit to share
+        return
+    store.push("thing_happened", "taken", {})
+    real = group.run
+    first = threading.Event()
+
+    def slow_first(requests: Any) -> Op[Any]:
+        if not first.is_set():  # the first batch takes a while: the others queue up
+            first.set()
+            yield Sleep(0.3)
+        return (yield from real(requests))
+
+    group.run = slow_first
+    outcomes: dict[int, Any] = {}
+
+    def push(n: int) -> None:
+        try:
+            if n == 0:
+                outcomes[n] = store.push("thing_happened", "taken", {}, expected_version=0)
+            else:
+                outcomes[n] = store.push("thing_happened", f"s-{n}", {"n": n})
+        except WrongExpectedVersion as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert isinstance(outcomes[0], WrongExpectedVersion)
+    for n in range(1, 16):
+        assert (outcomes[n].stream_id, outcomes[n].version, outcomes[n].data) == (
+            f"s-{n}",
+            1,
+            {"n": n},
+        )
+    assert group.combined > 0  # some pushes shared one transaction
+    assert store.stream_version("taken") == 1
