@@ -67,6 +67,8 @@ class ScaleSettings:
     """Calls timed per round for CLI commands run in-process, and the lagging-projection ones."""
     processes: int = 3
     """Calls timed per round for the CLI run as a subprocess (0: not measured)."""
+    budget: float = 15.0
+    """Seconds of calls after which an operation's timing stops early (5 calls at least)."""
     writers: tuple[int, ...] = (1, 8)
     """Writer processes for the append rate (PostgreSQL; SQLite measures one)."""
     build_processes: int = 2
@@ -86,6 +88,7 @@ class ScaleSettings:
             pages=3,
             commands=1,
             processes=0,
+            budget=1.0,
             writers=(1, 2),
             startup_runs=1,
         )
@@ -368,7 +371,9 @@ def _stage(
 
         def timed(latency: Latency) -> Callable[[Subject], None]:
             def measure(target: Subject) -> None:
-                found = time_calls(target, latency, getattr(settings, latency.samples), rng)
+                count = getattr(settings, latency.samples)
+                found = time_calls(target, latency, count, settings.budget, rng)
+                record(f"{latency.key}.calls", target, len(found))
                 record(f"{latency.key}.p50", target, percentile(found, 0.5) * 1000)
                 record(f"{latency.key}.p99", target, percentile(found, 0.99) * 1000)
 

@@ -28,7 +28,10 @@ from conduit import EventStore
 from conduit.cli.app import app as cli
 from conduit.web import create_app
 
-__all__ = ["LATENCIES", "PROJECTION", "Latency", "Subject", "percentile", "size_bytes"]
+__all__ = ["LATENCIES", "MIN_CALLS", "PROJECTION", "Latency", "Subject", "percentile", "size_bytes"]
+
+MIN_CALLS = 5
+"""The fewest calls an operation's latency is taken from, however slow they are."""
 
 PROJECTION = "report-view"
 """The checkpoint every measured store holds (a projection that keeps up)."""
@@ -247,17 +250,28 @@ LATENCIES = (
 """Every operation timed call by call, in the order they are measured and shown."""
 
 
-def time_calls(subject: Subject, latency: Latency, count: int, rng: random.Random) -> list[float]:
-    """Seconds of ``count`` calls of an operation (after one untimed call)."""
+def time_calls(
+    subject: Subject, latency: Latency, count: int, budget: float, rng: random.Random
+) -> list[float]:
+    """Seconds of ``count`` calls of an operation (after one untimed call).
+
+    Calls stop early, after at least :data:`MIN_CALLS`, once they have taken
+    ``budget`` seconds: an operation that scans a large log would otherwise
+    keep the run going for hours.
+    """
     with latency.around(subject):
         if latency.captured:
             latency.make(subject, rng)()
-        found = []
+        found: list[float] = []
+        spent = 0.0
         for _ in range(count):
             call = latency.make(subject, rng)
             start = time.perf_counter()
             call()
             found.append(time.perf_counter() - start)
+            spent += found[-1]
+            if spent >= budget and len(found) >= MIN_CALLS:
+                break
     return found
 
 

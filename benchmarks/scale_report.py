@@ -112,12 +112,13 @@ def verdicts(run: ScaleRun) -> list[Verdict]:
                 )
             if metric.limit_ms is not None:
                 values = engine.values.get((metric.key, last, "large"), [])
+                empty = engine.values.get((metric.key, engine.stages[0], "large"), [])
                 if values:
                     found.append(
                         Verdict(
                             name,
                             f"{metric.label} at {stage_name(last)}",
-                            _spread(values, " ms"),
+                            f"{_spread(values, ' ms')}; at 0: {_spread(empty, ' ms')}",
                             f"< {metric.limit_ms:g} ms",
                             statistics.median(values) < metric.limit_ms,
                             operation,
@@ -167,6 +168,27 @@ def _figures(engine: EngineRun, found: list[Metric]) -> list[str]:
             line.append(_spread(measured, "x") if measured else "")
         lines.append(line)
     return _table(header, lines)
+
+
+def _cut_short(engine: EngineRun, settings: ScaleSettings) -> list[str]:
+    """The operations whose timing stopped early, with the fewest calls a round per stage."""
+    found = []
+    for latency in LATENCIES:
+        asked = getattr(settings, latency.samples)
+        counts = []
+        for stage in engine.stages:
+            calls = engine.values.get((f"{latency.key}.calls", stage, "large"), [])
+            if calls and min(calls) < asked:
+                counts.append(f"{min(calls):.0f} at {stage_name(stage)}")
+        if counts:
+            found.append(f"{latency.label} ({', '.join(counts)})")
+    if not found:
+        return []
+    return [
+        f"Timed for at most {settings.budget:g} s a round on each store, so with fewer calls "
+        f"than asked ({settings.samples} or {settings.pages}): " + "; ".join(found) + ".",
+        "",
+    ]
 
 
 def _work_table(engine: EngineRun) -> list[str]:
@@ -246,7 +268,8 @@ def description(settings: ScaleSettings) -> list[str]:
         f"- **Latencies**: {settings.samples} calls a round for the API's reads, "
         f"{settings.pages} for each page, {settings.commands} for in-process commands and the "
         f"lagging-projection rows, {settings.processes} for the subprocess; each on a stream "
-        "chosen at random (after one untimed call); nearest-rank p50 and p99. Pages go through "
+        "chosen at random (after one untimed call), stopping early (after 5 calls at least) "
+        f"once they took {settings.budget:g} s; nearest-rank p50 and p99. Pages go through "
         "Starlette's `TestClient` to `conduit.web.create_app(store)` (in-process, no network); "
         "`conduit stats` through typer's `CliRunner` (opening the store included) and as a "
         "subprocess (Python's start-up included: see *Start-up*).",
@@ -296,7 +319,7 @@ def markdown(run: ScaleRun) -> list[str]:
                 lines.append(
                     [
                         ENGINES[engine.engine],
-                        f"to {stage_name(build.stage)}",
+                        f"to {stage_name(build.stage)}" if build.stage else "the probe streams",
                         f"{build.events:,}",
                         f"{build.seconds:.0f}",
                         f"{build.events / build.seconds:,.0f}" if build.seconds else "",
@@ -316,6 +339,7 @@ def markdown(run: ScaleRun) -> list[str]:
     for engine in run.engines:
         name = ENGINES[engine.engine]
         out += [f"### {name}", "", *_figures(engine, metrics(engine.engine, run.settings)), ""]
+        out += _cut_short(engine, run.settings)
         mine = [v for v in every if v.engine == name]
         out += [
             f"#### {name}: targets at {stage_name(engine.stages[-1])} events",
