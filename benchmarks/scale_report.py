@@ -236,7 +236,8 @@ def description(settings: ScaleSettings) -> list[str]:
         "`python -m benchmarks --only scale` (not part of the default run) builds one store on "
         f"SQLite and one on PostgreSQL, in stages of {stages} events, and measures each stage "
         "against an empty store in the same rounds. `--quick` does the same with 100,000 "
-        "events and tiny timings: tests/test_benchmark_scale.py runs it so that the code cannot "
+        "events, tiny timings and two rounds: tests/test_benchmark_scale.py runs it so that the "
+        "code cannot "
         "rot (no timing is asserted). `--workdir` names where the SQLite files go (10 M events "
         "take a few GB); `--postgres-url` the server, on which the run creates the database "
         f"`{DATABASE}` and drops it afterwards.",
