@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -415,8 +414,3 @@ def _log_page_work(target: Subject) -> Work:
     with capturing() as statements:
         list(target.store.read_all(after=target.layout.middle, limit=500))
     return explain(target.engine, target.target, statements)
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """Median, lowest and highest."""
-    return statistics.median(values), min(values), max(values)
