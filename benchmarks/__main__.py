@@ -5,6 +5,10 @@ Examples::
     python -m benchmarks                                  # everything, a few minutes
     python -m benchmarks --quick --only sqlite            # a ~30 s smoke run
     python -m benchmarks --write docs/benchmarks.md       # record the figures
+    python -m benchmarks --only scale --write docs/benchmarks.md   # 10 M events, ~1 hour
+
+The scale benchmark is never part of the default run; writing its figures
+replaces only its own block of the page, and the default run keeps that block.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import costs, entities_bench, postgres_bench, projections_bench, sqlite_bench
+from benchmarks import (
+    costs,
+    entities_bench,
+    postgres_bench,
+    projections_bench,
+    scale,
+    scale_report,
+    sqlite_bench,
+)
 from benchmarks.common import Settings
 from benchmarks.report import Run, console, markdown
 
@@ -37,7 +49,12 @@ PREAMBLE = [
     ".venv/bin/python -m benchmarks                             # everything (a few minutes)",
     ".venv/bin/python -m benchmarks --only sqlite --quick       # a ~30 s smoke run",
     ".venv/bin/python -m benchmarks --write docs/benchmarks.md  # rewrite this page",
+    ".venv/bin/python -m benchmarks --only scale --write docs/benchmarks.md  # 10 M events",
     "```",
+    "",
+    "The scale benchmark (10 M events, about an hour) is not part of the default run; its "
+    "figures, at the end of this page, come from a run of their own, which rewrites only "
+    "them (and the default run keeps them).",
     "",
     "`--postgres-url` names the server (default "
     f"`{DEFAULT_POSTGRES}`); the run creates the database `{postgres_bench.DATABASE}` "
@@ -72,10 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Conduit's side-by-side benchmarks (not part of the test suite).",
     )
     parser.add_argument(
-        "--only", choices=("sqlite", "postgres", "projections", "entities"), help="run one section"
+        "--only",
+        choices=("sqlite", "postgres", "projections", "entities", "scale"),
+        help="run one section (scale: only this way, ~1 hour)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a ~30 s smoke run, figures indicative"
+        "--quick",
+        action="store_true",
+        help="a ~30 s smoke run, figures indicative (scale: 100,000 events)",
     )
     parser.add_argument("--write", metavar="PATH", type=Path, help="write the Markdown report here")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a server (superuser)")
@@ -86,8 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="length of the long stream iterated under tracemalloc (default 1,000,000)",
     )
+    parser.add_argument(
+        "--scale-stages",
+        metavar="N,N,...",
+        type=_stages,
+        help="scale: the stages, in events (default 0,1000000,10000000)",
+    )
+    parser.add_argument(
+        "--scale-database",
+        metavar="NAME",
+        default=scale.DATABASE,
+        help=f"scale: the database made on the server and dropped after (default {scale.DATABASE})",
+    )
     args = parser.parse_args(argv)
 
+    if args.only == "scale":
+        return _scale(args)
     settings = Settings.quick() if args.quick else Settings()
     if args.memory_events:
         short = min(settings.memory_short, max(1, args.memory_events // 10))
@@ -132,9 +167,46 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     log("done")
     if args.write:
-        args.write.write_text(markdown(run, PREAMBLE, CLOSING), encoding="utf-8")
+        text = markdown(run, PREAMBLE, CLOSING)
+        if args.write.exists():  # the scale figures come from their own run: keep them
+            text = scale_report.keep_block(args.write.read_text(encoding="utf-8"), text)
+        args.write.write_text(text, encoding="utf-8")
         log(f"wrote {args.write}")
     return 1 if failed else 0
+
+
+def _stages(text: str) -> tuple[int, ...]:
+    try:
+        stages = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: numbers of events, comma-separated") from None
+    if not stages or stages[0] != 0 or list(stages) != sorted(set(stages)):
+        raise argparse.ArgumentTypeError(f"{text!r}: 0 first, then growing numbers of events")
+    return stages
+
+
+def _scale(args: argparse.Namespace) -> int:
+    """``--only scale``: build the large stores, measure, and write the page's scale block."""
+    settings = scale.ScaleSettings.quick() if args.quick else scale.ScaleSettings()
+    if args.scale_stages:
+        settings = replace(settings, stages=args.scale_stages)
+    workdir = Path(tempfile.mkdtemp(prefix="conduit-scale-", dir=args.workdir))
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    try:
+        result = scale.run(settings, workdir, args.postgres_url, log, database=args.scale_database)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(scale_report.console(result), flush=True)
+    if args.write:
+        block = "\n".join(scale_report.markdown(result))
+        old = args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
+        args.write.write_text(scale_report.replace_block(old, block), encoding="utf-8")
+        log(f"wrote {args.write}")
+    return 1 if result.skipped else 0
 
 
 if __name__ == "__main__":
