@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from benchmarks.scale_build import RARE, STREAM_EVENTS, Layout, since, stream_id
 from conduit import EventStore
-from conduit.cli.app import app as cli
+from conduit.cli.application import app as cli
 from conduit.web import create_app
 
 __all__ = ["LATENCIES", "MIN_CALLS", "PROJECTION", "Latency", "Subject", "percentile", "size_bytes"]

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from conduit.backends import sqlite as sqlite_engine
-from conduit.backends.postgres import backend as postgres_engine
+from conduit.backends.postgres import sync as postgres_engine
 
 __all__ = ["Statement", "Work", "capturing", "explain"]
 
@@ -56,31 +56,21 @@ def capturing() -> Iterator[list[Statement]]:
     found: list[Statement] = []
     lite: Any = sqlite_engine.SQLiteBackend
     pg: Any = postgres_engine._Connection
-    query, run, read = lite._query, pg.run, pg.read
+    query, perform = lite._query, pg.perform
 
     def lite_query(self: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         found.append(Statement(sql, tuple(params)))
         return query(self, sql, params)
 
-    def pg_run(self: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
-        found.append(Statement(sql, tuple(params or ())))
-        return run(self, sql, params)
+    def pg_perform(self: Any, statement: Any) -> Any:
+        found.append(Statement(statement.sql, tuple(statement.params or ())))
+        return perform(self, statement)
 
-    def pg_read(self: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
-        found.append(Statement(sql, tuple(params or ())))
-        return read(self, sql, params)
-
-    def pg_execute(self: Any, sql: Any, params: Sequence[Any] | None = None, **kw: Any) -> Any:
-        if isinstance(sql, str):
-            found.append(Statement(sql, tuple(params or ())))
-        return psycopg.Connection.execute(self, sql, params, **kw)
-
-    lite._query, pg.run, pg.read, pg.execute = lite_query, pg_run, pg_read, pg_execute
+    lite._query, pg.perform = lite_query, pg_perform
     try:
         yield found
     finally:
-        lite._query, pg.run, pg.read = query, run, read
-        del pg.execute
+        lite._query, pg.perform = query, perform
 
 
 def _is_read(sql: str) -> bool:
