@@ -7,29 +7,36 @@ with the actual version, 422 with the field at fault, parked events.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import re
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
+from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from conduit import EventStore
+from conduit import AsyncEventStore, EventStore
 from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.web import create_app
 from conduit.web.api import routes as api_routes
+from conduit.web.auth import CSRF_COOKIE
 from conduit.web.history import events_before
 from conduit.web.openapi import description
 from conduit.web.server import BackgroundServer
+from conduit.web.stores import ServedStore
 
 ENGINES = ["sqlite", "postgres"]
 EXAMPLES = {"sqlite": 20, "postgresql": 10}
@@ -37,10 +44,40 @@ EXAMPLES = {"sqlite": 20, "postgresql": 10}
 PostgreSQL gets fewer: the same code answers, and its part is mapping the engine's errors."""
 
 
+T = TypeVar("T")
+
+
 @pytest.fixture
-def client(store: EventStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+def app(store: EventStore) -> Starlette:
+    """The application over the ``EventStore`` of the test, which it serves through an
+    ``AsyncEventStore`` of its own over the same storage."""
+    return create_app(store)
+
+
+@pytest.fixture
+def client(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
+
+
+def on_the_served_store(client: TestClient, call: Callable[[AsyncEventStore], Awaitable[T]]) -> T:
+    """Await ``call(store)``, the store the application serves, in the application's loop."""
+    app: Any = client.app
+    served: AsyncEventStore = app.state.store
+    assert client.portal is not None, "use the client as a context manager"
+
+    async def run() -> T:
+        return await call(served)
+
+    return client.portal.call(run)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30) -> None:
+    """Return once ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.02)
 
 
 def append(client: TestClient, stream_id: str, *events: dict[str, Any], **body: Any) -> Any:
@@ -289,16 +326,167 @@ def test_the_tail_sends_new_events_and_resumes_after_the_last_event_id(
         assert [e["id"] for e in live] == [str(third.id)]
 
 
+def followers(app: Starlette) -> int:
+    """How many followers of the log the store the application serves has."""
+    return len(app.state.store._core.followers)
+
+
+def test_the_tail_ends_when_the_client_goes_away(app: Starlette, store: EventStore) -> None:
+    store.push("happened", "s", {"n": 1})
+    with BackgroundServer(app) as server:
+        with httpx2.stream("GET", f"{server.url}/api/tail?after=0", timeout=30) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("data: "))
+            assert followers(app) == 1
+        # The client closed its connection: the server ends the tail and its follower.
+        wait_until(lambda: followers(app) == 0)
+        assert httpx2.get(f"{server.url}/api/log", timeout=30).status_code == 200
+
+
+def test_the_tail_ends_cleanly_when_the_server_stops(app: Starlette, store: EventStore) -> None:
+    server = BackgroundServer(app)
+    server.start()
+    ended = threading.Event()
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with httpx2.stream("GET", f"{server.url}/api/tail", timeout=30) as response:
+                for _ in response.iter_lines():
+                    pass
+        except BaseException as exc:  # a tail cut off instead of ended
+            failed.append(exc)
+        ended.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        reader.start()
+        wait_until(lambda: followers(app) == 1)
+    finally:
+        server.stop()
+    assert ended.wait(30), "the tail did not end"
+    assert failed == []  # the response ended with its last chunk, not a broken connection
+    assert followers(app) == 0
+    assert app.state.store._closed  # the lifespan closed the store the application made
+    assert store.head_position() == 0  # and left the one it was given open
+
+
+def test_the_tail_ends_when_the_store_is_closed(client: TestClient, store: EventStore) -> None:
+    store.push("happened", "s", {"n": 1})
+    with client.stream("GET", "/api/tail", params={"after": 0}) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        on_the_served_store(client, lambda served: served.close())
+        assert [line for line in lines if line.startswith("data: ")] == []  # and it ended
+
+
+def test_no_route_runs_in_a_thread_pool(
+    app: Starlette, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page and API route awaits the async store: none runs in Starlette's pool."""
+    store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
+    event = store.push(
+        "happened", "person-1", {"n": 1, "fail": True}, metadata={"correlation_id": "c"}
+    )
+    store.push_many("person-2", [("happened", {"n": 2}), ("happened", {"n": 3})])
+    [parked] = store.parked()
+    values = {
+        "stream_id": "person-1",
+        "event_id": str(event.id),
+        "correlation_id": "c",
+        "parked_id": str(parked.id),
+    }
+    routes = [route for route in app.routes if isinstance(route, Route)]
+    assert all(inspect.iscoroutinefunction(route.endpoint) for route in routes)
+    pooled: list[object] = []
+
+    async def refuse(func: object, *args: object, **kwargs: object) -> None:
+        pooled.append(func)
+        raise AssertionError(f"{func!r} ran in a thread pool")
+
+    monkeypatch.setattr("anyio.to_thread.run_sync", refuse)
+    exercised = set()
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
+        client.get("/")  # sets the CSRF cookie the forms carry
+        csrf = client.cookies[CSRF_COOKIE]
+        last = ("/drop", "{parked_id}")  # retries first, so that each finds the parked event
+        for route in sorted(routes, key=lambda route: route.path.endswith(last)):
+            path = re.sub(r"{(\w+)(:\w+)?}", lambda m: values[m.group(1)], route.path)
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                if path == "/api/tail":
+                    with client.stream("GET", path, params={"after": 0}) as response:
+                        lines = response.iter_lines()
+                        assert next(line for line in lines if line.startswith("data: "))
+                    status = response.status_code
+                elif method == "POST" and path.startswith("/api/"):
+                    status = client.post(
+                        path, json={"events": [{"name": "x", "data": {}}]}
+                    ).status_code
+                elif method == "POST":
+                    status = client.post(path, data={"csrf": csrf}).status_code
+                else:
+                    status = client.request(method, path).status_code
+                assert status < 500, (method, path, status)
+                exercised.add((method, route.path))
+    assert pooled == []
+    assert len(exercised) == sum(len((r.methods or set()) - {"HEAD"}) for r in routes)
+
+
+def test_the_application_opens_the_store_it_made_in_its_lifespan(store: EventStore) -> None:
+    """Over PostgreSQL the application makes an async connection pool, which belongs to
+    the event loop its lifespan runs in; memory and SQLite need no lifespan."""
+    store.push("happened", "s", {})
+    app = create_app(store)
+    response = TestClient(app, base_url="http://127.0.0.1").get("/api/log")
+    if store.backend.scheme == "postgresql":
+        assert response.status_code == 500
+        assert "lifespan" in response.json()["message"]
+    else:
+        assert len(response.json()["events"]) == 1
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+        assert len(client.get("/api/log").json()["events"]) == 1
+
+
+def test_an_async_store_given_is_served_and_left_open(store: EventStore) -> None:
+    store.push("happened", "s", {})
+
+    async def serve(given: AsyncEventStore) -> None:
+        app = create_app(given)
+        assert app.state.store is given
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1"
+        ) as client:
+            assert len((await client.get("/api/log")).json()["events"]) == 1
+        assert await given.head_position() == store.head_position()
+
+    asyncio.run(_with_async_face(store, serve))
+
+
 def test_events_before_a_position_are_the_last_ones_below_it(store: EventStore) -> None:
     recorded: list[Event] = []
     for size in (1, 7, 1, 1, 30, 2, 1, 15):  # PostgreSQL leaves gaps between transactions
         recorded += store.push_many(f"s-{size}", [("happened", {})] * size)
     positions = [e.position for e in recorded]
-    for before in [None, positions[-1], positions[40], positions[9] + 1, positions[0], 1]:
-        below = [p for p in positions if before is None or p < before]
-        for limit in (1, 5, 50, 100):
-            found = [e.position for e in events_before(store, before, limit)]
-            assert found == below[-limit:], (before, limit)
+
+    async def check(served: AsyncEventStore) -> None:
+        for before in [None, positions[-1], positions[40], positions[9] + 1, positions[0], 1]:
+            below = [p for p in positions if before is None or p < before]
+            for limit in (1, 5, 50, 100):
+                found = [e.position for e in await events_before(served, before, limit)]
+                assert found == below[-limit:], (before, limit)
+
+    asyncio.run(_with_async_face(store, check))
+
+
+async def _with_async_face(
+    store: EventStore, call: Callable[[AsyncEventStore], Awaitable[None]]
+) -> None:
+    served = ServedStore(store)
+    await served.open()
+    try:
+        await call(served.store)
+    finally:
+        await served.close()
 
 
 def test_the_log_page_pages_by_position_newest_first(client: TestClient, store: EventStore) -> None:
@@ -348,7 +536,7 @@ def test_projections_show_checkpoint_lag_and_parked_events(
 
 
 def test_a_page_of_parked_events_after_an_id_reads_none_before_it(
-    client: TestClient, store: EventStore, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, app: Starlette, store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.subscribe(Picky(), name="picky", max_attempts=1, backoff=0)
     store.push_many("s", [("happened", {"n": n, "fail": True}) for n in range(30)])
@@ -356,7 +544,7 @@ def test_a_page_of_parked_events_after_an_id_reads_none_before_it(
     assert len(ids) == 30
     calls: list[dict[str, Any]] = []
     read: list[int] = []
-    engine = store._core.engine  # what the store reads through, as operations
+    engine = app.state.store._core.engine  # what the served store reads through, as operations
     engine_parked = engine.parked
 
     def counting(**kwargs: Any) -> Any:
@@ -387,10 +575,17 @@ def test_parked_events_page_by_id_in_the_store(store: EventStore) -> None:
         store.parked(limit=-1)
 
 
+def subscribe_picky(client: TestClient, picky: Picky) -> None:
+    """Subscribe ``picky`` (inline) through the store the application serves."""
+    on_the_served_store(
+        client, lambda served: served.subscribe(picky, name="picky", max_attempts=1, backoff=0)
+    )
+
+
 def test_retry_a_parked_event_runs_it_again(client: TestClient, store: EventStore) -> None:
     picky = Picky()
-    store.subscribe(picky, name="picky", max_attempts=1, backoff=0)
-    store.push("happened", "s", {"n": 1, "fail": True})
+    subscribe_picky(client, picky)
+    append(client, "s", {"name": "happened", "data": {"n": 1, "fail": True}})
     [parked] = store.parked()
     picky.broken = False
     response = client.post(f"/api/projections/parked/{parked.id}/retry")
@@ -402,13 +597,30 @@ def test_retry_a_parked_event_runs_it_again(client: TestClient, store: EventStor
 
 def test_retry_every_parked_event_of_a_subscription(client: TestClient, store: EventStore) -> None:
     picky = Picky()
-    store.subscribe(picky, name="picky", max_attempts=1, backoff=0)
+    subscribe_picky(client, picky)
     for n in (1, 2):
-        store.push("happened", "s", {"n": n, "fail": True})
+        append(client, "s", {"name": "happened", "data": {"n": n, "fail": True}})
+    assert len(list(store.parked())) == 2
     picky.broken = False
     response = client.post("/api/projections/retry", params={"subscription": "picky"})
     assert response.json() == {"marked": 2}
     assert sorted(picky.seen) == [1, 2]
+
+
+def test_a_retry_reaches_a_subscription_of_the_event_store_the_app_was_made_with(
+    client: TestClient, store: EventStore
+) -> None:
+    """The application serves the ``EventStore`` through a store of its own: the
+    ``EventStore``'s subscriptions pick the retry up when they next catch up."""
+    picky = Picky()
+    store.subscribe(picky, name="picky", mode="background", max_attempts=1, backoff=0)
+    store.push("happened", "s", {"n": 1, "fail": True})
+    wait_until(lambda: list(store.parked()))
+    [parked] = store.parked()
+    picky.broken = False
+    response = client.post(f"/api/projections/parked/{parked.id}/retry")
+    assert response.json() == {"marked": 1}
+    wait_until(lambda: picky.seen == [1] and not list(store.parked()))
 
 
 def test_drop_a_parked_event(client: TestClient, store: EventStore) -> None:

@@ -1,8 +1,11 @@
 """The event browser in real headless Chromium (Debian's, driven by Playwright).
 
 The server runs in a thread of the test process (uvicorn on a free loopback
-port) over an SQLite store that the tests also push to directly, so that the
-live tail and the parked events can be watched changing.
+port, in the event loop of the ``AsyncEventStore`` it serves) over an SQLite
+store that the tests also push to directly (through the kit's blocking
+adapter, on that loop), so that the live tail and the parked events can be
+watched changing. Other tests push from another store over the same file, as
+another process would, and serve an ``EventStore``.
 
 Screenshots of the main pages are taken every run; with
 ``CONDUIT_SCREENSHOTS=docs/screenshots`` they are written there, for the
@@ -16,12 +19,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
-from conduit import EventStore
+from conduit import AsyncEventStore, EventStore
 from conduit.events import Event
+from conduit.testing.aio import LoopThread, blocking
 from conduit.web import create_app
 from conduit.web.server import BackgroundServer
 
@@ -63,16 +68,22 @@ class People:
 
 @dataclass
 class Site:
-    """The running server, its store, and what the seed made."""
+    """The running server, its store, and what the seed made.
+
+    ``store`` is the ``AsyncEventStore`` the server serves, called from the
+    tests as an ``EventStore`` is (:func:`conduit.testing.aio.blocking`: its
+    calls run on the store's loop); ``database`` is the store's URL.
+    """
 
     url: str
-    store: EventStore
+    store: Any
+    database: str
     mailer: Mailer
     order: list[Event] = field(default_factory=list)
     xss: Event | None = None
 
 
-def seed(store: EventStore) -> tuple[list[Event], Event]:
+def seed(store: Any) -> tuple[list[Event], Event]:
     """A small shop: people, orders with their correlated payments and shipments."""
     people = [("Kris", "Smith"), ("Ada", "Lovelace"), ("Grace", "Hopper"), ("Alan", "Turing")]
     for number, (first, last) in enumerate(people, 1001):
@@ -113,14 +124,20 @@ def seed(store: EventStore) -> tuple[list[Event], Event]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    store = EventStore(f"sqlite:///{tmp_path_factory.mktemp('web') / 'events.db'}")
+    database = f"sqlite:///{tmp_path_factory.mktemp('web') / 'events.db'}"
+    loop = LoopThread()
+    served = loop.call(lambda: AsyncEventStore(database))
+    store = blocking(served, loop)
     mailer = Mailer()
     store.subscribe(People(), name="people")
     store.subscribe(mailer, name="mailer", max_attempts=1, backoff=0)
     order, xss = seed(store)
-    with BackgroundServer(create_app(store)) as server:
-        yield Site(server.url, store, mailer, order, xss)
-    store.close()
+    try:
+        with BackgroundServer(create_app(served), loop=loop.loop) as server:
+            yield Site(server.url, store, database, mailer, order, xss)
+    finally:
+        store.close()
+        loop.stop()
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +214,14 @@ def test_the_live_tail_shows_an_event_pushed_during_the_test(page: Page, site: S
     expect(newest).to_contain_text('"first_name": "Live"')
 
 
+def test_the_live_tail_shows_an_event_another_process_pushed(page: Page, site: Site) -> None:
+    page.goto("/log")
+    expect(page.locator("#tail-status")).to_have_attribute("data-state", "live")
+    with EventStore(site.database) as elsewhere:  # another store over the file: it looks
+        elsewhere.push("person_registered", "person-2003", {"first_name": "Far"})
+    expect(page.locator("#log-rows tr").first).to_contain_text("person-2003")
+
+
 def test_the_live_tail_falls_back_to_polling(page: Page, site: Site) -> None:
     page.goto("/log?tail=poll")
     expect(page.locator("#tail-status")).to_have_attribute("data-state", "polling")
@@ -237,8 +262,12 @@ def test_the_xss_payload_renders_as_text_and_opens_no_dialog(page: Page, site: S
 
 
 def test_log_in_with_the_token_and_log_out_for_good(browser: Browser, site: Site) -> None:
+    """Served from an ``EventStore``, as applications built around one are."""
     token = "a-token-for-the-browser-test"
-    with BackgroundServer(create_app(site.store, token=token)) as server:
+    with (
+        EventStore(site.database) as store,
+        BackgroundServer(create_app(store, token=token)) as server,
+    ):
         context = browser.new_context(base_url=server.url)
         context.set_default_timeout(TIMEOUT)
         try:

@@ -613,7 +613,11 @@ def test_serve_passes_on_its_proxy_and_session_options(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     served: list[Any] = []
-    monkeypatch.setattr("conduit.web.server.serve_forever", lambda app, **where: served.append(app))
+
+    async def serve(app: Any, **where: Any) -> None:
+        served.append(app)
+
+    monkeypatch.setattr("conduit.web.server.serve", serve)
     options = ["--trusted-proxy", "--public-url", PUBLIC, "--session-max-age", "90"]
     result = CliRunner().invoke(
         cli, ["--store", "memory://", "serve", *options], env={"CONDUIT_TOKEN": TOKEN}

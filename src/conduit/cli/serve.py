@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from conduit.async_store import AsyncEventStore
 from conduit.cli.common import file_options
 from conduit.cli.context import settings
 from conduit.errors import ConfigurationError
 from conduit.importing import require_extra
 from conduit.masking import mask_password
-from conduit.store import EventStore
 
 __all__ = ["is_loopback", "serve"]
 
@@ -81,7 +82,8 @@ def serve(
     """Serve the event browser and its JSON API (OpenAPI at /openapi.json).
 
     Binds 127.0.0.1 by default. On any other address it refuses to start
-    without a token.
+    without a token. The store is opened as an AsyncEventStore: every request
+    awaits it, in one event loop.
 
     Examples:
 
@@ -90,11 +92,7 @@ def serve(
     conduit --store postgresql://app@db/app serve --read-only --port 8080
     conduit serve --trusted-proxy --public-url https://events.example.com
     """
-    from rich.console import Console
-
     require_extra("web", "conduit serve")
-    from conduit.web import create_app
-    from conduit.web.server import serve_forever
     from conduit.web.sessions import DEFAULT_MAX_AGE
 
     url = settings(ctx).store_url
@@ -109,25 +107,34 @@ def serve(
             f"refusing to serve on {host} without a token: anyone who reaches it could read "
             "and write every event. Set CONDUIT_TOKEN (or --token), or serve on 127.0.0.1"
         )
-    store = EventStore(url, **file_options(url, create=False, read_only=read_only))
-    try:
-        store.head_position()  # fail now, with one line, if the store cannot be read
-        app = create_app(
-            store,
-            token=token,
-            read_only=read_only,
-            public_url=public_url or None,
-            trusted_proxy=trusted_proxy,
-            session_max_age=session_max_age or DEFAULT_MAX_AGE,
-        )
+    options = {
+        "token": token,
+        "read_only": read_only,
+        "public_url": public_url or None,
+        "trusted_proxy": trusted_proxy,
+        "session_max_age": session_max_age or DEFAULT_MAX_AGE,
+    }
+    asyncio.run(_serve(url, host, port, options))
+
+
+async def _serve(url: str, host: str, port: int, options: dict[str, Any]) -> None:
+    """Open the store, serve it until interrupted, close it: all in one event loop (an
+    async connection pool belongs to the loop it was opened in)."""
+    from rich.console import Console
+
+    from conduit.web import create_app, server
+
+    read_only: bool = options["read_only"]
+    opened = AsyncEventStore(url, **file_options(url, create=False, read_only=read_only))
+    async with opened as store:
+        await store.head_position()  # fail now, with one line, if the store cannot be read
+        app = create_app(store, **options)
         console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         shown = f"[{host}]" if ":" in host else host
         mode = " (read-only)" if read_only else ""
         console.print(
             f"Serving {mask_password(url)}{mode} on http://{shown}:{port}/ ; Ctrl-C stops."
         )
-        if token is not None:
+        if options["token"] is not None:
             console.print("Requests need the token: Authorization: Bearer …, or log in.")
-        serve_forever(app, host=host, port=port)
-    finally:
-        store.close()
+        await server.serve(app, host=host, port=port)

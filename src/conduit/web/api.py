@@ -11,7 +11,6 @@ import json
 import uuid
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,9 +24,9 @@ from conduit.errors import (
     WrongExpectedVersion,
 )
 from conduit.events import event_name
-from conduit.store import EventStore
 from conduit.web import params
 from conduit.web.serialize import event_json, parked_json, status_json, stream_json
+from conduit.web.stores import store_of
 from conduit.web.tail import tail
 
 __all__ = ["MAX_APPEND", "error_response", "routes"]
@@ -36,12 +35,6 @@ MAX_APPEND = 1000
 """The most events one API call may append."""
 
 _EVENT_KEYS = frozenset({"name", "data", "metadata", "id"})
-
-
-def store_of(request: Request) -> EventStore:
-    """The store the application serves."""
-    store: EventStore = request.app.state.store
-    return store
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -91,13 +84,14 @@ def _not_found(message: str) -> JSONResponse:
 # -- reading -------------------------------------------------------------------
 
 
-def list_streams(request: Request) -> Response:
+async def list_streams(request: Request) -> Response:
     """GET /api/streams: streams by id, with a prefix and keyset paging."""
     query = request.query_params
     prefix = params.text(query, "prefix")
     after = params.text(query, "after")
     limit = params.limit(query)
-    found = list(store_of(request).streams(prefix=prefix, after=after, limit=limit + 1))
+    streams = store_of(request).streams(prefix=prefix, after=after, limit=limit + 1)
+    found = [stream async for stream in streams]
     page = found[:limit]
     more = len(found) > limit
     return JSONResponse(
@@ -108,7 +102,7 @@ def list_streams(request: Request) -> Response:
     )
 
 
-def read_stream(request: Request) -> Response:
+async def read_stream(request: Request) -> Response:
     """GET /api/streams/{stream_id}/events: like ``EventStore.read``, one page at a time."""
     store = store_of(request)
     stream_id: str = request.path_params["stream_id"]
@@ -117,12 +111,11 @@ def read_stream(request: Request) -> Response:
     from_version = params.integer(query, "from_version", minimum=1)
     limit = params.limit(query)
     backwards = params.boolean(query, "backwards")
-    found = list(
-        store.read(
-            stream_id, since=since, from_version=from_version, limit=limit + 1, backwards=backwards
-        )
+    events = store.read(
+        stream_id, since=since, from_version=from_version, limit=limit + 1, backwards=backwards
     )
-    version = store.stream_version(stream_id)
+    found = [event async for event in events]
+    version = await store.stream_version(stream_id)
     if version == 0:
         return _not_found(f"stream {stream_id!r} has no events")
     page = found[:limit]
@@ -139,11 +132,11 @@ def read_stream(request: Request) -> Response:
     )
 
 
-def read_event(request: Request) -> Response:
+async def read_event(request: Request) -> Response:
     """GET /api/events/{event_id}: one event."""
     raw: str = request.path_params["event_id"]
     try:
-        event = store_of(request).read_event(raw)
+        event = await store_of(request).read_event(raw)
     except InvalidEvent:
         raise InvalidArgument(f"event_id: {raw!r} is not a UUID", field="event_id") from None
     if event is None:
@@ -151,14 +144,14 @@ def read_event(request: Request) -> Response:
     return JSONResponse(event_json(event))
 
 
-def read_log(request: Request) -> Response:
+async def read_log(request: Request) -> Response:
     """GET /api/log: the global log after a position."""
     query = request.query_params
     after = params.integer(query, "after", default=0)
     assert after is not None
     limit = params.limit(query)
     names = params.names(query)
-    events = list(store_of(request).read_all(after=after, names=names, limit=limit))
+    events = [e async for e in store_of(request).read_all(after=after, names=names, limit=limit)]
     return JSONResponse(
         {
             "events": [event_json(event) for event in events],
@@ -174,8 +167,7 @@ async def stream_events(request: Request) -> Response:
     """GET or POST /api/streams/{stream_id}/events: read a page, or append."""
     if request.method == "POST":
         return await append(request)
-    response: Response = await run_in_threadpool(read_stream, request)
-    return response
+    return await read_stream(request)
 
 
 async def append(request: Request) -> Response:
@@ -194,10 +186,7 @@ async def append(request: Request) -> Response:
         raise InvalidArgument(f"events: at most {MAX_APPEND} in one call", field="events")
     for index, item in enumerate(events):
         _check_new_event(item, index)
-    store = store_of(request)
-    recorded = await run_in_threadpool(
-        lambda: store.push_many(stream_id, events, expected_version=expected)
-    )
+    recorded = await store_of(request).push_many(stream_id, events, expected_version=expected)
     return JSONResponse({"events": [event_json(event) for event in recorded]}, status_code=201)
 
 
@@ -268,29 +257,30 @@ class UnsupportedMediaType(ConduitError):
 # -- projections -----------------------------------------------------------------
 
 
-def projections(request: Request) -> Response:
+async def projections(request: Request) -> Response:
     """GET /api/projections: every subscription's checkpoint, lag and parked events."""
     store = store_of(request)
-    statuses = store.subscription_status()
+    statuses = await store.subscription_status()
     parked: dict[str, int] = {}
-    for item in store.parked():
+    async for item in store.parked():
         parked[item.subscription] = parked.get(item.subscription, 0) + 1
     return JSONResponse(
         {
-            "head_position": store.head_position(),
+            "head_position": await store.head_position(),
             "projections": [status_json(status, parked.get(status.name, 0)) for status in statuses],
         }
     )
 
 
-def list_parked(request: Request) -> Response:
+async def list_parked(request: Request) -> Response:
     """GET /api/projections/parked: parked events, oldest first, with keyset paging."""
     query = request.query_params
     subscription = params.text(query, "subscription", max_length=200)
     after = params.integer(query, "after", default=0)
     assert after is not None
     limit = params.limit(query)
-    items = list(store_of(request).parked(subscription, after=after, limit=limit + 1))
+    found = store_of(request).parked(subscription, after=after, limit=limit + 1)
+    items = [item async for item in found]
     page = items[:limit]
     return JSONResponse(
         {
@@ -300,26 +290,26 @@ def list_parked(request: Request) -> Response:
     )
 
 
-def retry_parked(request: Request) -> Response:
+async def retry_parked(request: Request) -> Response:
     """POST /api/projections/parked/{parked_id}/retry: ask its subscription to try again."""
     parked_id = _parked_id(request)
-    marked = store_of(request).retry_parked(parked_id)
+    marked = await store_of(request).retry_parked(parked_id)
     if marked == 0:
         return _not_found(f"no parked event has the id {parked_id}")
     return JSONResponse({"marked": marked})
 
 
-def retry_all_parked(request: Request) -> Response:
+async def retry_all_parked(request: Request) -> Response:
     """POST /api/projections/retry: retry every parked event (of one subscription)."""
     subscription = params.text(request.query_params, "subscription", max_length=200)
-    marked = store_of(request).retry_parked(None, subscription=subscription)
+    marked = await store_of(request).retry_parked(None, subscription=subscription)
     return JSONResponse({"marked": marked})
 
 
-def drop_parked(request: Request) -> Response:
+async def drop_parked(request: Request) -> Response:
     """DELETE /api/projections/parked/{parked_id}: forget a parked event for good."""
     parked_id = _parked_id(request)
-    if not store_of(request).drop_parked(parked_id):
+    if not await store_of(request).drop_parked(parked_id):
         return _not_found(f"no parked event has the id {parked_id}")
     return Response(status_code=204)
 

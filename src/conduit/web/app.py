@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from conduit.async_store import AsyncEventStore
 from conduit.errors import BackendError, ConduitError, InvalidArgument
 from conduit.store import EventStore
 from conduit.web import api, login, pages
@@ -25,6 +26,8 @@ from conduit.web.openapi import description, openapi
 from conduit.web.proxy import public_origins
 from conduit.web.render import environment, page
 from conduit.web.sessions import DEFAULT_MAX_AGE, Sessions
+from conduit.web.stopping import Stopping
+from conduit.web.stores import ServedStore
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -35,7 +38,7 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 def create_app(
-    store: EventStore,
+    store: AsyncEventStore | EventStore,
     *,
     token: str | None = None,
     read_only: bool = False,
@@ -47,9 +50,22 @@ def create_app(
 ) -> Starlette:
     """The event browser and its JSON API over ``store``, as an ASGI application.
 
+    Every route is a coroutine awaiting an :class:`~conduit.AsyncEventStore`:
+    none runs in a thread pool. Serve the application with its lifespan
+    (uvicorn does, and ``with TestClient(app)``): it opens the store there
+    and, at shutdown, ends the live tails and closes what it opened.
+
     Args:
         store: the store to show; the application reads and writes only
-            through its public API, and does not close it.
+            through its public API, and does not close it. An
+            ``AsyncEventStore`` is served as it is (opened in the lifespan if
+            it is not yet). An ``EventStore`` is served through an
+            ``AsyncEventStore`` the application makes over the same storage
+            (the same backend object; on PostgreSQL the same engine, with an
+            async connection pool of its own) and closes at shutdown; there
+            subscriptions made on the ``EventStore`` pick up retries
+            requested through the application when they next catch up (see
+            :mod:`conduit.web.stores`).
         token: when given, every request needs it (``Authorization: Bearer``
             or the session cookie the login form sets).
         read_only: refuse every write and admin action with 403.
@@ -74,7 +90,8 @@ def create_app(
 
     Raises:
         InvalidArgument: an empty token, a ``public_url`` that is not an
-            origin, a ``session_max_age`` below 1 or a short ``session_secret``.
+            origin, a ``session_max_age`` below 1, a short ``session_secret``,
+            or a ``store`` that is not a store.
     """
     if token is not None and not token.strip():
         raise InvalidArgument("token: an empty token protects nothing", field="token")
@@ -85,6 +102,7 @@ def create_app(
     if session_secret is not None and len(session_secret) < 16:
         raise InvalidArgument("session_secret: at least 16 random bytes", field="session_secret")
     origins = public_origins(public_url)
+    served = ServedStore(store)
     sessions = (
         None if token is None else Sessions(token, max_age=session_max_age, secret=session_secret)
     )
@@ -112,8 +130,10 @@ def create_app(
         ],
         exception_handlers={ConduitError: _conduit_error, HTTPException: _http_error},
         max_body_size=MAX_BODY,
+        lifespan=_lifespan,
     )
-    app.state.store = store
+    app.state.served = served
+    app.state.store = served.store
     app.state.templates = templates
     app.state.token = token
     app.state.token_required = token is not None
@@ -121,8 +141,19 @@ def create_app(
     app.state.sessions = sessions
     app.state.login_limiter = limiter
     app.state.openapi = description(token=token is not None)
-    app.state.stopping = threading.Event()  # set on shutdown: live tails end
+    app.state.stopping = Stopping()  # set when the server stops: live tails end
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    served: ServedStore = app.state.served
+    await served.open()
+    try:
+        yield
+    finally:
+        app.state.stopping.set()
+        await served.close()
 
 
 async def _conduit_error(request: Request, exc: Exception) -> Response:

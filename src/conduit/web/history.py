@@ -1,6 +1,6 @@
 """The global log read backwards, and the events around one event, through the public API.
 
-:meth:`EventStore.read_all` only reads forwards, after a position. The
+:meth:`AsyncEventStore.read_all` only reads forwards, after a position. The
 browser wants the newest events first, so :func:`events_before` finds the
 last events below a position by probing: positions are integers that grow in
 log order, so "how many events lie between ``x`` and ``top``" can only shrink
@@ -17,8 +17,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from conduit.async_store import AsyncEventStore
 from conduit.events import Event
-from conduit.store import EventStore
 
 __all__ = [
     "RELATED_SHOWN",
@@ -30,11 +30,11 @@ __all__ = [
 ]
 
 
-def events_before(store: EventStore, before: int | None, limit: int) -> list[Event]:
+async def events_before(store: AsyncEventStore, before: int | None, limit: int) -> list[Event]:
     """The last ``limit`` events below the position ``before`` (``None``: all), oldest first."""
     if limit < 1:
         return []
-    top = store.head_position() + 1 if before is None else before
+    top = await store.head_position() + 1 if before is None else before
     found: list[Event] = []
     need = limit
     distance = limit
@@ -45,7 +45,7 @@ def events_before(store: EventStore, before: int | None, limit: int) -> list[Eve
             distance *= 16  # a few wide steps, then bisection narrows it down
         else:
             probe = (full + top - 1) // 2
-        page = _between(store, probe, top, need)
+        page = await _between(store, probe, top, need)
         if len(page) < need:
             # Every event between probe and top: keep them, look further back.
             found[:0] = page
@@ -63,8 +63,10 @@ def events_before(store: EventStore, before: int | None, limit: int) -> list[Eve
     return found
 
 
-def _between(store: EventStore, after: int, top: int, limit: int) -> list[Event]:
-    return [event for event in store.read_all(after=after, limit=limit) if event.position < top]
+async def _between(store: AsyncEventStore, after: int, top: int, limit: int) -> list[Event]:
+    return [
+        event async for event in store.read_all(after=after, limit=limit) if event.position < top
+    ]
 
 
 RELATED_SHOWN = 100
@@ -87,15 +89,17 @@ class Related:
     more_caused: bool
 
 
-def related(store: EventStore, event: Event, shown: int = RELATED_SHOWN) -> Related:
+async def related(store: AsyncEventStore, event: Event, shown: int = RELATED_SHOWN) -> Related:
     """The events of the whole log that share ``event``'s correlation id, and those
     whose causation id is ``event``'s id: indexed reads, whatever the log's size."""
     correlation_id = _text(event.metadata.get("correlation_id"))
     causation_id = _text(event.metadata.get("causation_id"))
     correlated: list[Event] = []
     if correlation_id is not None:
-        correlated = list(store.read_all(correlation_id=correlation_id, limit=shown + 1))
-    caused = list(store.read_all(causation_id=str(event.id), limit=shown + 1))
+        correlated = [
+            e async for e in store.read_all(correlation_id=correlation_id, limit=shown + 1)
+        ]
+    caused = [e async for e in store.read_all(causation_id=str(event.id), limit=shown + 1)]
     return Related(
         correlation_id,
         causation_id,
@@ -106,12 +110,14 @@ def related(store: EventStore, event: Event, shown: int = RELATED_SHOWN) -> Rela
     )
 
 
-def correlated_page(
-    store: EventStore, correlation_id: str, after: int, limit: int
+async def correlated_page(
+    store: AsyncEventStore, correlation_id: str, after: int, limit: int
 ) -> tuple[list[Event], bool]:
     """A page of the events carrying ``correlation_id`` after a position; and whether
     more follow."""
-    found = list(store.read_all(correlation_id=correlation_id, after=after, limit=limit + 1))
+    found = [
+        e async for e in store.read_all(correlation_id=correlation_id, after=after, limit=limit + 1)
+    ]
     return found[:limit], len(found) > limit
 
 

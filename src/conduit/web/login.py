@@ -20,7 +20,7 @@ from conduit.web.sessions import Sessions
 __all__ = ["routes"]
 
 
-def login_form(request: Request) -> Response:
+async def login_form(request: Request) -> Response:
     """GET /login: the form (or, without a token, straight on)."""
     target = safe_next(request.query_params.get("next"))
     if not request.app.state.token_required:

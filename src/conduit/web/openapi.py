@@ -297,7 +297,7 @@ def description(*, token: bool) -> dict[str, Any]:
     return spec
 
 
-def openapi(request: Request) -> Response:
+async def openapi(request: Request) -> Response:
     """GET /openapi.json."""
     spec: dict[str, Any] = request.app.state.openapi
     return JSONResponse(spec)

@@ -8,24 +8,19 @@ whatever the size of the store.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from conduit.errors import InvalidArgument
-from conduit.store import EventStore
 from conduit.web import params
 from conduit.web.auth import check_csrf
 from conduit.web.history import correlated_page, event_link_id, events_before, related
 from conduit.web.render import page, with_query
+from conduit.web.stores import store_of
 
 __all__ = ["PAGE_SIZE", "RECENT", "routes"]
-
-T = TypeVar("T")
 
 PAGE_SIZE = 50
 """Rows per page."""
@@ -37,23 +32,19 @@ PARKED_SHOWN = 200
 """Parked events listed on the projections page."""
 
 
-def _store(request: Request) -> EventStore:
-    store: EventStore = request.app.state.store
-    return store
-
-
-def overview(request: Request) -> Response:
+async def overview(request: Request) -> Response:
     """The store at a glance: the log's head, the newest events, projections' health."""
-    store = _store(request)
-    recent = events_before(store, None, RECENT)
-    statuses = store.subscription_status()
-    parked = Counter(item.subscription for item in store.parked())
+    store = store_of(request)
+    recent = await events_before(store, None, RECENT)
+    statuses = await store.subscription_status()
+    parked = Counter([item.subscription async for item in store.parked()])
+    head = recent[-1].position if recent else await store.head_position()
     return page(
         request,
         "overview.html",
         {
             "title": "Overview",
-            "head": recent[-1].position if recent else store.head_position(),
+            "head": head,
             "newest": recent[-1] if recent else None,
             "recent": list(reversed(recent)),
             "statuses": statuses,
@@ -63,12 +54,13 @@ def overview(request: Request) -> Response:
     )
 
 
-def streams(request: Request) -> Response:
+async def streams(request: Request) -> Response:
     """Streams by id, searched by prefix, paged by the last id shown."""
     query = request.query_params
     prefix = params.text(query, "prefix")
     after = params.text(query, "after")
-    found = list(_store(request).streams(prefix=prefix, after=after, limit=PAGE_SIZE + 1))
+    listed = store_of(request).streams(prefix=prefix, after=after, limit=PAGE_SIZE + 1)
+    found = [stream async for stream in listed]
     shown = found[:PAGE_SIZE]
     following = None
     if len(found) > PAGE_SIZE:
@@ -86,19 +78,20 @@ def streams(request: Request) -> Response:
     )
 
 
-def stream(request: Request) -> Response:
+async def stream(request: Request) -> Response:
     """A stream's events in version order, a page at a time."""
-    store = _store(request)
+    store = store_of(request)
     stream_id: str = request.path_params["stream_id"]
     query = request.query_params
     from_version = params.integer(query, "from_version", minimum=1)
     backwards = params.boolean(query, "backwards")
-    version = store.stream_version(stream_id)
+    version = await store.stream_version(stream_id)
     if version == 0:
         return _missing(request, f"The stream {stream_id!r} has no events.")
-    found = list(
-        store.read(stream_id, from_version=from_version, backwards=backwards, limit=PAGE_SIZE + 1)
+    events = store.read(
+        stream_id, from_version=from_version, backwards=backwards, limit=PAGE_SIZE + 1
     )
+    found = [event async for event in events]
     shown = found[:PAGE_SIZE]
     more = len(found) > PAGE_SIZE
     if backwards:
@@ -127,15 +120,15 @@ def stream(request: Request) -> Response:
     )
 
 
-def event(request: Request) -> Response:
+async def event(request: Request) -> Response:
     """One event: its data, metadata, and links to its correlation and causation."""
-    store = _store(request)
+    store = store_of(request)
     raw: str = request.path_params["event_id"]
     event_id = event_link_id(raw)
-    found = store.read_event(event_id) if event_id is not None else None
+    found = await store.read_event(event_id) if event_id is not None else None
     if found is None:
         return _missing(request, f"No event has the id {raw!r}.")
-    relatives = related(store, found)
+    relatives = await related(store, found)
     return page(
         request,
         "event.html",
@@ -148,20 +141,20 @@ def event(request: Request) -> Response:
     )
 
 
-def log(request: Request) -> Response:
+async def log(request: Request) -> Response:
     """The global log, newest first, paged by position; the newest page follows it live."""
-    store = _store(request)
+    store = store_of(request)
     query = request.query_params
     after = params.integer(query, "after")
     before = params.integer(query, "before", minimum=1)
     if after is not None and before is not None:
         raise InvalidArgument("give after or before, not both", field="before")
     if after is not None:
-        found = list(store.read_all(after=after, limit=PAGE_SIZE + 1))
+        found = [event async for event in store.read_all(after=after, limit=PAGE_SIZE + 1)]
         shown = found[:PAGE_SIZE]
         has_newer, has_older = len(found) > PAGE_SIZE, after > 0
     else:
-        shown = events_before(store, before, PAGE_SIZE)
+        shown = await events_before(store, before, PAGE_SIZE)
         has_newer, has_older = before is not None, len(shown) == PAGE_SIZE
     live = after is None and before is None
     newer = older = None
@@ -184,12 +177,12 @@ def log(request: Request) -> Response:
     )
 
 
-def correlation(request: Request) -> Response:
+async def correlation(request: Request) -> Response:
     """The events that carry a correlation id, in log order, a page at a time."""
     correlation_id: str = request.path_params["correlation_id"]
     after = params.integer(request.query_params, "after", default=0)
     assert after is not None
-    events, more = correlated_page(_store(request), correlation_id, after, PAGE_SIZE)
+    events, more = await correlated_page(store_of(request), correlation_id, after, PAGE_SIZE)
     following = None
     if more and events:
         following = with_query(request.url.path, after=events[-1].position)
@@ -207,11 +200,11 @@ def correlation(request: Request) -> Response:
     )
 
 
-def projections(request: Request) -> Response:
+async def projections(request: Request) -> Response:
     """Subscriptions: checkpoint, lag, and parked events with buttons to retry or drop them."""
-    store = _store(request)
-    statuses = store.subscription_status()
-    parked = list(store.parked())
+    store = store_of(request)
+    statuses = await store.subscription_status()
+    parked = [item async for item in store.parked()]
     counts = Counter(item.subscription for item in parked)
     return page(
         request,
@@ -231,7 +224,7 @@ async def retry_parked(request: Request) -> Response:
     """POST: ask a parked event's subscription to try it again."""
     await check_csrf(request)
     parked_id = _parked_id(request)
-    marked = await _call(request, lambda store: store.retry_parked(parked_id))
+    marked = await store_of(request).retry_parked(parked_id)
     if not marked:
         return _missing(request, f"No parked event has the id {parked_id}.")
     return _back(f"Retry requested for parked event {parked_id}.")
@@ -241,7 +234,7 @@ async def drop_parked(request: Request) -> Response:
     """POST: forget a parked event for good."""
     await check_csrf(request)
     parked_id = _parked_id(request)
-    dropped = await _call(request, lambda store: store.drop_parked(parked_id))
+    dropped = await store_of(request).drop_parked(parked_id)
     if not dropped:
         return _missing(request, f"No parked event has the id {parked_id}.")
     return _back(f"Dropped parked event {parked_id}.")
@@ -251,12 +244,8 @@ async def retry_all(request: Request) -> Response:
     """POST: retry every parked event of one subscription (or of all)."""
     fields = await check_csrf(request)
     subscription = fields.get("subscription") or None
-    marked = await _call(request, lambda store: store.retry_parked(None, subscription=subscription))
+    marked = await store_of(request).retry_parked(None, subscription=subscription)
     return _back(f"Retry requested for {marked} parked event{'s' if marked != 1 else ''}.")
-
-
-async def _call(request: Request, action: Callable[[EventStore], T]) -> T:
-    return await run_in_threadpool(action, _store(request))
 
 
 def _parked_id(request: Request) -> int:

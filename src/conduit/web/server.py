@@ -1,12 +1,15 @@
 """Serving the application with uvicorn: in the foreground, or in a background thread.
 
-Live tails are never-ending responses: on shutdown the server first tells them
-to end (``app.state.stopping``), so that uvicorn can close every connection
-instead of cancelling them after its grace period.
+The application's lifespan runs (it opens the store and closes what it
+opened). Live tails are never-ending responses: on shutdown the server first
+tells them to end (``app.state.stopping``), so that uvicorn can close every
+connection instead of cancelling them after its grace period.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import signal
 import threading
@@ -18,11 +21,13 @@ from typing import Self
 import uvicorn
 from starlette.applications import Starlette
 
-__all__ = ["BackgroundServer", "serve_forever"]
+from conduit.web.stopping import Stopping
+
+__all__ = ["BackgroundServer", "serve", "serve_forever"]
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+    def __init__(self, config: uvicorn.Config, stopping: Stopping) -> None:
         super().__init__(config)
         self.stopping = stopping
 
@@ -52,7 +57,7 @@ def _server(app: Starlette, host: str, port: int) -> _Server:
         host=host,
         port=port,
         log_level="warning",
-        lifespan="off",
+        lifespan="on",
         timeout_graceful_shutdown=2,
         server_header=False,
         # uvicorn would believe X-Forwarded-For and -Proto from 127.0.0.1 by default;
@@ -62,8 +67,15 @@ def _server(app: Starlette, host: str, port: int) -> _Server:
     return _Server(config, app.state.stopping)
 
 
+async def serve(app: Starlette, *, host: str, port: int) -> None:
+    """Serve ``app`` (made by :func:`conduit.web.create_app`) in the running event loop,
+    until SIGINT or SIGTERM (``conduit serve``: the loop its store was opened in)."""
+    await _server(app, host, port).serve()
+
+
 def serve_forever(app: Starlette, *, host: str, port: int) -> None:
-    """Serve ``app`` (made by :func:`conduit.web.create_app`) until SIGINT or SIGTERM."""
+    """Serve ``app`` (made by :func:`conduit.web.create_app`) in an event loop of its own,
+    until SIGINT or SIGTERM."""
     _server(app, host, port).run()
 
 
@@ -80,15 +92,27 @@ class BackgroundServer:
         host: the address to listen on (loopback by default).
         port: the port; 0 picks a free one, which :attr:`url` tells.
         start_timeout: seconds to wait for the server to listen.
+        loop: an event loop running in another thread to serve in, such as the
+            loop of the ``AsyncEventStore`` the application serves
+            (:class:`conduit.testing.aio.LoopThread`); by default the server
+            runs a loop in a thread of its own.
     """
 
     def __init__(
-        self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 10
+        self,
+        app: Starlette,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_timeout: float = 10,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.server = _server(app, host, port)
         self.host = host
         self.port = port
         self.start_timeout = start_timeout
+        self._loop = loop
+        self._serving: concurrent.futures.Future[None] | None = None
         self._thread = threading.Thread(target=self.server.run, name="conduit-web", daemon=True)
 
     @property
@@ -102,10 +126,13 @@ class BackgroundServer:
         Raises:
             RuntimeError: the server did not start within ``start_timeout``.
         """
-        self._thread.start()
+        if self._loop is None:
+            self._thread.start()
+        else:
+            self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self._loop)
         deadline = time.monotonic() + self.start_timeout
         while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+            if not self._running() or time.monotonic() > deadline:
                 raise RuntimeError(f"the web server did not start on {self.host}")
             time.sleep(0.01)
         sockets = [s for server in self.server.servers for s in server.sockets]
@@ -115,7 +142,16 @@ class BackgroundServer:
         """Stop serving; open live tails end within a fraction of a second."""
         self.server.stopping.set()
         self.server.should_exit = True
-        self._thread.join(10)
+        if self._serving is None:
+            self._thread.join(10)
+        else:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                self._serving.result(10)
+
+    def _running(self) -> bool:
+        if self._serving is None:
+            return self._thread.is_alive()
+        return not self._serving.done()
 
     def __enter__(self) -> Self:
         self.start()

@@ -2,42 +2,54 @@
 
 Each event is sent as ``event: event``, ``id: <position>`` and its JSON as
 ``data``. A browser's ``EventSource`` reconnects by itself and sends the last
-id it saw (``Last-Event-ID``), so the tail resumes where it broke off. The
-stream polls the store (every :data:`POLL_INTERVAL` seconds while idle) rather
-than waiting for in-process pushes, so it shows events pushed by any process.
+id it saw (``Last-Event-ID``), so the tail resumes where it broke off.
+
+The tail iterates :meth:`AsyncEventStore.follow`: woken at once by the pushes
+of the store the application serves (and by ``NOTIFY`` on a PostgreSQL store
+opened with ``notify=True``), it looks at the log for the pushes of other
+processes too, every :data:`POLL_INTERVAL` seconds while events come and
+backing off to :data:`MAX_POLL_INTERVAL` while the log is quiet. It ends when
+the client goes away (the response is cancelled) and when the server stops
+(``app.state.stopping``); either way the store's follower is released.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import threading
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from conduit.errors import ConduitError
 from conduit.events import Event
-from conduit.store import EventStore
 from conduit.web import params
 from conduit.web.serialize import event_json
+from conduit.web.stopping import Stopping
+from conduit.web.stores import store_of
 
-__all__ = ["BATCH", "HEARTBEAT", "POLL_INTERVAL", "tail"]
+__all__ = ["HEARTBEAT", "MAX_POLL_INTERVAL", "POLL_INTERVAL", "tail"]
 
-POLL_INTERVAL = 0.25
-"""Seconds between two looks at the log while nothing new came."""
+log = logging.getLogger("conduit.web")
+
+POLL_INTERVAL = 0.05
+"""Seconds between two looks at the log while events come."""
+
+MAX_POLL_INTERVAL = 1.0
+"""The longest wait between two looks once the log is quiet."""
 
 HEARTBEAT = 15.0
 """Seconds of silence after which a comment keeps proxies from closing the stream."""
 
-BATCH = 200
-"""The most events read from the store at a time."""
-
 
 async def tail(request: Request) -> Response:
     """Follow the global log after ``after`` (default: the head), as server-sent events."""
-    store: EventStore = request.app.state.store
+    store = store_of(request)
     query = request.query_params
     names = params.names(query)
     resume = request.headers.get("last-event-id")
@@ -46,37 +58,65 @@ async def tail(request: Request) -> Response:
     else:
         after = params.integer(query, "after")
     if after is None:
-        after = await run_in_threadpool(store.head_position)
-    stopping: threading.Event = request.app.state.stopping
+        after = await store.head_position()
+    follow = store.follow(
+        after=after,
+        names=names,
+        poll_interval=POLL_INTERVAL,
+        max_poll_interval=MAX_POLL_INTERVAL,
+    )
+    stopping: Stopping = request.app.state.stopping
     return StreamingResponse(
-        _follow(store, after, names, stopping),
+        _messages(follow, stopping),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-async def _follow(
-    store: EventStore, after: int, names: list[str] | None, stopping: threading.Event
-) -> AsyncIterator[str]:
+async def _messages(follow: AsyncIterator[Event], stopping: Stopping) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"
-    quiet = 0.0
-    while not stopping.is_set():
-        events = await run_in_threadpool(_page, store, after, names)
-        for event in events:
+    stop: asyncio.Task[Any] = asyncio.ensure_future(stopping.wait())
+    coming: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            if coming is None:
+                coming = asyncio.ensure_future(_next(follow))
+            done, _ = await asyncio.wait(
+                (coming, stop), timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stop in done:
+                return
+            if coming not in done:
+                yield ": still here\n\n"
+                continue
+            try:
+                event: Event | None = coming.result()
+            except ConduitError as exc:
+                # The browser reconnects (after ``retry``) and resumes after its last event.
+                log.error("the live tail stopped: the store failed", exc_info=exc)
+                return
+            if event is None:  # the store was closed
+                return
+            coming = None
             yield _message(event)
-        if events:
-            after = events[-1].position
-            quiet = 0.0
-            continue
-        await anyio.sleep(POLL_INTERVAL)
-        quiet += POLL_INTERVAL
-        if quiet >= HEARTBEAT:
-            yield ": still here\n\n"
-            quiet = 0.0
+    finally:
+        # Cancelled (the client went away) or not, release the store's follower.
+        with anyio.CancelScope(shield=True):
+            for task in (stop, coming):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            closing = getattr(follow, "aclose", None)
+            if closing is not None:
+                await closing()
 
 
-def _page(store: EventStore, after: int, names: list[str] | None) -> list[Event]:
-    return list(store.read_all(after=after, names=names, limit=BATCH))
+async def _next(follow: AsyncIterator[Event]) -> Event | None:
+    try:
+        return await follow.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 def _message(event: Event) -> str:

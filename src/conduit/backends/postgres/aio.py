@@ -241,7 +241,24 @@ class AsyncPostgresBackend(AsyncBound):
     leases_expire = False
 
     def __init__(self, url: str, **options: Any) -> None:
-        engine = PostgresEngine(PostgresConfig.of(url, **options))
+        self._bind(PostgresEngine(PostgresConfig.of(url, **options)))
+
+    @classmethod
+    def sharing(cls, engine: PostgresEngine) -> AsyncPostgresBackend:
+        """An async backend over ``engine``, the engine of a ``PostgresBackend`` of the
+        same store (``EventStore(url).backend.engine``): an async face of that store.
+
+        Its statements run on a pool of its own; the engine's record of the store's
+        own pushes is shared, so that reads through either face wait for the pushes
+        of both, as the reads of one store do. The engine's record of the leases it
+        holds is shared too: take leases (background and worker subscriptions)
+        through one of the two faces only.
+        """
+        backend = cls.__new__(cls)
+        backend._bind(engine)
+        return backend
+
+    def _bind(self, engine: PostgresEngine) -> None:
         self.executor = AsyncExecutor(engine)
         super().__init__(engine, self.executor.runtime)
 
