@@ -109,15 +109,28 @@ def test_threads_pushing_at_once_share_a_transaction_each_with_its_own_outcome(
         return
     store.push("thing_happened", "taken", {})
     real = group.run
-    first = threading.Event()
+    real_submit = group.submit
+    submitted = threading.Semaphore(0)
+    seen = 0
 
-    def slow_first(requests: Any) -> Op[Any]:
-        if not first.is_set():  # the first batch takes a while: the others queue up
-            first.set()
-            yield Sleep(0.3)
+    def counting_submit(request: Any) -> Any:
+        submitted.release()
+        return real_submit(request)
+
+    def held(requests: Any) -> Op[Any]:
+        # Every batch in flight waits until all 16 pushes have queued (bounded in time),
+        # so the pushes behind them are sure to form a batch of several.
+        nonlocal seen
+        for _ in range(1000):
+            while submitted.acquire(blocking=False):
+                seen += 1
+            if seen >= 16:
+                break
+            yield Sleep(0.01)
         return (yield from real(requests))
 
-    group.run = slow_first
+    group.submit = counting_submit
+    group.run = held
     outcomes: dict[int, Any] = {}
 
     def push(n: int) -> None:
