@@ -2,8 +2,8 @@
 
 What the replica, failover and partition tests will build on: a standby shows
 what the primary committed once it has replayed it, refuses writes, holds rows
-back while its replay is paused, has them at once under synchronous
-replication, and takes over after a crash of the primary; and the reader
+back while its replay is paused, has them before the commit returns under
+synchronous replication, and takes over after a crash of the primary; and the reader
 horizon of docs/design.md §3.3 holds on a standby as on the primary. Run
 alone with ``pytest -m replication``.
 """
@@ -17,6 +17,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,17 @@ import pytest
 from psycopg import sql
 
 import pgcluster
-from pgcluster import Cluster, ClusterError, Node, parse_lsn, start_cluster, wait_until
+from pgcluster import (
+    Cluster,
+    ClusterError,
+    Node,
+    format_lsn,
+    parse_lsn,
+    start_cluster,
+    sweep_stale_clusters,
+    wait_until,
+)
+from pgcluster.processes import alive
 
 pytestmark = [pytest.mark.replication, pytest.mark.timeout(180)]
 
@@ -47,12 +58,17 @@ def table(cluster: Cluster) -> sql.Identifier:
     return name
 
 
-def insert(conn: psycopg.Connection[Any], table: sql.Identifier, x: int) -> int:
-    """Inserts ``x``; returns the id of the inserting transaction."""
-    conn.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(table), [x])
+def xact_id(conn: psycopg.Connection[Any]) -> int:
+    """The id of the connection's transaction (one is assigned if it has none)."""
     row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def insert(conn: psycopg.Connection[Any], table: sql.Identifier, x: int) -> int:
+    """Inserts ``x``; returns the id of the inserting transaction."""
+    conn.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(table), [x])
+    return xact_id(conn)
 
 
 def values(node: Node, table: sql.Identifier) -> list[int]:
@@ -61,8 +77,9 @@ def values(node: Node, table: sql.Identifier) -> list[int]:
 
 
 def cluster_dirs() -> set[str]:
-    """The names of the cluster directories in the temporary directory."""
-    return {path.name for path in Path(tempfile.gettempdir()).glob("conduit-pgcluster-*")}
+    """The names of this process's cluster directories (other test runs make theirs)."""
+    pattern = f"conduit-pgcluster-{os.getpid()}-*"
+    return {path.name for path in Path(tempfile.gettempdir()).glob(pattern)}
 
 
 def test_a_row_committed_on_the_primary_reads_back_on_the_standby_after_the_replay_wait(
@@ -115,14 +132,17 @@ def test_waiting_for_a_paused_standby_fails_naming_its_state(
     cluster.wait_for_replay()
 
 
+@pytest.mark.parametrize("wrote", [True, False], ids=["wrote-a-row", "only-took-an-xid"])
 def test_an_open_transaction_on_the_primary_holds_the_standbys_horizon_back(
-    cluster: Cluster, table: sql.Identifier
+    cluster: Cluster, table: sql.Identifier, wrote: bool
 ) -> None:
     """docs/design.md §10, "Replicas": the reader horizon of the global log,
-    ``pg_snapshot_xmin(pg_current_snapshot())``, holds on a hot standby."""
+    ``pg_snapshot_xmin(pg_current_snapshot())``, holds on a hot standby. Even a
+    transaction whose xid no WAL has shown yet holds it: the standby counts every
+    xid below the newest it has seen as running until it sees its end."""
     horizon = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
     with cluster.primary.connect(autocommit=False) as holder:
-        held = insert(holder, table, 1)  # the transaction has an xid, and its WAL shows it
+        held = insert(holder, table, 1) if wrote else xact_id(holder)
         with cluster.primary.connect() as other:
             later = insert(other, table, 2)
         cluster.wait_for_replay()
@@ -131,10 +151,10 @@ def test_an_open_transaction_on_the_primary_holds_the_standbys_horizon_back(
         assert held < later
         assert cluster.standby.scalar(horizon) <= held  # ...but not below the horizon
         holder.commit()
-    cluster.wait_for_replay()
 
-    assert values(cluster.standby, table) == [1, 2]
+    # A commit that wrote nothing is not flushed at once: the WAL writer sends it soon.
     wait_until(lambda: cluster.standby.scalar(horizon) > held, what="the horizon to pass it")
+    assert values(cluster.standby, table) == ([1, 2] if wrote else [2])
 
 
 def test_stopped_nodes_start_again_and_the_standby_catches_up(
@@ -153,16 +173,25 @@ def test_stopped_nodes_start_again_and_the_standby_catches_up(
     assert values(cluster.standby, table) == [1, 2]
 
 
-def test_with_synchronous_replication_a_committed_row_is_on_the_standby_at_once() -> None:
+def test_with_synchronous_replication_a_commit_returns_once_the_standby_applied_it() -> None:
     with start_cluster(synchronous="remote_apply") as cluster:
         cluster.primary.execute("CREATE TABLE t (x int)")
-        cluster.primary.execute("INSERT INTO t VALUES (1)")
-
-        assert cluster.standby.query("SELECT x FROM t") == [(1,)]  # no replay wait
         assert cluster.primary.query(
             "SELECT application_name, sync_state FROM pg_stat_replication"
         ) == [(cluster.standby.name, "sync")]
-        assert cluster.primary.scalar("SHOW synchronous_commit") == "remote_apply"
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+
+        cluster.standby.pause_replay()
+        with ThreadPoolExecutor(1) as pool:
+            commit = pool.submit(cluster.primary.execute, "INSERT INTO t VALUES (1)")
+            try:
+                wait_until(lambda: cluster.primary.scalar(waiting) == 1, what="a SyncRep wait")
+                assert not commit.done()  # it cannot return before the standby applies it
+            finally:
+                cluster.standby.resume_replay()
+            commit.result(timeout=30)
+
+        assert cluster.standby.query("SELECT x FROM t") == [(1,)]  # no replay wait
 
 
 def test_after_a_crash_and_a_promotion_the_multi_host_url_reaches_the_new_primary() -> None:
@@ -187,7 +216,6 @@ def test_after_a_crash_and_a_promotion_the_multi_host_url_reaches_the_new_primar
         standby = cluster.add_standby()  # re-attached to the new primary
         cluster.wait_for_replay()
         assert standby.query("SELECT x FROM t ORDER BY x") == [(1,), (2,)]
-        assert parse_lsn(standby.scalar("SELECT pg_last_wal_replay_lsn()::text")) > 0
         root = cluster.root
 
     assert not root.exists()  # every node stopped, the directory removed
@@ -200,6 +228,12 @@ def test_a_node_that_fails_to_start_raises_with_its_log_and_leaves_nothing() -> 
         start_cluster(standbys=0, settings={"shared_buffers": "plenty"})
 
     assert cluster_dirs() == before
+
+
+def test_lsns_read_and_write_as_postgresql_does() -> None:
+    assert parse_lsn("16/B374D848") == 0x16_B374_D848
+    assert format_lsn(0x16_B374_D848) == "16/B374D848"
+    assert format_lsn(parse_lsn("0/0")) == "0/0"
 
 
 def test_missing_binaries_fail_naming_where_they_were_looked_for(tmp_path: Path) -> None:
@@ -233,17 +267,18 @@ def test_the_clusters_of_a_killed_test_run_are_removed_by_the_next_one() -> None
     )
     try:
         assert maker.stdout is not None
-        root, pid = maker.stdout.readline().split()
+        line = maker.stdout.readline()  # bounded: the maker's start_cluster has deadlines
+        assert line, "the child could not start its cluster (see its stderr)"
+        root, pid = Path(line.split()[0]), int(line.split()[1])
+        assert alive(pid)  # its postmaster runs...
     finally:
-        maker.kill()  # no cleanup of its own: its postmaster outlives it
+        maker.kill()  # ...and outlives it: a SIGKILL leaves no time to clean up
         maker.wait(timeout=30)
-    assert Path(root).is_dir()
-    os.kill(int(pid), 0)  # the postmaster runs
 
-    assert Path(root) in pgcluster.sweep_stale_clusters()
+    sweep_stale_clusters()  # what every start_cluster() does first
 
-    assert not Path(root).exists()
-    wait_until(lambda: not pgcluster.processes.alive(int(pid)), what="the postmaster to exit")
+    assert not root.exists()
+    wait_until(lambda: not alive(pid), what=f"the postmaster {pid} to exit")
 
 
 MAKER = """

@@ -212,8 +212,13 @@ class Cluster:
 
     def wait_for_replay(self, standby: Node | None = None, *, timeout: float = DEADLINE) -> int:
         """Waits until ``standby`` (default: every standby, so none may be stopped) has
-        replayed the primary's current WAL position, so that whatever was committed on
-        the primary before the call is visible there. Returns that position."""
+        replayed the primary's current WAL position (``pg_current_wal_lsn()``), so that
+        whatever the primary committed before the call is visible there. Returns it.
+
+        Only WAL the primary has written counts: a commit that is not flushed at once
+        (``synchronous_commit = off``, or a transaction that took an xid and wrote
+        nothing) reaches the standby when the WAL writer flushes it, within
+        ``wal_writer_delay`` (200 ms); wait for its effect instead."""
         return self._wait_for_lsn("replay", standby, timeout)
 
     def wait_for_receive(self, standby: Node | None = None, *, timeout: float = DEADLINE) -> int:
