@@ -764,6 +764,58 @@ def test_rebuild_with_a_changed_table_shape_takes_effect(
     assert ledger(new.engine) == expected(events)
 
 
+def test_a_rebuild_outlasts_a_deadlock_with_the_live_driver(
+    store: EventStore, make_ledger: Callable[..., Ledger]
+) -> None:
+    # The live driver's transaction writes ledger_totals, then ledger_hits;
+    # the swap locks the live tables in its own order to drop them. On
+    # PostgreSQL the two deadlock and one is aborted: when it is the swap, it
+    # runs again once the driver has committed. On SQLite the swap waits.
+    live = make_ledger()
+    pushed = record_many(store, 20)
+    store.subscribe(live)
+    driver = live.engine.connect()
+    driver_tx = driver.begin()
+    driver.execute(sa.text("INSERT INTO ledger_totals VALUES ('other', 1, 1)"))
+    failed: list[BaseException] = []
+
+    def run_rebuild() -> None:
+        try:
+            rebuild(store, live, batch_size=5)
+        except BaseException as exc:
+            failed.append(exc)
+
+    rebuilding = threading.Thread(target=run_rebuild)
+    rebuilding.start()
+    try:
+        if live.engine.dialect.name == "postgresql":
+            eventually(lambda: lock_waiters(live.engine) > 0, "the swap waits for a lock", WAIT)
+        try:
+            driver.execute(sa.text("INSERT INTO ledger_hits VALUES ('other', 1, 1)"))
+            driver_tx.commit()
+        except sqlalchemy.exc.OperationalError:
+            driver_tx.rollback()  # the driver lost the deadlock: it would retry
+    finally:
+        driver.close()
+        rebuilding.join(WAIT)
+    assert not rebuilding.is_alive()
+    assert failed == []
+    assert ledger(live.engine) == expected(pushed)
+    assert times_applied(live) == {str(event.id): 1 for event in pushed}
+
+
+def lock_waiters(engine: sa.Engine) -> int:
+    """How many sessions of the read model's database wait for a lock."""
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return int(waiting)
+
+
 def test_rebuild_leaves_no_fresh_tables_behind(
     store: EventStore, make_ledger: Callable[..., Ledger], tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlalchemy.exc
 
-__all__ = ["is_outage"]
+__all__ = ["is_outage", "lost_a_race"]
 
 _UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
@@ -88,6 +88,19 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(state, str):
         return state in _POSTGRES_CODES or state.startswith(_POSTGRES_CLASSES)
     return isinstance(error, _UNREACHABLE)
+
+
+_RACES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+
+
+def lost_a_race(error: BaseException) -> bool:
+    """True when PostgreSQL aborted the transaction to resolve a deadlock or a
+    serialization race: running the same transaction again may succeed."""
+    if not isinstance(error, sqlalchemy.exc.DBAPIError):
+        return False
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return state in _RACES
 
 
 def _is_psycopg(error: object) -> bool:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit.core.effects import Op
 from conduit.errors import InvalidArgument, ProjectionError
+from conduit.projections.outages import lost_a_race
 from conduit.projections.sql import (
     CHECKPOINTS,
     HOME_MAP,
@@ -149,10 +151,44 @@ def _catch_up_to(store: EventStore, runner: Runner, fresh: SQLProjection, target
     return store._runtime.run(runner.catch_up(keep_going=below_target))
 
 
+SWAP_ATTEMPTS = 20
+"""How many times the swap's transaction runs before a lost deadlock is raised."""
+
+
 def _swap(engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_schema: str) -> None:
+    # The live driver keeps writing while the swap runs: its transaction holds
+    # row locks on the tables its handlers wrote, in their order, and then
+    # wants the next, which the swap may have locked already to drop it.
+    # PostgreSQL ends such a deadlock by aborting one transaction; when that
+    # is the swap, it runs again (it is all or nothing), once the driver's
+    # batch has committed. A driver that loses retries its batch as an outage.
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            _swap_once(engine, live, fresh, fresh_schema)
+            return
+        except sa.exc.DBAPIError as exc:
+            if attempt == SWAP_ATTEMPTS or not lost_a_race(exc):
+                raise
+            time.sleep(min(0.01 * 2**attempt, 1.0))
+
+
+def _swap_once(
+    engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_schema: str
+) -> None:
     position = fresh.load_checkpoint()
     fresh_tables = sa.MetaData()
     with engine.begin() as conn:
+        existing = [
+            table
+            for table in live.metadata.sorted_tables
+            if sa.inspect(conn).has_table(table.name, schema=table.schema)
+        ]
+        if conn.dialect.name == "postgresql" and existing:
+            # Every live table at once, before anything is dropped: a deadlock,
+            # if any, aborts the swap before it has done work to undo.
+            preparer = conn.dialect.identifier_preparer
+            names = ", ".join(preparer.format_table(table) for table in existing)
+            conn.exec_driver_sql(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
         live.metadata.drop_all(conn)
         live.metadata.create_all(conn)
         for table in live.metadata.sorted_tables:
