@@ -20,10 +20,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from conduit import codec
+from conduit.backends import sqlite_sql as sql
 from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
-from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SQLiteSubscriptions
+from conduit.backends.sqlite_sql import (
+    CAUSATION,
+    CORRELATION,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SYNCHRONOUS_MODES,
+)
+from conduit.backends.sqlite_subscriptions import SQLiteSubscriptions
 from conduit.errors import (
     BackendError,
     ConduitError,
@@ -31,114 +38,11 @@ from conduit.errors import (
     SchemaError,
     WrongExpectedVersion,
 )
-from conduit.events import (
-    Event,
-    NewEvent,
-    Snapshot,
-    StreamInfo,
-    StreamKey,
-    make_event,
-    uuid_from_text,
-)
+from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
 
-__all__ = ["SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
+__all__ = ["CAUSATION", "CORRELATION", "SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
-SCHEMA_VERSION = 4
-SYNCHRONOUS_MODES = ("full", "normal", "extra")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position       INTEGER PRIMARY KEY,
-    id             TEXT    NOT NULL UNIQUE,
-    stream_id      TEXT    NOT NULL,
-    stream_is_uuid INTEGER NOT NULL,
-    version        INTEGER NOT NULL,
-    name           TEXT    NOT NULL,
-    data           TEXT    NOT NULL,
-    metadata       TEXT    NOT NULL,
-    recorded_at    INTEGER NOT NULL,
-    UNIQUE (stream_id, version)
-);
-CREATE TABLE IF NOT EXISTS streams (
-    stream_id   TEXT    PRIMARY KEY,
-    is_uuid     INTEGER NOT NULL,
-    version     INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL
-) WITHOUT ROWID;
-"""
-
-_SCHEMA_V3 = """
-CREATE TABLE IF NOT EXISTS snapshots (
-    stream_id        TEXT    NOT NULL,
-    class_name       TEXT    NOT NULL,
-    version          INTEGER NOT NULL,
-    snapshot_version INTEGER NOT NULL,
-    data             TEXT    NOT NULL,
-    taken_at         INTEGER NOT NULL,
-    PRIMARY KEY (stream_id, class_name)
-) WITHOUT ROWID;
-"""
-
-CORRELATION = "CAST(json_extract(metadata, '$.correlation_id') AS TEXT)"
-CAUSATION = "CAST(json_extract(metadata, '$.causation_id') AS TEXT)"
-"""The metadata's correlation and causation ids as text, as the indexes hold them."""
-
-# Version 4: positions are never reused, even once the last events are removed
-# (AUTOINCREMENT: a plain INTEGER PRIMARY KEY hands out max(rowid) + 1 again),
-# and indexes for the reads that filter the log (rare names, correlation and
-# causation links, the first event since a time). SQLite cannot add
-# AUTOINCREMENT to a table, so the events are copied into a new one: on a large
-# file this migration takes a while, once.
-_SCHEMA_V4 = f"""
-CREATE TABLE events_v4 (
-    position       INTEGER PRIMARY KEY AUTOINCREMENT,
-    id             TEXT    NOT NULL UNIQUE,
-    stream_id      TEXT    NOT NULL,
-    stream_is_uuid INTEGER NOT NULL,
-    version        INTEGER NOT NULL,
-    name           TEXT    NOT NULL,
-    data           TEXT    NOT NULL,
-    metadata       TEXT    NOT NULL,
-    recorded_at    INTEGER NOT NULL,
-    UNIQUE (stream_id, version)
-);
-INSERT INTO events_v4 (position, id, stream_id, stream_is_uuid, version, name, data, metadata,
-    recorded_at)
-    SELECT position, id, stream_id, stream_is_uuid, version, name, data, metadata, recorded_at
-    FROM events ORDER BY position;
-DROP TABLE events;
-ALTER TABLE events_v4 RENAME TO events;
-CREATE INDEX events_name_position ON events (name, position);
-CREATE INDEX events_correlation ON events ({CORRELATION}, position)
-    WHERE {CORRELATION} IS NOT NULL;
-CREATE INDEX events_causation ON events ({CAUSATION}, position)
-    WHERE {CAUSATION} IS NOT NULL;
-CREATE INDEX events_recorded_at ON events (recorded_at, position);
-"""
-
-_MIGRATIONS = {1: _SCHEMA, 2: SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
-
-_COLUMNS = "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at"
-_INSERT = (
-    "INSERT INTO events (position, id, stream_id, stream_is_uuid, version, name, data, metadata,"
-    " recorded_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPSERT_STREAM = (
-    "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
-    " recorded_at = excluded.recorded_at"
-)
-# One statement instead of a SELECT and an upsert: the stream's row moves on by
-# the batch's size first and says where it was (inside BEGIN IMMEDIATE, so
-# nobody sees it before the version check, which rolls it back if it fails).
-_ADVANCE_STREAM = (
-    "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (stream_id) DO UPDATE SET version = version + excluded.version,"
-    " recorded_at = max(recorded_at, excluded.recorded_at)"
-    " RETURNING version, is_uuid, recorded_at"
-)
-_MERGED_NAMES = 64
-"""Up to this many names, a filtered log read merges one index range per name."""
+_MIGRATIONS = MIGRATIONS  # the migrations' old name, which tests build old files with
 
 RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 """SQLite 3.35 and newer know ``RETURNING``: an append saves a statement."""
@@ -311,9 +215,8 @@ class SQLiteBackend(SQLiteSubscriptions):
             if found > SCHEMA_VERSION:
                 self._check_version(found)
             for version in range(found + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in sql.migration_statements(version):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={version}")
 
     def append(
@@ -395,7 +298,7 @@ class SQLiteBackend(SQLiteSubscriptions):
         count = len(events)
         if RETURNING:
             version, is_uuid, now = conn.execute(
-                _ADVANCE_STREAM,
+                sql.ADVANCE_STREAM,
                 (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
             ).fetchone()
             version -= count
@@ -404,45 +307,19 @@ class SQLiteBackend(SQLiteSubscriptions):
         if part.expected is not None and part.expected != version:
             raise _Refused(part, version)
         times = [now if new.recorded_at is None else to_micros(new.recorded_at) for new in events]
-        rows = [
-            (
-                str(new.id),
-                stream.text,
-                is_uuid,
-                version + i,
-                new.name,
-                new.data,
-                new.metadata,
-                times[i - 1],
-            )
-            for i, new in enumerate(events, 1)
-        ]
+        rows = sql.event_rows(stream, is_uuid, version, events, times)
         try:
             if count == 1:
-                last_position: int = conn.execute(_INSERT, rows[0]).lastrowid  # type: ignore[assignment]
+                last_position: int = conn.execute(sql.INSERT, rows[0]).lastrowid  # type: ignore[assignment]
             else:
-                conn.executemany(_INSERT, rows)
+                conn.executemany(sql.INSERT, rows)
                 last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         except sqlite3.IntegrityError:
             raise _Refused(part, None) from None
         if not RETURNING:
-            conn.execute(_UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
+            conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
         first_position = last_position - count
-        stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
-        decode = codec.decode
-        return [
-            make_event(
-                new.id,
-                stream_id,
-                new.name,
-                decode(new.data),
-                {} if new.metadata == "{}" else decode(new.metadata),
-                version + i,
-                first_position + i,
-                from_micros(times[i - 1]),
-            )
-            for i, new in enumerate(events, 1)
-        ]
+        return sql.recorded(stream, is_uuid, version, first_position, events, times)
 
     def _resolve(
         self, conn: sqlite3.Connection, request: AppendRequest, refused: _Refused
@@ -462,10 +339,7 @@ class SQLiteBackend(SQLiteSubscriptions):
 
     def _stream_row(self, conn: sqlite3.Connection, stream: StreamKey) -> tuple[int, bool, int]:
         """The stream's version, id type and last time (SQLite before 3.35)."""
-        row = conn.execute(
-            "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?",
-            (stream.text,),
-        ).fetchone()
+        row = conn.execute(sql.STREAM_ROW, (stream.text,)).fetchone()
         version, is_uuid, last = row if row else (0, stream.is_uuid, 0)
         return version, is_uuid, max(time.time_ns() // 1000, last)
 
@@ -479,11 +353,8 @@ class SQLiteBackend(SQLiteSubscriptions):
         size = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
-            marks = ", ".join("?" * len(chunk))
-            rows += conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE id IN ({marks})", chunk
-            ).fetchall()
-        return resolve_retry(stream, events, _events(rows))
+            rows += conn.execute(sql.events_by_id(len(chunk)), chunk).fetchall()
+        return resolve_retry(stream, events, sql.events(rows))
 
     def read_stream(
         self,
@@ -494,21 +365,10 @@ class SQLiteBackend(SQLiteSubscriptions):
         since: datetime | None,
         limit: int,
     ) -> list[Event]:
-        where = ["stream_id = ?"]
-        params: list[Any] = [stream.text]
-        if start is not None:
-            where.append("version <= ?" if backwards else "version >= ?")
-            params.append(start)
-        if since is not None:
-            where.append("recorded_at >= ?")
-            params.append(to_micros(since))
-        order = "DESC" if backwards else "ASC"
-        params.append(limit)
-        sql = (
-            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)}"
-            f" ORDER BY version {order} LIMIT ?"
+        statement = sql.read_stream(
+            stream, start=start, backwards=backwards, since=since, limit=limit
         )
-        return _events(self._query(sql, params))
+        return sql.events(self._query(*statement))
 
     def read_all(
         self,
@@ -520,63 +380,26 @@ class SQLiteBackend(SQLiteSubscriptions):
         causation_id: str | None = None,
         wait: bool = True,
     ) -> list[Event]:
-        where = ["position > ?"]
-        params: list[Any] = [after]
-        if correlation_id is not None:
-            where.append(f"{CORRELATION} = ?")
-            params.append(correlation_id)
-        if causation_id is not None:
-            where.append(f"{CAUSATION} = ?")
-            params.append(causation_id)
-        clause = " AND ".join(where)
-        if names is not None and len(names) > _MERGED_NAMES:
-            clause += f" AND name IN ({', '.join('?' * len(names))})"
-            params.extend(names)
-            names = None
-        if names is None:
-            sql = f"SELECT {_COLUMNS} FROM events WHERE {clause} ORDER BY position LIMIT ?"
-            return _events(self._query(sql, (*params, limit)))
-        # One index range per name, each in position order and cut at the
-        # limit, then merged: `name IN (...)` would sort every match after
-        # `after` (millions, for common names) to return one page.
-        branch = (
-            f"SELECT * FROM (SELECT {_COLUMNS} FROM events WHERE name = ? AND {clause}"
-            " ORDER BY position LIMIT ?)"
+        statement = sql.read_all(
+            after=after,
+            names=names,
+            limit=limit,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
         )
-        sql = " UNION ALL ".join([branch] * len(names)) + " ORDER BY position LIMIT ?"
-        values: list[Any] = []
-        for name in names:
-            values.extend((name, *params, limit))
-        values.append(limit)
-        return _events(self._query(sql, values))
+        return sql.events(self._query(*statement))
 
     def stream_version(self, stream: StreamKey) -> int:
-        rows = self._query("SELECT version FROM streams WHERE stream_id = ?", (stream.text,))
+        rows = self._query(sql.STREAM_VERSION, (stream.text,))
         return int(rows[0][0]) if rows else 0
 
     def streams(self, *, after: str | None, prefix: str | None, limit: int) -> list[StreamInfo]:
-        where: list[str] = []
-        params: list[Any] = []
-        if after is not None:
-            where.append("stream_id > ?")
-            params.append(after)
-        if prefix is not None:
-            # Range on the primary key rather than LIKE, which is case-insensitive.
-            where.append("stream_id >= ?")
-            params.append(prefix)
-            where.append("substr(stream_id, 1, ?) = ?")
-            params.extend((len(prefix), prefix))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        params.append(limit)
-        rows = self._query(
-            f"SELECT stream_id, is_uuid, version FROM streams {clause} ORDER BY stream_id LIMIT ?",
-            params,
-        )
+        rows = self._query(*sql.streams(after=after, prefix=prefix, limit=limit))
         ids = StreamIds()
         return [StreamInfo(ids(text, bool(is_uuid)), version) for text, is_uuid, version in rows]
 
     def head_position(self, *, wait: bool = True) -> int:
-        rows = self._query("SELECT max(position) FROM events")
+        rows = self._query(sql.HEAD_POSITION)
         return int(rows[0][0] or 0)
 
     def count_after(
@@ -587,40 +410,21 @@ class SQLiteBackend(SQLiteSubscriptions):
         limit: int | None = None,
         wait: bool = True,
     ) -> int:
-        where = "position > ?"
-        params: list[Any] = [position]
-        if names is not None:
-            where += f" AND name IN ({', '.join('?' * len(names))})"
-            params.extend(names)
-        if limit is None:
-            rows = self._query(f"SELECT count(*) FROM events WHERE {where}", params)
-        else:
-            rows = self._query(
-                f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)",
-                (*params, limit),
-            )
+        rows = self._query(*sql.count_after(position, names=names, limit=limit))
         return int(rows[0][0])
 
     def first_position_since(self, since: datetime) -> int | None:
-        rows = self._query(
-            "SELECT min(position) FROM events WHERE recorded_at >= ?", (to_micros(since),)
-        )
+        rows = self._query(sql.FIRST_POSITION_SINCE, (to_micros(since),))
         return None if rows[0][0] is None else int(rows[0][0])
 
     def read_event(self, event_id: uuid.UUID) -> Event | None:
-        found = _events(
-            self._query(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (str(event_id),))
-        )
+        found = sql.events(self._query(sql.READ_EVENT, (str(event_id),)))
         return found[0] if found else None
 
     def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO snapshots (stream_id, class_name, version, snapshot_version, data,"
-                " taken_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (stream_id, class_name) DO UPDATE SET version = excluded.version,"
-                " snapshot_version = excluded.snapshot_version, data = excluded.data,"
-                " taken_at = excluded.taken_at WHERE excluded.version >= snapshots.version",
+                sql.SAVE_SNAPSHOT,
                 (
                     stream.text,
                     snapshot.class_name,
@@ -632,11 +436,7 @@ class SQLiteBackend(SQLiteSubscriptions):
             )
 
     def load_snapshot(self, stream: StreamKey, class_name: str) -> Snapshot | None:
-        rows = self._query(
-            "SELECT version, snapshot_version, data, taken_at FROM snapshots"
-            " WHERE stream_id = ? AND class_name = ?",
-            (stream.text, class_name),
-        )
+        rows = self._query(sql.LOAD_SNAPSHOT, (stream.text, class_name))
         if not rows:
             return None
         version, snapshot_version, data, taken_at = rows[0]
@@ -654,9 +454,7 @@ class SQLiteBackend(SQLiteSubscriptions):
     def rewrite_events(self, changes: Sequence[EventRewrite]) -> int:
         rows = [(c.name, c.data, c.metadata, str(c.id)) for c in changes]
         with self._write() as conn:
-            cursor = conn.executemany(
-                "UPDATE events SET name = ?, data = ?, metadata = ? WHERE id = ?", rows
-            )
+            cursor = conn.executemany(sql.REWRITE_EVENT, rows)
             return max(cursor.rowcount, 0)
 
 
@@ -672,31 +470,3 @@ def _begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
-
-
-def _events(rows: list[Any]) -> list[Event]:
-    ids = StreamIds()
-    decode = codec.decode
-    return [
-        make_event(
-            uuid_from_text(event_id),
-            ids(stream_text, is_uuid),
-            name,
-            decode(data),
-            {} if metadata == "{}" else decode(metadata),
-            version,
-            position,
-            from_micros(recorded_at),
-        )
-        for (
-            event_id,
-            stream_text,
-            is_uuid,
-            name,
-            data,
-            metadata,
-            version,
-            position,
-            recorded_at,
-        ) in rows
-    ]

@@ -1,0 +1,336 @@
+"""The SQLite engine's pure part: schema, migrations, statements and row decoding.
+
+Nothing here opens a file or runs a statement: :mod:`conduit.backends.sqlite`
+holds the connections and executes what these builders return, so that the
+text of every statement can be read (and tested) apart from the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from conduit import codec
+from conduit.backends.common import StreamIds, from_micros, to_micros
+from conduit.backends.sqlite_subscriptions import SCHEMA_V2
+from conduit.events import Event, NewEvent, StreamKey, make_event, uuid_from_text
+
+__all__ = [
+    "ADVANCE_STREAM",
+    "CAUSATION",
+    "COLUMNS",
+    "CORRELATION",
+    "INSERT",
+    "MERGED_NAMES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS_MODES",
+    "UPSERT_STREAM",
+    "count_after",
+    "event_rows",
+    "events",
+    "read_all",
+    "read_stream",
+    "recorded",
+    "streams",
+]
+
+Statement = tuple[str, list[Any]]
+"""A statement's text and its parameters."""
+
+SCHEMA_VERSION = 4
+SYNCHRONOUS_MODES = ("full", "normal", "extra")
+
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    stream_id      TEXT    NOT NULL,
+    stream_is_uuid INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    name           TEXT    NOT NULL,
+    data           TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL,
+    recorded_at    INTEGER NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS streams (
+    stream_id   TEXT    PRIMARY KEY,
+    is_uuid     INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id        TEXT    NOT NULL,
+    class_name       TEXT    NOT NULL,
+    version          INTEGER NOT NULL,
+    snapshot_version INTEGER NOT NULL,
+    data             TEXT    NOT NULL,
+    taken_at         INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, class_name)
+) WITHOUT ROWID;
+"""
+
+CORRELATION = "CAST(json_extract(metadata, '$.correlation_id') AS TEXT)"
+CAUSATION = "CAST(json_extract(metadata, '$.causation_id') AS TEXT)"
+"""The metadata's correlation and causation ids as text, as the indexes hold them."""
+
+# Version 4: positions are never reused, even once the last events are removed
+# (AUTOINCREMENT: a plain INTEGER PRIMARY KEY hands out max(rowid) + 1 again),
+# and indexes for the reads that filter the log (rare names, correlation and
+# causation links, the first event since a time). SQLite cannot add
+# AUTOINCREMENT to a table, so the events are copied into a new one: on a large
+# file this migration takes a while, once.
+SCHEMA_V4 = f"""
+CREATE TABLE events_v4 (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT    NOT NULL UNIQUE,
+    stream_id      TEXT    NOT NULL,
+    stream_is_uuid INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    name           TEXT    NOT NULL,
+    data           TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL,
+    recorded_at    INTEGER NOT NULL,
+    UNIQUE (stream_id, version)
+);
+INSERT INTO events_v4 (position, id, stream_id, stream_is_uuid, version, name, data, metadata,
+    recorded_at)
+    SELECT position, id, stream_id, stream_is_uuid, version, name, data, metadata, recorded_at
+    FROM events ORDER BY position;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+CREATE INDEX events_name_position ON events (name, position);
+CREATE INDEX events_correlation ON events ({CORRELATION}, position)
+    WHERE {CORRELATION} IS NOT NULL;
+CREATE INDEX events_causation ON events ({CAUSATION}, position)
+    WHERE {CAUSATION} IS NOT NULL;
+CREATE INDEX events_recorded_at ON events (recorded_at, position);
+"""
+
+MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}
+
+COLUMNS = "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at"
+INSERT = (
+    "INSERT INTO events (position, id, stream_id, stream_is_uuid, version, name, data, metadata,"
+    " recorded_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_STREAM = (
+    "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
+    " recorded_at = excluded.recorded_at"
+)
+# One statement instead of a SELECT and an upsert: the stream's row moves on by
+# the batch's size first and says where it was (inside BEGIN IMMEDIATE, so
+# nobody sees it before the version check, which rolls it back if it fails).
+ADVANCE_STREAM = (
+    "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (stream_id) DO UPDATE SET version = version + excluded.version,"
+    " recorded_at = max(recorded_at, excluded.recorded_at)"
+    " RETURNING version, is_uuid, recorded_at"
+)
+MERGED_NAMES = 64
+"""Up to this many names, a filtered log read merges one index range per name."""
+
+
+STREAM_VERSION = "SELECT version FROM streams WHERE stream_id = ?"
+STREAM_ROW = "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?"
+HEAD_POSITION = "SELECT max(position) FROM events"
+FIRST_POSITION_SINCE = "SELECT min(position) FROM events WHERE recorded_at >= ?"
+READ_EVENT = f"SELECT {COLUMNS} FROM events WHERE id = ?"
+REWRITE_EVENT = "UPDATE events SET name = ?, data = ?, metadata = ? WHERE id = ?"
+SAVE_SNAPSHOT = (
+    "INSERT INTO snapshots (stream_id, class_name, version, snapshot_version, data,"
+    " taken_at) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (stream_id, class_name) DO UPDATE SET version = excluded.version,"
+    " snapshot_version = excluded.snapshot_version, data = excluded.data,"
+    " taken_at = excluded.taken_at WHERE excluded.version >= snapshots.version"
+)
+LOAD_SNAPSHOT = (
+    "SELECT version, snapshot_version, data, taken_at FROM snapshots"
+    " WHERE stream_id = ? AND class_name = ?"
+)
+
+
+def migration_statements(version: int) -> list[str]:
+    """The statements that take a file from ``version - 1`` to ``version``."""
+    return [statement for statement in MIGRATIONS[version].split(";") if statement.strip()]
+
+
+def events_by_id(count: int) -> str:
+    """A read of the events whose ids are the ``count`` parameters."""
+    return f"SELECT {COLUMNS} FROM events WHERE id IN ({', '.join('?' * count)})"
+
+
+def read_stream(
+    stream: StreamKey,
+    *,
+    start: int | None,
+    backwards: bool,
+    since: datetime | None,
+    limit: int,
+) -> Statement:
+    """A page of one stream, in version order (or backwards from ``start``)."""
+    where = ["stream_id = ?"]
+    params: list[Any] = [stream.text]
+    if start is not None:
+        where.append("version <= ?" if backwards else "version >= ?")
+        params.append(start)
+    if since is not None:
+        where.append("recorded_at >= ?")
+        params.append(to_micros(since))
+    order = "DESC" if backwards else "ASC"
+    params.append(limit)
+    sql = (
+        f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY version {order} LIMIT ?"
+    )
+    return sql, params
+
+
+def read_all(
+    *,
+    after: int,
+    names: Sequence[str] | None,
+    limit: int,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> Statement:
+    """A page of the global log after ``after``, filtered."""
+    where = ["position > ?"]
+    params: list[Any] = [after]
+    if correlation_id is not None:
+        where.append(f"{CORRELATION} = ?")
+        params.append(correlation_id)
+    if causation_id is not None:
+        where.append(f"{CAUSATION} = ?")
+        params.append(causation_id)
+    clause = " AND ".join(where)
+    if names is not None and len(names) > MERGED_NAMES:
+        clause += f" AND name IN ({', '.join('?' * len(names))})"
+        params.extend(names)
+        names = None
+    if names is None:
+        sql = f"SELECT {COLUMNS} FROM events WHERE {clause} ORDER BY position LIMIT ?"
+        return sql, [*params, limit]
+    # One index range per name, each in position order and cut at the limit,
+    # then merged: `name IN (...)` would sort every match after `after`
+    # (millions, for common names) to return one page.
+    branch = (
+        f"SELECT * FROM (SELECT {COLUMNS} FROM events WHERE name = ? AND {clause}"
+        " ORDER BY position LIMIT ?)"
+    )
+    sql = " UNION ALL ".join([branch] * len(names)) + " ORDER BY position LIMIT ?"
+    values: list[Any] = []
+    for name in names:
+        values.extend((name, *params, limit))
+    values.append(limit)
+    return sql, values
+
+
+def streams(*, after: str | None, prefix: str | None, limit: int) -> Statement:
+    """A page of the streams, in id order."""
+    where: list[str] = []
+    params: list[Any] = []
+    if after is not None:
+        where.append("stream_id > ?")
+        params.append(after)
+    if prefix is not None:
+        # Range on the primary key rather than LIKE, which is case-insensitive.
+        where.append("stream_id >= ?")
+        params.append(prefix)
+        where.append("substr(stream_id, 1, ?) = ?")
+        params.extend((len(prefix), prefix))
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    params.append(limit)
+    sql = f"SELECT stream_id, is_uuid, version FROM streams {clause} ORDER BY stream_id LIMIT ?"
+    return sql, params
+
+
+def count_after(position: int, *, names: Sequence[str] | None, limit: int | None) -> Statement:
+    """A count of the events after ``position`` (of ``names``), stopping at ``limit``."""
+    where = "position > ?"
+    params: list[Any] = [position]
+    if names is not None:
+        where += f" AND name IN ({', '.join('?' * len(names))})"
+        params.extend(names)
+    if limit is None:
+        return f"SELECT count(*) FROM events WHERE {where}", params
+    return f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)", [*params, limit]
+
+
+def event_rows(
+    stream: StreamKey, is_uuid: bool, version: int, events: Sequence[NewEvent], times: list[int]
+) -> list[tuple[Any, ...]]:
+    """The :data:`INSERT` parameters of a batch that follows ``version``."""
+    return [
+        (
+            str(new.id),
+            stream.text,
+            is_uuid,
+            version + i,
+            new.name,
+            new.data,
+            new.metadata,
+            times[i - 1],
+        )
+        for i, new in enumerate(events, 1)
+    ]
+
+
+def recorded(
+    stream: StreamKey,
+    is_uuid: bool,
+    version: int,
+    first_position: int,
+    events: Sequence[NewEvent],
+    times: list[int],
+) -> list[Event]:
+    """The events a batch became, without reading them back."""
+    stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
+    decode = codec.decode
+    return [
+        make_event(
+            new.id,
+            stream_id,
+            new.name,
+            decode(new.data),
+            {} if new.metadata == "{}" else decode(new.metadata),
+            version + i,
+            first_position + i,
+            from_micros(times[i - 1]),
+        )
+        for i, new in enumerate(events, 1)
+    ]
+
+
+def events(rows: list[Any]) -> list[Event]:
+    """Rows of :data:`COLUMNS` as events."""
+    ids = StreamIds()
+    decode = codec.decode
+    return [
+        make_event(
+            uuid_from_text(event_id),
+            ids(stream_text, is_uuid),
+            name,
+            decode(data),
+            {} if metadata == "{}" else decode(metadata),
+            version,
+            position,
+            from_micros(recorded_at),
+        )
+        for (
+            event_id,
+            stream_text,
+            is_uuid,
+            name,
+            data,
+            metadata,
+            version,
+            position,
+            recorded_at,
+        ) in rows
+    ]
