@@ -8,7 +8,9 @@ engines: memory (the default), SQLite and PostgreSQL.
 from conduit.aggregate import Aggregate
 from conduit.async_store import AsyncEventStore
 from conduit.backends.base import Backend
+from conduit.dcb import AppendCondition, Query, QueryItem
 from conduit.errors import (
+    AppendConditionFailed,
     BackendError,
     ConduitError,
     ConfigurationError,
@@ -32,6 +34,8 @@ from conduit.upcasting import Upcasters
 
 __all__ = [
     "Aggregate",
+    "AppendCondition",
+    "AppendConditionFailed",
     "AsyncEventStore",
     "Backend",
     "BackendError",
@@ -47,6 +51,8 @@ __all__ = [
     "MissingDependency",
     "PendingEvent",
     "ProjectionError",
+    "Query",
+    "QueryItem",
     "ReplayError",
     "SchemaError",
     "SnapshotWarning",

@@ -11,7 +11,7 @@ are ``EventStore``'s: see its methods for what each one does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -25,6 +25,7 @@ from conduit.core.paging import Pages
 from conduit.core.store_ops import DEFAULT_PAGE_SIZE, StoreCore
 from conduit.core.subscribing import plan_subscription, starting, stopping
 from conduit.core.writes import PendingEvent
+from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
 from conduit.subscriptions.aio import AsyncSubscription
@@ -162,21 +163,39 @@ class AsyncEventStore:
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
         event_id: Any = None,
+        tags: Iterable[str] | None = None,
     ) -> Event:
         """See :meth:`EventStore.push`."""
         return await self._runtime.run(
-            self._core.push(name, stream_id, data, metadata, expected_version, event_id)
+            self._core.push(name, stream_id, data, metadata, expected_version, event_id, tags)
         )
 
     async def push_many(
         self,
-        stream_id: StreamId,
-        events: Iterable[PendingEvent],
+        stream_id: StreamId | Mapping[StreamId, Iterable[PendingEvent]],
+        events: Iterable[PendingEvent] | None = None,
         *,
         expected_version: int | None = None,
+        expected_versions: Mapping[StreamId, int] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> list[Event]:
         """See :meth:`EventStore.push_many`."""
-        return await self._runtime.run(self._core.push_many(stream_id, events, expected_version))
+        return await self._runtime.run(
+            self._core.push_many(stream_id, events, expected_version, expected_versions, tags)
+        )
+
+    async def append(
+        self,
+        events: Iterable[PendingEvent],
+        *,
+        condition: AppendCondition | None = None,
+        tags: Iterable[str] | None = None,
+        expected_versions: Mapping[StreamId, int] | None = None,
+    ) -> list[Event]:
+        """See :meth:`EventStore.append`."""
+        return await self._runtime.run(
+            self._core.append(events, condition, tags, expected_versions)
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -219,6 +238,26 @@ class AsyncEventStore:
                 causation_id=causation_id,
             )
         )
+
+    async def read_query(
+        self,
+        query: Query,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[Event]:
+        """See :meth:`EventStore.read_query`."""
+        if backwards:
+            if limit is None:
+                found = await self.read_query(query, after=after)
+                return found[::-1]
+            return await self._runtime.run(
+                self._core.read_query_backwards(query, after=after, limit=limit)
+            )
+        return [
+            e async for e in self._pages(self._core.query_pages(query, after=after, limit=limit))
+        ]
 
     async def stream_version(self, stream_id: StreamId) -> int:
         """See :meth:`EventStore.stream_version`."""

@@ -10,8 +10,10 @@
     │                           an event; raised before anything is written
     ├── Conflict                the store's state refuses the write (another
     │   │                       writer came first); nothing is written
-    │   ├── WrongExpectedVersion    the stream is not at the version the caller
-    │   │                           expected
+    │   ├── WrongExpectedVersion    a stream is not at the version the caller
+    │   │                           expected (``conflicts`` names every one)
+    │   ├── AppendConditionFailed   an event matching the append's condition was
+    │   │                           recorded after its ``after`` position
     │   └── DuplicateEvent      an event id is already recorded, in another stream,
     │                           in another batch or with other content
     ├── EventDecodeError        a stored event no longer fits its registered class
@@ -37,6 +39,7 @@ trying again (or, for a ``DuplicateEvent``, by choosing new ids).
 from __future__ import annotations
 
 __all__ = [
+    "AppendConditionFailed",
     "BackendError",
     "ConduitError",
     "ConfigurationError",
@@ -82,15 +85,55 @@ class Conflict(ConduitError):
 
 
 class WrongExpectedVersion(Conflict):
-    """The stream's version differs from the one the caller expected."""
+    """A stream's version differs from the one the caller expected.
 
-    def __init__(self, stream_id: object, expected: int, actual: int) -> None:
-        super().__init__(
-            f"Wrong expected version: {expected} (stream: {stream_id}, stream version: {actual})"
+    ``stream_id``, ``expected`` and ``actual`` are those of the first stream
+    that failed; ``conflicts`` holds ``(stream_id, expected, actual)`` for every
+    stream of the call that failed (a multi-stream ``push_many`` checks them
+    all), the first one included.
+    """
+
+    def __init__(
+        self,
+        stream_id: object,
+        expected: int,
+        actual: int,
+        *,
+        conflicts: tuple[tuple[object, int, int], ...] | None = None,
+    ) -> None:
+        found = conflicts or ((stream_id, expected, actual),)
+        message = "; ".join(
+            f"Wrong expected version: {e} (stream: {s}, stream version: {a})" for s, e, a in found
         )
+        super().__init__(message)
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+        self.conflicts = found
+
+    @classmethod
+    def of(cls, conflicts: list[tuple[object, int, int]]) -> WrongExpectedVersion:
+        """The error naming every stream of ``conflicts`` (at least one)."""
+        stream_id, expected, actual = conflicts[0]
+        return cls(stream_id, expected, actual, conflicts=tuple(conflicts))
+
+
+class AppendConditionFailed(Conflict):
+    """An event matching an append's condition (``fail_if_events_match``) was
+    recorded after the condition's ``after`` position; nothing was written.
+
+    ``position`` is the position of the first such event. Read the query's
+    matches again, decide again, and append with the new position.
+    """
+
+    def __init__(self, position: int, after: int | None) -> None:
+        since = "in the store" if after is None else f"after position {after}"
+        super().__init__(
+            f"Append condition failed: an event matching the condition is recorded {since}"
+            f" (first at position {position})"
+        )
+        self.position = position
+        self.after = after
 
 
 class EventDecodeError(ConduitError):

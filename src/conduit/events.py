@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -20,6 +20,7 @@ from conduit.errors import InvalidEvent
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_STREAM_ID_LENGTH",
+    "NO_TAGS",
     "Event",
     "NewEvent",
     "ParkedEvent",
@@ -54,7 +55,9 @@ class Event:
 
     ``version`` is its place in its stream (1, 2, 3…), ``position`` its place
     in the global log (an integer that grows in log order), ``recorded_at`` the
-    UTC time the store recorded it.
+    UTC time the store recorded it. ``tags`` are the strings it was pushed
+    with (``"course:c1"``), empty when none: queries and append conditions
+    select events by them (docs/dcb.md).
     """
 
     id: uuid.UUID
@@ -65,6 +68,7 @@ class Event:
     version: int
     position: int
     recorded_at: datetime
+    tags: frozenset[str] = field(default=frozenset(), kw_only=True)
 
 
 T = TypeVar("T")
@@ -112,7 +116,10 @@ def _slot_setters() -> tuple[Any, ...]:
     _set_version,
     _set_position,
     _set_recorded_at,
+    _set_tags,
 ) = _slot_setters()
+
+NO_TAGS: frozenset[str] = frozenset()
 
 
 def make_event(
@@ -124,6 +131,7 @@ def make_event(
     version: int,
     position: int,
     recorded_at: datetime,
+    tags: frozenset[str] = NO_TAGS,
 ) -> Event:
     """``Event(...)`` for engines reading rows: the same frozen value, built faster.
 
@@ -140,6 +148,7 @@ def make_event(
     _set_version(event, version)
     _set_position(event, position)
     _set_recorded_at(event, recorded_at)
+    _set_tags(event, tags)
     return event
 
 
@@ -162,6 +171,7 @@ def make_typed_event(event: Event, payload: object) -> TypedEvent[Any]:
     _set_version(typed, event.version)
     _set_position(typed, event.position)
     _set_recorded_at(typed, event.recorded_at)
+    _set_tags(typed, event.tags)
     _set_payload(typed, payload)
     return typed
 
@@ -188,15 +198,22 @@ class NewEvent:
     metadata: str
     recorded_at: datetime | None = None
     """Set only when importing or copying events: the time the source recorded them."""
+    tags: frozenset[str] = frozenset()
+    """Checked tags (:func:`conduit.core.writes.check_tags`), empty when none."""
 
 
 def _new_event_setters() -> tuple[Any, ...]:
     return tuple(NewEvent.__dict__[field].__set__ for field in NewEvent.__slots__)
 
 
-_set_new_id, _set_new_name, _set_new_data, _set_new_metadata, _set_new_recorded_at = (
-    _new_event_setters()
-)
+(
+    _set_new_id,
+    _set_new_name,
+    _set_new_data,
+    _set_new_metadata,
+    _set_new_recorded_at,
+    _set_new_tags,
+) = _new_event_setters()
 
 
 def make_new_event(event_id: uuid.UUID, name: str, data: str, metadata: str) -> NewEvent:
@@ -207,6 +224,7 @@ def make_new_event(event_id: uuid.UUID, name: str, data: str, metadata: str) -> 
     _set_new_data(new, data)
     _set_new_metadata(new, metadata)
     _set_new_recorded_at(new, None)
+    _set_new_tags(new, NO_TAGS)
     return new
 
 

@@ -8,7 +8,7 @@ operations as coroutines.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
@@ -21,6 +21,7 @@ from conduit.core.paging import Pages
 from conduit.core.store_ops import DEFAULT_PAGE_SIZE, RESERVED_PREFIX, StoreCore
 from conduit.core.subscribing import plan_subscription, starting, stopping
 from conduit.core.writes import MAX_BATCH, PendingEvent
+from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
 from conduit.subscriptions.drivers import Subscription
@@ -168,6 +169,7 @@ class EventStore:
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
         event_id: Any = None,
+        tags: Iterable[str] | None = None,
     ) -> Event:
         """Record one event at the end of a stream and return it.
 
@@ -187,25 +189,64 @@ class EventStore:
             BackendError: the engine failed.
         """
         return self._runtime.run(
-            self._core.push(name, stream_id, data, metadata, expected_version, event_id)
+            self._core.push(name, stream_id, data, metadata, expected_version, event_id, tags)
         )
 
     def push_many(
         self,
-        stream_id: StreamId,
-        events: Iterable[PendingEvent],
+        stream_id: StreamId | Mapping[StreamId, Iterable[PendingEvent]],
+        events: Iterable[PendingEvent] | None = None,
         *,
         expected_version: int | None = None,
+        expected_versions: Mapping[StreamId, int] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> list[Event]:
-        """Record several events at the end of one stream, atomically: all or nothing.
+        """Record several events, atomically: all or nothing.
+
+        ``push_many(stream_id, events, expected_version=...)`` appends a batch
+        to one stream. ``push_many({stream_a: events, stream_b: events},
+        expected_versions={stream_a: 3, stream_b: 0})`` appends to several
+        streams in one transaction: every stream's expected version is
+        checked, and :class:`~conduit.errors.WrongExpectedVersion` names every
+        stream that failed (its ``conflicts``); the events of the call are
+        contiguous in the global log, stream after stream in the mapping's
+        order. Returns the recorded events in that order.
 
         Each event is a mapping with ``name``, ``data`` and optionally
-        ``metadata``, ``id`` and ``recorded_at`` (for imports and copies: the
-        aware time the source store recorded it, kept as is), or a tuple
-        ``(name, data)`` or ``(name, data, metadata)``. Errors are those of
-        :meth:`push`.
+        ``metadata``, ``id``, ``tags`` and ``recorded_at`` (for imports and
+        copies: the aware time the source store recorded it, kept as is), or a
+        tuple ``(name, data)`` or ``(name, data, metadata)``. ``tags`` are
+        added to every event's own. Errors are those of :meth:`push`.
         """
-        return self._runtime.run(self._core.push_many(stream_id, events, expected_version))
+        return self._runtime.run(
+            self._core.push_many(stream_id, events, expected_version, expected_versions, tags)
+        )
+
+    def append(
+        self,
+        events: Iterable[PendingEvent],
+        *,
+        condition: AppendCondition | None = None,
+        tags: Iterable[str] | None = None,
+        expected_versions: Mapping[StreamId, int] | None = None,
+    ) -> list[Event]:
+        """Record events of one, several or no streams atomically, under a condition.
+
+        Each event is as for :meth:`push_many`, and a mapping may name its
+        ``stream_id``; the events without one go to one new stream named
+        ``dcb:<the first such event's id>``. With ``condition``
+        (:class:`~conduit.AppendCondition`), nothing is written when an event
+        its query matches was recorded after its ``after`` position: the
+        Dynamic Consistency Boundary (docs/dcb.md). Appends whose keys (names
+        and tags of the condition and of the events) do not overlap never wait
+        for each other, on any engine that runs writers at once.
+
+        Raises:
+            AppendConditionFailed: naming the first matching event's position.
+            WrongExpectedVersion: a stream of ``expected_versions`` is elsewhere.
+            InvalidEvent, DuplicateEvent, BackendError: as for :meth:`push`.
+        """
+        return self._runtime.run(self._core.append(events, condition, tags, expected_versions))
 
     # -- reading -------------------------------------------------------------
 
@@ -272,6 +313,30 @@ class EventStore:
                 causation_id=causation_id,
             )
         )
+
+    def read_query(
+        self,
+        query: Query,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[Event]:
+        """The events ``query`` matches whose position is after ``after``, in log order
+        (the latest first with ``backwards``), at most ``limit``.
+
+        Base a decision on them, then :meth:`append` with
+        ``AppendCondition(query, after=<the last position seen>)`` (or
+        :meth:`head_position` read before, when nothing matched). Served by
+        the tag and name indexes, whatever the size of the log.
+        """
+        if backwards:
+            if limit is None:
+                return self.read_query(query, after=after)[::-1]
+            return self._runtime.run(
+                self._core.read_query_backwards(query, after=after, limit=limit)
+            )
+        return list(self._pages(self._core.query_pages(query, after=after, limit=limit)))
 
     def stream_version(self, stream_id: StreamId) -> int:
         """The version of a stream's last event; 0 for a stream with no events."""

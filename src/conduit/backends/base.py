@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from conduit.dcb import AppendCondition, Query
 from conduit.errors import ConduitError
 from conduit.events import Event, NewEvent, ParkedEvent, Snapshot, StreamInfo, StreamKey
 
@@ -109,6 +110,37 @@ class Backend(Protocol):
             BackendError: the engine failed: every request failed (or its
                 outcome is unknown).
         """
+        ...
+
+    def append_request(
+        self, request: AppendRequest, condition: AppendCondition | None = None
+    ) -> list[list[Event]]:
+        """One append of one or several streams, all or nothing, in one transaction.
+
+        Returns, per part, its recorded events (a retry of a request already
+        recorded returns those). The request's events are contiguous in the
+        global log. With ``condition``, the append fails when an event the
+        condition's query matches is recorded after its ``after`` position;
+        on PostgreSQL, transaction-scoped advisory locks on the condition's
+        keys and on the written events' keys make the check and the insert one
+        step for every other append whose keys overlap (docs/dcb.md).
+
+        Raises:
+            WrongExpectedVersion: streams at other versions; ``conflicts``
+                names every one; nothing written.
+            AppendConditionFailed: naming the first matching event's position;
+                nothing written.
+            DuplicateEvent: an event id is recorded elsewhere; nothing written.
+            BackendError: the engine failed.
+        """
+        ...
+
+    def read_query(
+        self, query: Query, *, after: int, limit: int, backwards: bool = False
+    ) -> list[Event]:
+        """One page of the events ``query`` matches whose position is after ``after``:
+        in log order, or the latest first (``backwards``). Served by the tag and name
+        indexes; on PostgreSQL, below the reader horizon as :meth:`read_all`."""
         ...
 
     def read_stream(

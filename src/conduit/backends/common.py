@@ -11,7 +11,15 @@ import orjson
 from conduit.errors import DuplicateEvent
 from conduit.events import Event, NewEvent, StreamId, StreamKey
 
-__all__ = ["EPOCH", "StreamIds", "from_micros", "resolve_retry", "to_micros"]
+__all__ = [
+    "EPOCH",
+    "StreamIds",
+    "decode_tags",
+    "encode_tags",
+    "from_micros",
+    "resolve_retry",
+    "to_micros",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -86,6 +94,8 @@ def _difference(new: NewEvent, event: Event) -> str | None:
         return "with other data"
     if new.metadata != orjson.dumps(event.metadata).decode():
         return "with other metadata"
+    if new.tags != event.tags:
+        return "with other tags"
     return None
 
 
@@ -104,3 +114,16 @@ class StreamIds:
         if value is None:
             value = self._cache[text] = uuid.UUID(text)
         return value
+
+
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def encode_tags(tags: frozenset[str]) -> str:
+    """Tags as the JSON text of a sorted array (``[]`` when none): SQLite's column."""
+    return "[]" if not tags else orjson.dumps(sorted(tags)).decode()
+
+
+def decode_tags(text: str) -> frozenset[str]:
+    """The inverse of :func:`encode_tags`."""
+    return _NO_TAGS if text == "[]" else frozenset(orjson.loads(text))

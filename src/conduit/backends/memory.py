@@ -17,10 +17,16 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from conduit import codec
-from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome
+from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import resolve_retry
 from conduit.backends.memory_subscriptions import MemorySubscriptions
-from conduit.errors import ConduitError, WrongExpectedVersion
+from conduit.dcb import AppendCondition, Query
+from conduit.errors import (
+    AppendConditionFailed,
+    ConduitError,
+    DuplicateEvent,
+    WrongExpectedVersion,
+)
 from conduit.events import (
     Event,
     NewEvent,
@@ -50,6 +56,7 @@ class _Stored(NamedTuple):
     version: int
     position: int
     recorded_at: datetime
+    tags: frozenset[str]
 
     def event(self) -> Event:
         """A new Event of this record, with dicts of its own."""
@@ -63,6 +70,7 @@ class _Stored(NamedTuple):
             self.version,
             self.position,
             self.recorded_at,
+            self.tags,
         )
 
 
@@ -78,8 +86,19 @@ def _events(stored: list[_Stored]) -> list[Event]:
             version,
             position,
             recorded_at,
+            tags,
         )
-        for (event_id, stream_id, name, data, metadata, version, position, recorded_at) in stored
+        for (
+            event_id,
+            stream_id,
+            name,
+            data,
+            metadata,
+            version,
+            position,
+            recorded_at,
+            tags,
+        ) in stored
     ]
 
 
@@ -95,6 +114,8 @@ class MemoryBackend(MemorySubscriptions):
         self._streams: dict[str, list[_Stored]] = {}
         self._sorted_ids: list[str] = []
         self._by_id: dict[object, _Stored] = {}
+        self._by_name: dict[str, list[int]] = {}
+        self._by_tag: dict[str, list[int]] = {}
         self._last_time = datetime.fromtimestamp(0, UTC)
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
 
@@ -104,19 +125,51 @@ class MemoryBackend(MemorySubscriptions):
     def append(
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
     ) -> list[Event]:
+        return self.append_request((StreamAppend(stream, tuple(events), expected_version),))[0]
+
+    def append_request(
+        self, request: AppendRequest, condition: AppendCondition | None = None
+    ) -> list[list[Event]]:
+        """One append of one or several streams, all or nothing, under ``condition``."""
         with self._lock:
+            return [_events(part) for part in self._append_locked(request, condition)]
+
+    def _append_locked(
+        self, request: AppendRequest, condition: AppendCondition | None
+    ) -> list[list[_Stored]]:
+        by_id = self._by_id
+        retried: list[list[_Stored]] = []
+        for part in request:
+            known = [by_id[new.id] for new in part.events if new.id in by_id]
+            if known and resolve_retry(part.stream, part.events, _events(known)) is not None:
+                retried.append([by_id[new.id] for new in part.events])
+        if retried:
+            if len(retried) == len(request):
+                return retried
+            first = retried[0][0]
+            raise DuplicateEvent(first.id, first.stream_id, reason="while other streams are new")
+        conflicts: list[tuple[object, int, int]] = []
+        versions: dict[str, int] = {}
+        for part in request:
+            version = versions.get(part.stream.text)
+            if version is None:
+                version = len(self._streams.get(part.stream.text, ()))
+            if part.expected is not None and part.expected != version:
+                conflicts.append((part.stream.stream_id(), part.expected, version))
+            versions[part.stream.text] = version + len(part.events)
+        if conflicts:
+            raise WrongExpectedVersion.of(conflicts)
+        if condition is not None:
+            found = self._matching(condition.fail_if_events_match, condition.after or 0, 1)
+            if found:
+                raise AppendConditionFailed(found[0].position, condition.after)
+        now = max(datetime.now(UTC), self._last_time)
+        self._last_time = now
+        outcome = []
+        for part in request:
+            stream, events = part.stream, part.events
             recorded = self._streams.get(stream.text, [])
             version = len(recorded)
-            by_id = self._by_id
-            known = [by_id[new.id] for new in events if new.id in by_id]
-            if known:
-                retried = resolve_retry(stream, events, _events(known))
-                if retried is not None:
-                    return retried
-            if expected_version is not None and expected_version != version:
-                raise WrongExpectedVersion(stream.stream_id(), expected_version, version)
-            now = max(datetime.now(UTC), self._last_time)
-            self._last_time = now
             stream_id = recorded[0].stream_id if recorded else stream.stream_id()
             position = len(self._log)
             result = [
@@ -129,6 +182,7 @@ class MemoryBackend(MemorySubscriptions):
                     version + i,
                     position + i,
                     now if new.recorded_at is None else new.recorded_at,
+                    new.tags,
                 )
                 for i, new in enumerate(events, 1)
             ]
@@ -139,20 +193,53 @@ class MemoryBackend(MemorySubscriptions):
             self._log.extend(result)
             for record in result:
                 by_id[record.id] = record
-        return _events(result)
+                self._by_name.setdefault(record.name, []).append(record.position)
+                for tag in record.tags:
+                    self._by_tag.setdefault(tag, []).append(record.position)
+            outcome.append(result)
+        return outcome
 
     def append_group(self, requests: Sequence[AppendRequest]) -> list[GroupOutcome]:
         """Several appends one after the other (memory has no commit to share)."""
         outcomes: list[GroupOutcome] = []
         for request in requests:
-            if len(request) != 1:
-                raise NotImplementedError("appends to several streams at once")
-            part = request[0]
             try:
-                outcomes.append([self.append(part.stream, part.events, part.expected)])
+                outcomes.append(self.append_request(request))
             except ConduitError as exc:
                 outcomes.append(exc)
         return outcomes
+
+    def read_query(
+        self, query: Query, *, after: int, limit: int, backwards: bool = False
+    ) -> list[Event]:
+        """A page of the events ``query`` matches after ``after``, in log order (or the
+        latest first)."""
+        with self._lock:
+            return _events(self._matching(query, after, limit, backwards))
+
+    def _matching(
+        self, query: Query, after: int, limit: int, backwards: bool = False
+    ) -> list[_Stored]:
+        """The events of ``query`` after ``after``, from the name and tag indexes."""
+        log = self._log
+        if query.matches_all:
+            page = log[max(0, after) :]
+            return (page[::-1] if backwards else page)[:limit]
+        positions: set[int] = set()
+        for item in query.items:
+            if item.tags:
+                lists = [self._by_tag.get(tag, []) for tag in item.tags]
+                candidates = min(lists, key=len)
+            else:
+                candidates = [p for name in item.names for p in self._by_name.get(name, ())]
+            start = bisect.bisect_right(candidates, after) if item.tags else 0
+            for position in candidates[start:]:
+                if position > after and item.matches(
+                    log[position - 1].name, log[position - 1].tags
+                ):
+                    positions.add(position)
+        ordered = sorted(positions, reverse=backwards)[:limit]
+        return [log[position - 1] for position in ordered]
 
     def read_stream(
         self,
@@ -270,6 +357,9 @@ class MemoryBackend(MemorySubscriptions):
                 if old is None:
                     continue
                 new = old._replace(name=change.name, data=change.data, metadata=change.metadata)
+                if new.name != old.name:
+                    self._by_name[old.name].remove(old.position)
+                    bisect.insort(self._by_name.setdefault(new.name, []), new.position)
                 self._by_id[new.id] = new
                 self._log[new.position - 1] = new
                 self._streams[str(new.stream_id)][new.version - 1] = new

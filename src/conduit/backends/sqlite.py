@@ -31,10 +31,13 @@ from conduit.backends.sqlite_sql import (
     SYNCHRONOUS_MODES,
 )
 from conduit.backends.sqlite_subscriptions import SQLiteSubscriptions
+from conduit.dcb import AppendCondition, Query
 from conduit.errors import (
+    AppendConditionFailed,
     BackendError,
     ConduitError,
     ConfigurationError,
+    DuplicateEvent,
     SchemaError,
     WrongExpectedVersion,
 )
@@ -231,7 +234,7 @@ class SQLiteBackend(SQLiteSubscriptions):
                 )
             except _Refused as refused:
                 conn.execute("ROLLBACK")
-                return self._resolve(conn, (refused.part,), refused)
+                return self._resolve(conn, (refused.part,), refused)[0]
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -270,7 +273,7 @@ class SQLiteBackend(SQLiteSubscriptions):
                         conn.execute("ROLLBACK TO conduit_append")
                         conn.execute("RELEASE conduit_append")
                         try:
-                            outcomes.append([self._resolve(conn, request, refused)])
+                            outcomes.append(self._resolve(conn, request, refused))
                         except ConduitError as exc:
                             outcomes.append(exc)
                         continue
@@ -286,6 +289,67 @@ class SQLiteBackend(SQLiteSubscriptions):
                 conn.execute("ROLLBACK")
             raise BackendError(f"SQLite failed: {exc}") from exc
         return outcomes
+
+    def append_request(
+        self, request: AppendRequest, condition: AppendCondition | None = None
+    ) -> list[list[Event]]:
+        """One append of one or several streams, all or nothing, under ``condition``:
+        the check and the insert share one ``BEGIN IMMEDIATE`` transaction, so no
+        writer comes between them."""
+        if condition is None:
+            outcome = self.append_group([request])[0]
+            if isinstance(outcome, ConduitError):
+                raise outcome
+            return outcome
+        conn = self._connection()
+        try:
+            _begin_immediate(conn, self._busy_timeout)
+            try:
+                retried = self._retried_request(conn, request)
+                if retried is not None:
+                    conn.execute("ROLLBACK")
+                    return retried
+                check, params = sql.query_positions(
+                    condition.fail_if_events_match,
+                    after=condition.after or 0,
+                    limit=1,
+                    backwards=False,
+                )
+                found = conn.execute(check, params).fetchone()
+                if found is not None:
+                    raise AppendConditionFailed(int(found[0]), condition.after)
+                recorded = [self._write_part(conn, part) for part in request]
+            except _Refused as refused:
+                conn.execute("ROLLBACK")
+                return self._resolve(conn, request, refused)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise BackendError(f"SQLite failed: {exc}") from exc
+        return recorded
+
+    def _retried_request(
+        self, conn: sqlite3.Connection, request: AppendRequest
+    ) -> list[list[Event]] | None:
+        """A request whose ids are recorded: its events (a retry), or DuplicateEvent."""
+        found = [self._retried(conn, part.stream, part.events) for part in request]
+        if all(part is None for part in found):
+            return None
+        if any(part is None for part in found):
+            first = next(part for part in found if part is not None)[0]
+            raise DuplicateEvent(first.id, first.stream_id, reason="while other streams are new")
+        return [part for part in found if part is not None]
+
+    def read_query(
+        self, query: Query, *, after: int, limit: int, backwards: bool = False
+    ) -> list[Event]:
+        statement = sql.read_query(query, after=after, limit=limit, backwards=backwards)
+        return sql.events(self._query(*statement))
 
     def _write_part(self, conn: sqlite3.Connection, part: StreamAppend) -> list[Event]:
         """Append one stream's events inside the open transaction.
@@ -319,23 +383,35 @@ class SQLiteBackend(SQLiteSubscriptions):
         if not RETURNING:
             conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
         first_position = last_position - count
+        if any(new.tags for new in events):
+            conn.executemany(sql.INSERT_TAG, sql.tag_rows(first_position, events))
         return sql.recorded(stream, is_uuid, version, first_position, events, times)
 
     def _resolve(
         self, conn: sqlite3.Connection, request: AppendRequest, refused: _Refused
-    ) -> list[Event]:
-        """A refused append, rolled back: a retry of a batch already recorded, or an error."""
+    ) -> list[list[Event]]:
+        """A refused append, rolled back: a retry of a request already recorded, or an
+        error naming every stream at another version."""
         part = refused.part
-        retried = self._retried(conn, part.stream, part.events)
+        retried = self._retried_request(conn, request)
         if retried is not None:
             return retried
         if refused.actual is not None:
             assert part.expected is not None
-            raise WrongExpectedVersion(part.stream.stream_id(), part.expected, refused.actual)
+            conflicts: list[tuple[object, int, int]] = []
+            for other in request:
+                actual = refused.actual if other is part else self._version(conn, other.stream)
+                if other.expected is not None and other.expected != actual:
+                    conflicts.append((other.stream.stream_id(), other.expected, actual))
+            raise WrongExpectedVersion.of(conflicts)
         raise BackendError(
             f"an append to stream {part.stream.text!r} broke a unique constraint, "
             "yet none of its event ids is recorded"
         )
+
+    def _version(self, conn: sqlite3.Connection, stream: StreamKey) -> int:
+        row = conn.execute(sql.STREAM_VERSION, (stream.text,)).fetchone()
+        return int(row[0]) if row else 0
 
     def _stream_row(self, conn: sqlite3.Connection, stream: StreamKey) -> tuple[int, bool, int]:
         """The stream's version, id type and last time (SQLite before 3.35)."""
@@ -455,7 +531,9 @@ class SQLiteBackend(SQLiteSubscriptions):
         rows = [(c.name, c.data, c.metadata, str(c.id)) for c in changes]
         with self._write() as conn:
             cursor = conn.executemany(sql.REWRITE_EVENT, rows)
-            return max(cursor.rowcount, 0)
+            count = max(cursor.rowcount, 0)
+            conn.executemany(sql.REWRITE_TAG_NAMES, [(c.name, str(c.id)) for c in changes])
+            return count
 
 
 def _begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:

@@ -12,8 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from conduit import codec
-from conduit.backends.common import StreamIds, from_micros, to_micros
+from conduit.backends.common import (
+    StreamIds,
+    decode_tags,
+    encode_tags,
+    from_micros,
+    to_micros,
+)
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2
+from conduit.dcb import Query
 from conduit.events import Event, NewEvent, StreamKey, make_event, uuid_from_text
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "COLUMNS",
     "CORRELATION",
     "INSERT",
+    "INSERT_TAG",
     "MERGED_NAMES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -30,16 +38,19 @@ __all__ = [
     "count_after",
     "event_rows",
     "events",
+    "query_positions",
     "read_all",
+    "read_query",
     "read_stream",
     "recorded",
     "streams",
+    "tag_rows",
 ]
 
 Statement = tuple[str, list[Any]]
 """A statement's text and its parameters."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 SCHEMA_V1 = """
@@ -112,13 +123,29 @@ CREATE INDEX events_causation ON events ({CAUSATION}, position)
 CREATE INDEX events_recorded_at ON events (recorded_at, position);
 """
 
-MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}
+# Version 5: tags (docs/dcb.md). Each event's tags as the JSON text of a
+# sorted array, and one row per (tag, event) in event_tags, whose key serves
+# the queries and append conditions by tag in position order.
+SCHEMA_V5 = """
+ALTER TABLE events ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE IF NOT EXISTS event_tags (
+    tag      TEXT    NOT NULL,
+    position INTEGER NOT NULL,
+    name     TEXT    NOT NULL,
+    PRIMARY KEY (tag, position)
+) WITHOUT ROWID;
+"""
 
-COLUMNS = "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at"
+MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5}
+
+COLUMNS = (
+    "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at, tags"
+)
 INSERT = (
     "INSERT INTO events (position, id, stream_id, stream_is_uuid, version, name, data, metadata,"
-    " recorded_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " recorded_at, tags) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_TAG = "INSERT INTO event_tags (tag, position, name) VALUES (?, ?, ?)"
 UPSERT_STREAM = (
     "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
@@ -143,6 +170,9 @@ HEAD_POSITION = "SELECT max(position) FROM events"
 FIRST_POSITION_SINCE = "SELECT min(position) FROM events WHERE recorded_at >= ?"
 READ_EVENT = f"SELECT {COLUMNS} FROM events WHERE id = ?"
 REWRITE_EVENT = "UPDATE events SET name = ?, data = ?, metadata = ? WHERE id = ?"
+REWRITE_TAG_NAMES = (
+    "UPDATE event_tags SET name = ? WHERE position = (SELECT position FROM events WHERE id = ?)"
+)
 SAVE_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, class_name, version, snapshot_version, data,"
     " taken_at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -276,8 +306,17 @@ def event_rows(
             new.data,
             new.metadata,
             times[i - 1],
+            encode_tags(new.tags),
         )
         for i, new in enumerate(events, 1)
+    ]
+
+
+def tag_rows(first_position: int, events: Sequence[NewEvent]) -> list[tuple[str, int, str]]:
+    """The :data:`INSERT_TAG` parameters of a batch whose first event is after
+    ``first_position``."""
+    return [
+        (tag, first_position + i, new.name) for i, new in enumerate(events, 1) for tag in new.tags
     ]
 
 
@@ -302,6 +341,7 @@ def recorded(
             version + i,
             first_position + i,
             from_micros(times[i - 1]),
+            new.tags,
         )
         for i, new in enumerate(events, 1)
     ]
@@ -321,6 +361,7 @@ def events(rows: list[Any]) -> list[Event]:
             version,
             position,
             from_micros(recorded_at),
+            decode_tags(tags),
         )
         for (
             event_id,
@@ -332,5 +373,53 @@ def events(rows: list[Any]) -> list[Event]:
             version,
             position,
             recorded_at,
+            tags,
         ) in rows
     ]
+
+
+def query_positions(query: Query, *, after: int, limit: int, backwards: bool) -> Statement:
+    """The positions of the first ``limit`` events ``query`` matches after ``after`` (or
+    the last, ``backwards``): one index range per item, merged."""
+    order = "DESC" if backwards else "ASC"
+    if query.matches_all:
+        sql = f"SELECT position FROM events WHERE position > ? ORDER BY position {order} LIMIT ?"
+        return sql, [after, limit]
+    branches: list[str] = []
+    params: list[Any] = []
+    for item in query.items:
+        if item.tags:
+            first, *others = sorted(item.tags)
+            where = ["t.tag = ?", "t.position > ?"]
+            values: list[Any] = [first, after]
+            if item.names:
+                where.append(f"t.name IN ({', '.join('?' * len(item.names))})")
+                values.extend(sorted(item.names))
+            for tag in others:
+                where.append(
+                    "EXISTS (SELECT 1 FROM event_tags AS x WHERE x.tag = ?"
+                    " AND x.position = t.position)"
+                )
+                values.append(tag)
+            branches.append(
+                f"SELECT * FROM (SELECT t.position FROM event_tags AS t"
+                f" WHERE {' AND '.join(where)} ORDER BY t.position {order} LIMIT ?)"
+            )
+            params.extend((*values, limit))
+        else:
+            for name in sorted(item.names):
+                branches.append(
+                    "SELECT * FROM (SELECT position FROM events WHERE name = ? AND position > ?"
+                    f" ORDER BY position {order} LIMIT ?)"
+                )
+                params.extend((name, after, limit))
+    sql = f"SELECT position FROM ({' UNION '.join(branches)}) ORDER BY position {order} LIMIT ?"
+    return sql, [*params, limit]
+
+
+def read_query(query: Query, *, after: int, limit: int, backwards: bool) -> Statement:
+    """A page of the events ``query`` matches (see :func:`query_positions`)."""
+    inner, params = query_positions(query, after=after, limit=limit, backwards=backwards)
+    order = "DESC" if backwards else "ASC"
+    sql = f"SELECT {COLUMNS} FROM events WHERE position IN ({inner}) ORDER BY position {order}"
+    return sql, params

@@ -22,6 +22,8 @@ OPERATIONS = frozenset(
         "setup",
         "append",
         "append_group",
+        "append_request",
+        "read_query",
         "read_stream",
         "read_all",
         "stream_version",

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from conduit import snapshots
-from conduit.backends.base import StreamAppend
+from conduit.core.appending import Appending
 from conduit.core.effects import Op
-from conduit.core.group import Group, Join
+from conduit.core.group import Group
 from conduit.core.paging import Pages
 from conduit.core.reads import (
     check_from_version,
@@ -29,29 +29,19 @@ from conduit.core.reads import (
     check_related,
     check_since,
 )
-from conduit.core.writes import (
-    PendingEvent,
-    check_expected_version,
-    new_batch,
-    new_event,
-    typed_results,
-)
-from conduit.errors import InvalidArgument, WrongExpectedVersion
+from conduit.errors import InvalidArgument
 from conduit.events import (
     Event,
-    NewEvent,
     ParkedEvent,
     StreamId,
     StreamInfo,
-    StreamKey,
     event_name,
     event_uuid,
     stream_key,
 )
-from conduit.subscriptions.dispatch import deliver
 from conduit.subscriptions.driving import Driver, SubscriptionStatus
 from conduit.subscriptions.lag import count_after
-from conduit.typed import TypeRegistry, is_typed
+from conduit.typed import TypeRegistry
 
 if TYPE_CHECKING:
     from conduit.aggregate import Aggregate
@@ -86,7 +76,7 @@ class Notified(Protocol):
         ...
 
 
-class StoreCore:
+class StoreCore(Appending):
     """The state and the operations of one store (see the module docstring).
 
     Args:
@@ -126,71 +116,6 @@ class StoreCore:
         """Notify a plain listener of every push through this store."""
         with self.lock:
             self.listeners = (*self.listeners, listener)
-
-    # -- writing ---------------------------------------------------------------
-
-    def push(
-        self,
-        name: str | object,
-        stream_id: StreamId,
-        data: dict[str, Any] | None,
-        metadata: dict[str, Any] | None,
-        expected_version: int | None,
-        event_id: Any,
-    ) -> Op[Event]:
-        """``EventStore.push``."""
-        key = stream_key(stream_id)
-        new = new_event(name, data, metadata, event_id, "", self.types)
-        check_expected_version(expected_version)
-        recorded = yield from self._append(key, (new,), expected_version)
-        if self.types is not None or type(name) is not str:
-            recorded = typed_results(recorded, (name,), self.types)
-        yield from self._after_push(recorded)
-        return recorded[0]
-
-    def push_many(
-        self,
-        stream_id: StreamId,
-        events: Iterable[PendingEvent],
-        expected_version: int | None,
-    ) -> Op[list[Event]]:
-        """``EventStore.push_many``."""
-        key = stream_key(stream_id)
-        batch, items = new_batch(stream_id, events, self.types)
-        check_expected_version(expected_version)
-        if not batch:
-            actual = yield from self.engine.stream_version(key)
-            if expected_version is not None and expected_version != actual:
-                raise WrongExpectedVersion(stream_id, expected_version, actual)
-            return []
-        recorded = yield from self._append(key, batch, expected_version)
-        if self.types is not None or any(is_typed(item) for item in items):
-            recorded = typed_results(recorded, items, self.types)
-        yield from self._after_push(recorded)
-        return recorded
-
-    def _append(
-        self, key: StreamKey, batch: Sequence[NewEvent], expected_version: int | None
-    ) -> Op[list[Event]]:
-        group = self.group
-        if group is None:
-            recorded: list[Event] = yield from self.engine.append(key, batch, expected_version)
-            return recorded
-        outcome = yield Join(group, (StreamAppend(key, tuple(batch), expected_version),))
-        return outcome[0]  # type: ignore[no-any-return]
-
-    def _after_push(self, recorded: list[Event]) -> Op[None]:
-        """Followers, listeners, then subscriptions: never undoing the push, whatever they
-        raise."""
-        for wake in self.followers:
-            wake.set()
-        if self.listeners:
-            yield from deliver(self.listeners, recorded)
-        for subscription in self.subscriptions:
-            try:
-                yield from subscription.after_push()
-            except Exception:  # a failing subscription never undoes the push
-                log.exception("subscription %r failed after a push", subscription.name)
 
     # -- reading ---------------------------------------------------------------
 

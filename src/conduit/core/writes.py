@@ -28,16 +28,79 @@ from conduit.upcasting import SCHEMA_VERSION_KEY
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
     "PendingEvent",
     "check_expected_version",
+    "check_tags",
     "new_batch",
     "new_event",
     "pending_event",
     "typed_results",
+    "with_tags",
 ]
 
 MAX_BATCH = 100_000
 """The most events one ``push_many`` may append."""
+
+MAX_TAGS = 64
+"""The most tags one event may carry."""
+
+MAX_TAG_LENGTH = 256
+"""The longest a tag may be, in characters."""
+
+_KEYS = frozenset({"name", "data", "metadata", "id", "recorded_at", "tags"})
+
+
+def check_tags(tags: object, field: str = "tags") -> frozenset[str]:
+    """Tags as given (an iterable of strings, or one string), checked: each non-empty,
+    at most :data:`MAX_TAG_LENGTH` characters, no NUL; at most :data:`MAX_TAGS`.
+
+    Raises:
+        InvalidEvent: naming ``field`` (``events[3].tags``).
+    """
+    if tags is None:
+        return frozenset()
+    if isinstance(tags, str):
+        tags = (tags,)
+    if isinstance(tags, Mapping) or not isinstance(tags, Iterable):
+        raise InvalidEvent(
+            f"{field}: tags are an iterable of strings, not {type(tags).__name__}", field=field
+        )
+    found = frozenset(tags)
+    for tag in found:
+        if not isinstance(tag, str):
+            raise InvalidEvent(f"{field}: tags are strings, not {type(tag).__name__}", field=field)
+        if not tag:
+            raise InvalidEvent(f"{field}: a tag cannot be empty", field=field)
+        if len(tag) > MAX_TAG_LENGTH:
+            raise InvalidEvent(
+                f"{field}: tags are at most {MAX_TAG_LENGTH} characters", field=field
+            )
+        if "\x00" in tag:
+            raise InvalidEvent(f"{field}: NUL characters are not allowed in tags", field=field)
+        if not tag.isascii():
+            try:
+                tag.encode()
+            except UnicodeEncodeError:
+                raise InvalidEvent(
+                    f"{field}: a tag holds a lone surrogate, not valid UTF-8", field=field
+                ) from None
+    if len(found) > MAX_TAGS:
+        raise InvalidEvent(f"{field}: at most {MAX_TAGS} tags on one event", field=field)
+    return found
+
+
+def with_tags(new: NewEvent, tags: frozenset[str], field: str) -> NewEvent:
+    """The event with ``tags`` added to its own (the call's ``tags=``), checked again
+    for their number."""
+    if not tags:
+        return new
+    merged = new.tags | tags
+    if len(merged) > MAX_TAGS:
+        raise InvalidEvent(f"{field}: at most {MAX_TAGS} tags on one event", field=field)
+    return replace(new, tags=merged)
+
 
 PendingEvent = (
     Mapping[str, Any]
@@ -113,16 +176,19 @@ def pending_event(item: object, index: int, types: TypeRegistry | None = None) -
     if type(item) is tuple and len(item) == 2:  # the common case first
         return new_event(item[0], item[1], None, None, where, types)
     if isinstance(item, Mapping):
-        unknown = set(item) - {"name", "data", "metadata", "id", "recorded_at"}
+        unknown = set(item) - _KEYS
         if unknown or "name" not in item or "data" not in item:
             raise InvalidEvent(
-                f"events[{index}]: a mapping with 'name', 'data' and optionally 'metadata' "
-                "and 'id'",
+                f"events[{index}]: a mapping with 'name', 'data' and optionally 'metadata', "
+                "'id', 'tags' and 'recorded_at'",
                 field=f"events[{index}]",
             )
         new = new_event(
             item["name"], item["data"], item.get("metadata"), item.get("id"), where, types
         )
+        tags = item.get("tags")
+        if tags is not None:
+            new = replace(new, tags=check_tags(tags, f"{where}tags"))
         recorded_at = item.get("recorded_at")
         if recorded_at is None:
             return new
@@ -161,16 +227,27 @@ def check_expected_version(expected_version: object) -> None:
 
 
 def new_batch(
-    stream_id: StreamId, events: Iterable[PendingEvent], types: TypeRegistry | None
+    stream_id: StreamId,
+    events: Iterable[PendingEvent],
+    types: TypeRegistry | None,
+    tags: frozenset[str] = frozenset(),
+    first: int = 0,
 ) -> tuple[list[NewEvent], Sequence[object]]:
     """A batch of one stream, checked and encoded; and the items as given.
+
+    ``tags`` are added to every event's own; ``first`` numbers the events in
+    errors (a multi-stream call numbers them across its streams).
 
     Raises:
         InvalidEvent: a bad event (named), too many events, or an event id twice.
         DuplicateEvent: the same event id twice in the batch.
     """
     items = events if isinstance(events, list | tuple) else list(events)
-    batch = [pending_event(item, index, types) for index, item in enumerate(items)]
+    batch = [pending_event(item, first + index, types) for index, item in enumerate(items)]
+    if tags:
+        batch = [
+            with_tags(new, tags, f"events[{first + index}].tags") for index, new in enumerate(batch)
+        ]
     if len(batch) > MAX_BATCH:
         raise InvalidEvent(f"events: at most {MAX_BATCH} events in one batch", field="events")
     if len({new.id for new in batch}) != len(batch):

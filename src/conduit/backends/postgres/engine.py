@@ -33,16 +33,26 @@ from typing import Any
 
 import psycopg
 
-from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome
+from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import resolve_retry
 from conduit.backends.postgres import rows
 from conduit.backends.postgres.config import PostgresConfig
 from conduit.backends.postgres.effects import Atomic, Query
-from conduit.backends.postgres.errors import UNIQUE_VIOLATION, WRONG_VERSION
-from conduit.backends.postgres.sql import SCHEMA_VERSION, Statements, migrations
+from conduit.backends.postgres.errors import CONDITION_FAILED, UNIQUE_VIOLATION, WRONG_VERSION
+from conduit.backends.postgres.keys import condition_keys, condition_params
+from conduit.backends.postgres.sql import MAX_KEYS, SCHEMA_VERSION, Statements, migrations
 from conduit.backends.postgres.subscription_ops import SubscriptionOps
 from conduit.core.effects import Op, Sleep
-from conduit.errors import BackendError, ConduitError, SchemaError, WrongExpectedVersion
+from conduit.dcb import AppendCondition
+from conduit.dcb import Query as DcbQuery
+from conduit.errors import (
+    AppendConditionFailed,
+    BackendError,
+    ConduitError,
+    DuplicateEvent,
+    SchemaError,
+    WrongExpectedVersion,
+)
 from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
 
 __all__ = ["PostgresEngine"]
@@ -131,6 +141,9 @@ class PostgresEngine(SubscriptionOps):
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
     ) -> Op[list[Event]]:
         """Append a batch to one stream (see :class:`~conduit.backends.base.Backend`)."""
+        if any(new.tags for new in events):  # tags: only append_groups writes them
+            part = StreamAppend(stream, tuple(events), expected_version)
+            return (yield from self._append_request((part,)))[0]
         first = events[0]
         notify = self.config.notify
         if len(events) == 1 and first.recorded_at is None:
@@ -171,7 +184,7 @@ class PostgresEngine(SubscriptionOps):
     def append_group(self, requests: Sequence[AppendRequest]) -> Op[list[GroupOutcome]]:
         """Several appends in one transaction (group commit, several streams at once);
         see :class:`~conduit.backends.base.Backend`."""
-        if len(requests) == 1 and len(requests[0]) == 1:
+        if len(requests) == 1 and len(requests[0]) == 1 and not _tagged(requests[0]):
             part = requests[0][0]
             try:
                 return [[(yield from self.append(part.stream, part.events, part.expected))]]
@@ -202,8 +215,61 @@ class PostgresEngine(SubscriptionOps):
                 outcomes.append(settled)
         return outcomes
 
+    def append_request(
+        self, request: AppendRequest, condition: AppendCondition | None = None
+    ) -> Op[list[list[Event]]]:
+        """One append of one or several streams under ``condition`` (see
+        :class:`~conduit.backends.base.Backend`): one call of ``append_conditional``,
+        which takes the streams' locks, then the condition's and the events' keys,
+        then checks, then inserts (migration 007)."""
+        if condition is None:
+            return (yield from self._append_request(request))
+        group = rows.group_params([request], self.config.notify)
+        exclusive, table = condition_keys(condition)
+        bulk = bool(group[-1]) or len(exclusive) + len(group[-2] or ()) > MAX_KEYS
+        keys = group[-2]
+        if bulk:
+            exclusive, keys = set(), None
+        params = (
+            *condition_params(condition),
+            table or condition.fail_if_events_match.matches_all,
+            sorted(exclusive) if exclusive else None,
+            *group[:-2],
+            keys,
+            bulk,
+        )
+        try:
+            found = yield Query(
+                self.sql.append_conditional,
+                params,
+                "all",
+                expect=(UNIQUE_VIOLATION, CONDITION_FAILED),
+            )
+        except psycopg.DatabaseError as exc:
+            if exc.sqlstate == CONDITION_FAILED:
+                raise AppendConditionFailed(
+                    int(exc.diag.message_detail or 0), condition.after
+                ) from None
+            # An id recorded meanwhile (a retry racing its first try): nothing written.
+            return (yield from self._refused_request(request, ()))
+        self._remember_xid(found[0][5] >> 20)
+        _, own, settled = next(rows.group_outcomes([request], found))
+        if settled is None:
+            return (yield from self._refused_request(request, own))
+        return settled
+
+    def read_query(
+        self, query: DcbQuery, *, after: int, limit: int, backwards: bool = False
+    ) -> Op[list[Event]]:
+        """A page of the events ``query`` matches, below the reader horizon (see
+        :class:`~conduit.backends.base.Backend`)."""
+        yield from self._wait_for_own_writes()
+        sql, params = self.sql.read_query(query, after=after, limit=limit, backwards=backwards)
+        found = yield Query(sql, params, "all", fresh=True)
+        return rows.events(found)
+
     def _append_request(self, request: AppendRequest) -> Op[list[list[Event]]]:
-        if len(request) == 1:
+        if len(request) == 1 and not _tagged(request):
             part = request[0]
             return [(yield from self.append(part.stream, part.events, part.expected))]
         outcome = (yield from self.append_group([request]))[0]
@@ -226,11 +292,15 @@ class PostgresEngine(SubscriptionOps):
             recorded.append(retried)
         else:
             return recorded
-        conflict = rows.first_conflict(request, own)
-        if conflict is not None:
-            part, actual = conflict
-            assert part.expected is not None
-            raise WrongExpectedVersion(part.stream.stream_id(), part.expected, actual)
+        conflicts = rows.conflicts(request, own) if own else []
+        if conflicts:
+            raise WrongExpectedVersion.of(conflicts)
+        if not own:
+            raise DuplicateEvent(
+                request[0].events[0].id,
+                request[0].stream.stream_id(),
+                reason="while other ids of the append are new",
+            )
         raise BackendError("an append was refused for a reason this release does not know")
 
     def _conflict(
@@ -431,3 +501,8 @@ class PostgresEngine(SubscriptionOps):
             return None
         version, snapshot_version, data, taken_at = row
         return Snapshot(class_name, version, snapshot_version, data, taken_at)
+
+
+def _tagged(request: AppendRequest) -> bool:
+    """Whether an event of the request carries tags (only append_groups writes them)."""
+    return any(new.tags for part in request for new in part.events)

@@ -8,10 +8,14 @@ import psycopg.errors
 from conduit.errors import BackendError, ConduitError, SchemaError
 from conduit.masking import hide_passwords
 
-__all__ = ["UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
+__all__ = ["CONDITION_FAILED", "UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
 
 WRONG_VERSION = "CD409"
 """Raised by the append functions, with the stream's actual version as its detail."""
+
+CONDITION_FAILED = "CD412"
+"""Raised by ``append_conditional``, with the first matching event's position as its
+detail."""
 
 UNIQUE_VIOLATION = "23505"
 """An event id already recorded."""

@@ -6,9 +6,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from conduit import codec
-from conduit.backends.base import AppendRequest, StreamAppend
+from conduit.backends.base import AppendRequest
 from conduit.backends.common import StreamIds
+from conduit.backends.postgres.keys import event_keys
+from conduit.backends.postgres.sql import MAX_KEYS
 from conduit.events import (
+    NO_TAGS,
     Event,
     NewEvent,
     ParkedEvent,
@@ -19,8 +22,8 @@ from conduit.events import (
 )
 
 __all__ = [
+    "conflicts",
     "events",
-    "first_conflict",
     "group_outcomes",
     "group_params",
     "parked",
@@ -43,6 +46,7 @@ def events(rows: Iterable[Sequence[Any]]) -> list[Event]:
             version,
             position,
             recorded_at,
+            frozenset(tags) if tags else NO_TAGS,
         )
         for (
             event_id,
@@ -54,6 +58,7 @@ def events(rows: Iterable[Sequence[Any]]) -> list[Event]:
             version,
             position,
             recorded_at,
+            tags,
         ) in rows
     ]
 
@@ -68,7 +73,8 @@ def recorded(stream: StreamKey, batch: Sequence[NewEvent], row: Sequence[Any]) -
 
 
 def group_params(requests: Sequence[AppendRequest], notify: bool) -> tuple[Any, ...]:
-    """The parameters of ``append_groups`` for these requests (see its migration)."""
+    """The parameters of ``append_groups`` for these requests (see its migrations): the
+    events, their tags, and the lock keys of those tags (or the bulk lock)."""
     streams: list[str] = []
     is_uuid: list[bool] = []
     expected: list[int | None] = []
@@ -81,6 +87,9 @@ def group_params(requests: Sequence[AppendRequest], notify: bool) -> tuple[Any, 
     times: list[Any] = []
     event_part: list[int] = []
     event_ord: list[int] = []
+    tags: list[str] = []
+    tag_event: list[int] = []
+    keys: set[str] = set()
     for group, request in enumerate(requests, 1):
         for part in request:
             streams.append(part.stream.text)
@@ -97,6 +106,11 @@ def group_params(requests: Sequence[AppendRequest], notify: bool) -> tuple[Any, 
                 times.append(new.recorded_at)
                 event_part.append(number)
                 event_ord.append(ordinal)
+                if new.tags:
+                    tags.extend(new.tags)
+                    tag_event.extend([len(ids)] * len(new.tags))
+            keys |= event_keys(part.events)
+    bulk = len(keys) > MAX_KEYS
     given_times = times if any(moment is not None for moment in times) else None
     return (
         streams,
@@ -112,6 +126,10 @@ def group_params(requests: Sequence[AppendRequest], notify: bool) -> tuple[Any, 
         event_part,
         event_ord,
         notify,
+        tags if tags else None,
+        tag_event if tags else None,
+        None if bulk or not keys else sorted(keys),
+        bulk,
     )
 
 
@@ -136,14 +154,17 @@ def group_outcomes(
         yield request, own, recorded
 
 
-def first_conflict(
+def conflicts(
     request: AppendRequest, own: Sequence[Sequence[Any]]
-) -> tuple[StreamAppend, int] | None:
-    """The first part of a request refused for its expected version, and the actual one."""
+) -> list[tuple[object, int, int]]:
+    """Every part of a request refused for its expected version: (stream id, expected,
+    actual)."""
+    found: list[tuple[object, int, int]] = []
     for part, row in zip(request, own, strict=True):
         if row[0] == "conflict":
-            return part, int(row[4])
-    return None
+            assert part.expected is not None
+            found.append((part.stream.stream_id(), part.expected, int(row[4])))
+    return found
 
 
 def _built(
@@ -160,6 +181,7 @@ def _built(
             first_version + i,
             first_position + i,
             now if new.recorded_at is None else new.recorded_at,
+            new.tags,
         )
         for i, new in enumerate(batch)
     ]

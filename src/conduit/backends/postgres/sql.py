@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
+
+from conduit.dcb import Query
 
 __all__ = [
+    "BULK_LOCK_CLASS",
+    "KEY_LOCK_CLASS",
     "LEADER_LOCK_CLASS",
     "LOCK_CLASS",
+    "MAX_KEYS",
     "PARKED_COLUMNS",
     "SCHEMA_VERSION",
     "Statements",
@@ -22,12 +28,22 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
+
+KEY_LOCK_CLASS = LOCK_CLASS + 2
+"""The class id of the DCB keys' advisory locks (name x tag, docs/dcb.md)."""
+
+BULK_LOCK_CLASS = LOCK_CLASS + 3
+"""The class id of the bulk lock: shared by appends that take DCB keys, exclusive for
+one with more keys than :data:`MAX_KEYS`."""
+
+MAX_KEYS = 256
+"""The most DCB keys one append locks one by one; past it, the bulk lock."""
 """The schema version this release creates and uses."""
 
 _COLUMNS = (
     "id, stream_id, stream_is_uuid, name, data::text, metadata::text, version, position,"
-    " recorded_at"
+    " recorded_at, tags"
 )
 
 # Rows below the oldest transaction still running: every transaction below it
@@ -61,6 +77,8 @@ def migrations(schema: str) -> list[tuple[int, str]]:
                 entry.read_text(encoding="utf-8")
                 .replace("__SCHEMA__", quote_ident(schema))
                 .replace("__LOCK_CLASS__", str(LOCK_CLASS))
+                .replace("__KEY_CLASS__", str(KEY_LOCK_CLASS))
+                .replace("__BULK_CLASS__", str(BULK_LOCK_CLASS))
                 .replace("__CHANNEL__", quote_literal(channel(schema)))
             )
             found.append((version, text))
@@ -101,7 +119,71 @@ class Statements:
         return (
             f"SELECT * FROM {self.q}.append_groups(%b::text[], %b::boolean[], %b::bigint[],"
             " %b::integer[], %b::integer[], %b::uuid[], %b::text[], %b::text[], %b::text[],"
-            " %b::timestamptz[], %b::integer[], %b::integer[], %b)"
+            " %b::timestamptz[], %b::integer[], %b::integer[], %b, %b::text[], %b::integer[],"
+            " %b::text[], %b)"
+        )
+
+    @property
+    def append_conditional(self) -> str:
+        return (
+            f"SELECT * FROM {self.q}.append_conditional(%b::bigint, %b::integer, %b::text[],"
+            " %b::integer[], %b::text[], %b::integer[], %b, %b, %b::text[],"
+            " %b::text[], %b::boolean[], %b::bigint[],"
+            " %b::integer[], %b::integer[], %b::uuid[], %b::text[], %b::text[], %b::text[],"
+            " %b::timestamptz[], %b::integer[], %b::integer[], %b, %b::text[], %b::integer[],"
+            " %b::text[], %b)"
+        )
+
+    def read_query(
+        self, query: Query, *, after: int, limit: int, backwards: bool
+    ) -> tuple[str, list[Any]]:
+        """A page of the events ``query`` matches after ``after``, below the reader
+        horizon: one index range per item (tag ranges of ``event_tags``, name ranges of
+        ``events``), each cut at ``limit``, merged. The statement and its parameters."""
+        order = "DESC" if backwards else "ASC"
+        visible = f"position < {_HORIZON}"
+        if query.matches_all:
+            return (
+                f"SELECT {_COLUMNS} FROM {self.q}.events WHERE position > %s"
+                f" AND {visible} ORDER BY position {order} LIMIT %s",
+                [after, limit],
+            )
+        branches: list[str] = []
+        params: list[Any] = []
+        for item in query.items:
+            if item.tags:
+                first, *others = sorted(item.tags)
+                where = ["t.tag = %s", "t.position > %s", f"t.{visible}"]
+                params.extend((first, after))
+                if item.names:
+                    where.append("t.name = ANY(%s::text[])")
+                    params.append(sorted(item.names))
+                if others:
+                    where.append(
+                        f"EXISTS (SELECT 1 FROM {self.q}.events AS x"
+                        " WHERE x.position = t.position AND x.tags @> %s::text[])"
+                    )
+                    params.append(sorted(item.tags))
+                branches.append(
+                    f"(SELECT t.position FROM {self.q}.event_tags AS t"
+                    f" WHERE {' AND '.join(where)} ORDER BY t.position {order} LIMIT %s)"
+                )
+                params.append(limit)
+            else:
+                branches.append(
+                    f"(SELECT f.position FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
+                    f" (SELECT e.position FROM {self.q}.events AS e WHERE e.name = n.name"
+                    f" AND e.position > %s AND e.{visible}"
+                    f" ORDER BY e.position {order} LIMIT %s) AS f)"
+                )
+                params.extend((sorted(item.names), after, limit))
+        params.append(limit)
+        return (
+            f"SELECT {_COLUMNS} FROM {self.q}.events WHERE position IN"
+            f" (SELECT position FROM ({' UNION '.join(branches)}) AS m(position)"
+            f" ORDER BY position {order} LIMIT %s)"
+            f" ORDER BY position {order}",
+            params,
         )
 
     @property
