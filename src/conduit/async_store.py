@@ -172,11 +172,11 @@ class AsyncEventStore:
 
     async def push_many(
         self,
-        stream_id: StreamId | Mapping[StreamId, Iterable[PendingEvent]],
+        stream_id: StreamId | Mapping[Any, Iterable[PendingEvent]],
         events: Iterable[PendingEvent] | None = None,
         *,
         expected_version: int | None = None,
-        expected_versions: Mapping[StreamId, int] | None = None,
+        expected_versions: Mapping[Any, int] | None = None,
         tags: Iterable[str] | None = None,
     ) -> list[Event]:
         """See :meth:`EventStore.push_many`."""
@@ -190,7 +190,7 @@ class AsyncEventStore:
         *,
         condition: AppendCondition | None = None,
         tags: Iterable[str] | None = None,
-        expected_versions: Mapping[StreamId, int] | None = None,
+        expected_versions: Mapping[Any, int] | None = None,
     ) -> list[Event]:
         """See :meth:`EventStore.append`."""
         return await self._runtime.run(

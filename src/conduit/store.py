@@ -194,11 +194,11 @@ class EventStore:
 
     def push_many(
         self,
-        stream_id: StreamId | Mapping[StreamId, Iterable[PendingEvent]],
+        stream_id: StreamId | Mapping[Any, Iterable[PendingEvent]],
         events: Iterable[PendingEvent] | None = None,
         *,
         expected_version: int | None = None,
-        expected_versions: Mapping[StreamId, int] | None = None,
+        expected_versions: Mapping[Any, int] | None = None,
         tags: Iterable[str] | None = None,
     ) -> list[Event]:
         """Record several events, atomically: all or nothing.
@@ -228,7 +228,7 @@ class EventStore:
         *,
         condition: AppendCondition | None = None,
         tags: Iterable[str] | None = None,
-        expected_versions: Mapping[StreamId, int] | None = None,
+        expected_versions: Mapping[Any, int] | None = None,
     ) -> list[Event]:
         """Record events of one, several or no streams atomically, under a condition.
 

@@ -82,10 +82,10 @@ class Appending:
 
     def push_many(
         self,
-        stream_id: StreamId | Mapping[StreamId, Iterable[PendingEvent]],
+        stream_id: StreamId | Mapping[Any, Iterable[PendingEvent]],
         events: Iterable[PendingEvent] | None,
         expected_version: int | None,
-        expected_versions: Mapping[StreamId, int] | None = None,
+        expected_versions: Mapping[Any, int] | None = None,
         tags: object = None,
     ) -> Op[list[Event]]:
         """``EventStore.push_many``: one stream's batch, or several streams' at once."""
@@ -159,7 +159,7 @@ class Appending:
         events: Iterable[PendingEvent],
         condition: AppendCondition | None,
         tags: object = None,
-        expected_versions: Mapping[StreamId, int] | None = None,
+        expected_versions: Mapping[Any, int] | None = None,
     ) -> Op[list[Event]]:
         """``EventStore.append``: events of any streams (or none), under a condition."""
         if condition is not None and not isinstance(condition, AppendCondition):

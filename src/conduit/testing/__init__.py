@@ -86,6 +86,9 @@ import pytest
 pytest.register_assert_rewrite(
     "conduit.testing.contract",
     "conduit.testing.contract_append",
+    "conduit.testing.contract_conditions",
+    "conduit.testing.contract_multistream",
+    "conduit.testing.contract_tags",
     "conduit.testing.contract_read",
     "conduit.testing.contract_input",
     "conduit.testing.contract_listeners",
