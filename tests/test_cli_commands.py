@@ -644,6 +644,7 @@ def test_export_lines_hold_every_field_of_the_event(url: str) -> None:
         "recorded_at",
         "data",
         "metadata",
+        "tags",
     }
     assert first["stream_id"] == str(pushed[0].stream_id)
     assert first["stream_id_is_uuid"] is True

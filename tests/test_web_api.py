@@ -394,6 +394,7 @@ def test_no_route_runs_in_a_thread_pool(
         "stream_id": "person-1",
         "event_id": str(event.id),
         "correlation_id": "c",
+        "tag": "course:c1",
         "parked_id": str(parked.id),
     }
     routes = [route for route in app.routes if isinstance(route, Route)]

@@ -1,10 +1,13 @@
 """Appending events taken from elsewhere, in order, safely repeatable: import and copy.
 
-Each run of consecutive events of one stream becomes one ``push_many`` with
-the events' ids and recorded times, and the expected version that gives them
-their versions. Idempotency (docs/design.md §3.5) does the rest: a batch whose ids
-are already recorded in its stream returns the recorded events and adds
-nothing, so an import or copy may run again after an interruption.
+Each run of consecutive events of one stream gets the events' ids and
+recorded times, and the expected version that gives them their versions;
+runs of different streams that follow each other (many small streams) are
+committed together, in one multi-stream ``push_many`` of up to the batch
+size, and one by one when that call is refused. Idempotency (docs/design.md
+§3.5) does the rest: a batch whose ids are already recorded in its stream
+returns the recorded events and adds nothing, so an import or copy may run
+again after an interruption.
 """
 
 from __future__ import annotations
@@ -49,37 +52,62 @@ class Appender:
     head: int
     """The store's head position before the first append: events after it are new."""
     run: list[Item] = field(default_factory=list)
+    runs: list[list[Item]] = field(default_factory=list)
+    """Runs of other streams waiting to be committed with ``run``."""
     added: int = 0
     """Events appended by this appender."""
     present: int = 0
     """Events found already recorded."""
 
     def add(self, item: Item) -> None:
-        """Queue an event; appends the run at hand when this one cannot join it."""
+        """Queue an event; appends what is queued when this one cannot join it."""
         if self.run:
             last = self.run[-1]
-            if (
-                item.stream_text != last.stream_text
-                or item.version != last.version + 1
-                or len(self.run) >= self.batch_size
-            ):
+            queued = len(self.run) + sum(len(run) for run in self.runs)
+            if queued >= self.batch_size:
+                self.flush()
+            elif item.stream_text != last.stream_text:
+                streams = {run[0].stream_text for run in self.runs}
+                if item.stream_text in streams:  # a stream's second run: commit first
+                    self.flush()
+                else:
+                    self.runs.append(self.run)
+                    self.run = []
+            elif item.version != last.version + 1:
                 self.flush()
         self.run.append(item)
 
     def flush(self) -> None:
-        """Append the run at hand.
+        """Append what is queued: runs of several streams in one transaction.
 
         Raises:
             ConduitError: the store refused it; the message says where the
                 run came from (a file's line, a source position) and why.
         """
-        run, self.run = self.run, []
-        if not run:
+        runs = [*self.runs, self.run] if self.run else self.runs
+        self.runs, self.run = [], []
+        if not runs:
             return
-        try:
-            recorded = self._append(run)
-        except ConduitError as exc:
-            raise ConduitError(f"{run[0].where} (stream {run[0].stream_id}): {exc}") from exc
+        recorded: list[Event] | None = None
+        if len(runs) > 1:
+            try:
+                recorded = self.store.push_many(
+                    {run[0].stream_id: [item.event for item in run] for run in runs},
+                    expected_versions={run[0].stream_id: run[0].version - 1 for run in runs},
+                )
+            except (DuplicateEvent, WrongExpectedVersion):
+                recorded = None  # partly recorded: run by run, which skips what is there
+            except ConduitError as exc:
+                raise ConduitError(f"{runs[0][0].where}: {exc}") from exc
+        if recorded is None:
+            recorded = []
+            for run in runs:
+                try:
+                    recorded += self._append(run)
+                except ConduitError as exc:
+                    raise ConduitError(
+                        f"{run[0].where} (stream {run[0].stream_id}): {exc}"
+                    ) from exc
         fresh = sum(1 for event in recorded if event.position > self.head)
         self.added += fresh
         self.present += len(recorded) - fresh

@@ -155,6 +155,7 @@ def event_record(event: Event) -> dict[str, Any]:
         "recorded_at": event.recorded_at.isoformat(),
         "data": event.data,
         "metadata": event.metadata,
+        "tags": sorted(event.tags),
     }
 
 
@@ -190,7 +191,7 @@ def table(title: str | None = None, caption: str | None = None) -> Table:
 
 
 def events_table(events: Iterable[Event], title: str | None = None) -> Table:
-    """Events as a table: version, position, name, time, data and metadata."""
+    """Events as a table: version, position, name, time, data, metadata and tags."""
     rows = list(events)
     result = table(title, "Times are UTC.")
     result.add_column("version", justify="right", no_wrap=True)
@@ -201,6 +202,9 @@ def events_table(events: Iterable[Event], title: str | None = None) -> Table:
     with_metadata = any(event.metadata for event in rows)
     if with_metadata:
         result.add_column("metadata", overflow="fold")
+    with_tags = any(event.tags for event in rows)
+    if with_tags:
+        result.add_column("tags", overflow="fold")
     for event in rows:
         cells = [
             str(event.version),
@@ -211,6 +215,8 @@ def events_table(events: Iterable[Event], title: str | None = None) -> Table:
         ]
         if with_metadata:
             cells.append(json_line(event.metadata))
+        if with_tags:
+            cells.append(" ".join(sorted(event.tags)))
         result.add_row(*cells)
     return result
 

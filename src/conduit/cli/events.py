@@ -117,6 +117,15 @@ def push(
             show_default=False,
         ),
     ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            metavar="TAG",
+            help="A tag of the event, such as course:c1 (repeat for several).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the recorded event as a JSON object.")
     ] = False,
@@ -129,6 +138,7 @@ def push(
     Examples:
 
     conduit push person_registered p-1 '{"first_name": "Kris"}' --expected-version 0
+    conduit push student_enrolled c-1 '{}' --tag course:c1 --tag student:s7
     echo '{"last_name": "Jones"}' | conduit push person_renamed p-1 - --metadata '{"user": "admin"}'
     """
     text = sys.stdin.read() if data == "-" else ("{}" if data is None else data)
@@ -142,6 +152,7 @@ def push(
             metadata=extra,
             expected_version=expected_version,
             event_id=event_id,
+            tags=tags or None,
         )
     if as_json:
         typer.echo(event_line(event))
@@ -297,4 +308,5 @@ def _tail_line(event: Event) -> str:
     return (
         f"{event.position}  {short_time(event.recorded_at)}  {event.stream_id} "
         f"v{event.version}  {event.name}  {json_line(event.data)}"
+        + (f"  [{' '.join(sorted(event.tags))}]" if event.tags else "")
     )

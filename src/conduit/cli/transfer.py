@@ -88,7 +88,7 @@ def export(
     """Write every event, in global-log order, as JSON lines: one event per line.
 
     Each line holds the event's id, stream_id, stream_id_is_uuid, version,
-    position, name, recorded_at (ISO 8601, UTC), data and metadata; `conduit
+    position, name, recorded_at (ISO 8601, UTC), data, metadata and tags; `conduit
     import` reads it back. A FILE appears only once complete.
 
     Examples:
@@ -235,6 +235,7 @@ def _parse(line: bytes, where: str) -> Item:
         "data": record["data"],
         "metadata": record.get("metadata") or {},
         "recorded_at": recorded_at,
+        "tags": record.get("tags") or [],
     }
     return Item(where, stream_id, version, event)
 
@@ -325,6 +326,7 @@ def _from_event(event: Event) -> Item:
         "data": event.data,
         "metadata": event.metadata,
         "recorded_at": event.recorded_at,
+        "tags": event.tags,
     }
     return Item(f"source position {event.position}", event.stream_id, event.version, pending)
 

@@ -34,7 +34,7 @@ __all__ = ["MAX_APPEND", "error_response", "routes"]
 MAX_APPEND = 1000
 """The most events one API call may append."""
 
-_EVENT_KEYS = frozenset({"name", "data", "metadata", "id"})
+_EVENT_KEYS = frozenset({"name", "data", "metadata", "id", "tags"})
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -222,6 +222,8 @@ def _check_new_event(item: object, index: int) -> None:
             raise InvalidEvent(f"{where}.{key}: a JSON object", field=f"{where}.{key}")
     if "metadata" in item and item["metadata"] is None:
         raise InvalidEvent(f"{where}.metadata: a JSON object", field=f"{where}.metadata")
+    if "tags" in item and not isinstance(item["tags"], list):
+        raise InvalidEvent(f"{where}.tags: an array of strings", field=f"{where}.tags")
     if "id" in item:
         try:
             uuid.UUID(item["id"])

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from conduit.dcb import Query, QueryItem
 from conduit.errors import InvalidArgument
 from conduit.web import params
 from conduit.web.auth import check_csrf
@@ -200,6 +201,34 @@ async def correlation(request: Request) -> Response:
     )
 
 
+async def tag(request: Request) -> Response:
+    """The events that carry a tag, in log order, a page at a time (the tag index)."""
+    raw: str = request.path_params["tag"]
+    after = params.integer(request.query_params, "after", default=0)
+    assert after is not None
+    try:
+        query = Query(QueryItem(tags=[raw]))
+    except InvalidArgument:
+        return _missing(request, f"{raw!r} is not a tag.")
+    found = await store_of(request).read_query(query, after=after, limit=PAGE_SIZE + 1)
+    events = found[:PAGE_SIZE]
+    following = None
+    if len(found) > PAGE_SIZE:
+        following = with_query(request.url.path, after=events[-1].position)
+    return page(
+        request,
+        "tag.html",
+        {
+            "title": f"Tag {raw}",
+            "tag": raw,
+            "events": events,
+            "after": after,
+            "first": request.url.path if after else None,
+            "following": following,
+        },
+    )
+
+
 async def projections(request: Request) -> Response:
     """Subscriptions: checkpoint, lag, and parked events with buttons to retry or drop them."""
     store = store_of(request)
@@ -269,6 +298,7 @@ routes: list[BaseRoute] = [
     Route("/events/{event_id}", event, methods=["GET"]),
     Route("/log", log, methods=["GET"]),
     Route("/correlations/{correlation_id:stream_id}", correlation, methods=["GET"]),
+    Route("/tags/{tag:stream_id}", tag, methods=["GET"]),
     Route("/projections", projections, methods=["GET"]),
     Route("/projections/retry", retry_all, methods=["POST"]),
     Route("/projections/parked/{parked_id}/retry", retry_parked, methods=["POST"]),

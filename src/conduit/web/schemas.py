@@ -62,6 +62,7 @@ SCHEMAS: dict[str, Any] = {
             "recorded_at",
             "data",
             "metadata",
+            "tags",
         ],
         "additionalProperties": False,
         "properties": {
@@ -73,6 +74,7 @@ SCHEMAS: dict[str, Any] = {
             "recorded_at": {"type": "string", "format": "date-time"},
             "data": {"type": "object"},
             "metadata": {"type": "object"},
+            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
         },
     },
     "NewEvent": {
@@ -87,6 +89,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "format": "uuid",
                 "description": "The event's id; pushing it again to the same stream is a no-op.",
+            },
+            "tags": {
+                "type": "array",
+                "items": text(256, 1),
+                "maxItems": 64,
+                "description": "Tags for queries and append conditions (docs/dcb.md).",
             },
         },
     },

@@ -28,6 +28,7 @@ def event_json(event: Event) -> dict[str, Any]:
         "recorded_at": timestamp(event.recorded_at),
         "data": event.data,
         "metadata": event.metadata,
+        "tags": sorted(event.tags),
     }
 
 
