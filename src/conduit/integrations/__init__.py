@@ -1,0 +1,1 @@
+"""Adapters between Conduit and other libraries (each needs that library installed)."""
