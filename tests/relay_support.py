@@ -347,8 +347,41 @@ async def rabbit_delete(stream: str) -> None:
         await producer.close()
 
 
+# -- consuming --------------------------------------------------------------------------
+
+
+def consume_ledger(source: str, database: str, *, batch_size: int = 50) -> None:
+    """Drive the worker tests' SQL read model (tests/worker_app.py) from a relay's stream."""
+    from conduit.relay.consume import consume
+    from worker_app import Ledger
+
+    projection = Ledger(database)
+    projection.setup()
+    asyncio.run(consume(projection, source, batch_size=batch_size))
+
+
+def ledger_projections() -> list[object]:
+    """For ``conduit run relay_support:ledger_projections``: the ledger in $LEDGER_DATABASE."""
+    from worker_app import Ledger
+
+    projection = Ledger(os.environ["LEDGER_DATABASE"])
+    projection.setup()
+    return [projection]
+
+
+def ledger_of(events: Iterable[tuple[str, int]]) -> dict[str, tuple[int, int]]:
+    """The totals the read model must hold for these (stream id, value) events."""
+    totals: dict[str, tuple[int, int]] = {}
+    for stream, value in events:
+        count, total = totals.get(stream, (0, 0))
+        totals[stream] = (count + 1, total + value)
+    return totals
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "consume":
+        consume_ledger(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit(f"unknown command {sys.argv[1]!r}")
