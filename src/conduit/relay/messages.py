@@ -2,7 +2,7 @@
 
 A relayed event is one message: its body is the event as a JSON object
 (``id``, ``stream_id``, ``name``, ``version``, ``position``, ``recorded_at``,
-``data``, ``metadata``, and ``stream_id_kind``, ``"uuid"`` or ``"text"``, so
+``data``, ``metadata``, ``tags`` (sorted), and ``stream_id_kind``, ``"uuid"`` or ``"text"``, so
 that a consumer gets the stream id back in the type the writer used), and its
 headers repeat the id, name, stream id and position for brokers' filters. The
 subject (NATS), or the routing key and the Redis field ``subject``, comes from
@@ -137,6 +137,7 @@ def encode_event(event: Event, subject: SubjectTemplate) -> Message:
             "recorded_at": event.recorded_at.isoformat(),
             "data": event.data,
             "metadata": event.metadata,
+            "tags": sorted(event.tags),
         }
     )
     position = str(event.position)
@@ -169,6 +170,7 @@ def decode_event(body: bytes | str) -> Event:
             int(fields["version"]),
             int(fields["position"]),
             datetime.fromisoformat(fields["recorded_at"]),
+            frozenset(fields.get("tags", ())),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"not a relayed Conduit event: {exc}") from None
