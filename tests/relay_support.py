@@ -63,8 +63,9 @@ def conduit_command(url: str, *args: str) -> list[str]:
 # -- writers --------------------------------------------------------------------
 
 
-def write(url: str, writer: int, count: int) -> None:
-    """Push ``count`` events, in batches of 1 to 4, to this writer's streams."""
+def write(url: str, writer: int, count: int, pause: float = 0.0) -> None:
+    """Push ``count`` events, in batches of 1 to 4, to this writer's streams, waiting
+    ``pause`` seconds after each batch."""
     from conduit import EventStore
 
     rng = random.Random(writer)
@@ -78,13 +79,18 @@ def write(url: str, writer: int, count: int) -> None:
                 [(EVENT_NAME, {"writer": writer, "i": done + k}) for k in range(size)],
             )
             done += size
+            if pause:
+                time.sleep(pause)
 
 
-def start_writers(url: str, writers: int, per_writer: int) -> list[subprocess.Popen[bytes]]:
+def start_writers(
+    url: str, writers: int, per_writer: int, pause: float = 0.0
+) -> list[subprocess.Popen[bytes]]:
     script = str(Path(__file__).resolve())
     return [
         subprocess.Popen(
-            [sys.executable, script, "write", url, str(w), str(per_writer)], env=child_env()
+            [sys.executable, script, "write", url, str(w), str(per_writer), str(pause)],
+            env=child_env(),
         )
         for w in range(writers)
     ]
@@ -241,11 +247,11 @@ async def nats_delete(servers: Sequence[str], stream: str) -> None:
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-def redis_held(key: str) -> list[Held]:
+def redis_held(key: str, url: str = REDIS) -> list[Held]:
     """Every entry of a Redis stream, checking that its id is the event's position."""
     import redis
 
-    client = redis.Redis.from_url(REDIS)
+    client = redis.Redis.from_url(url)
     held: list[Held] = []
     after = "-"
     while True:
@@ -380,7 +386,7 @@ def ledger_of(events: Iterable[tuple[str, int]]) -> dict[str, tuple[int, int]]:
 
 if __name__ == "__main__":
     if sys.argv[1] == "write":
-        write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     elif sys.argv[1] == "consume":
         consume_ledger(sys.argv[2], sys.argv[3])
     else:
