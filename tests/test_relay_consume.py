@@ -160,8 +160,9 @@ def test_conduit_run_from_a_relay_stream_builds_the_read_model(
 def test_a_consumer_killed_at_random_builds_the_read_model_of_the_store(
     jetstream: str, tmp_path: Path
 ) -> None:
-    pushed = asyncio.run(_relayed(jetstream, 5000))
+    pushed = asyncio.run(_relayed(jetstream, 20_000))
     database = f"sqlite:///{tmp_path}/ledger.db"
+    _ledger(database)
     command = [
         sys.executable,
         str(Path(__file__).with_name("relay_support.py")),
@@ -173,8 +174,12 @@ def test_a_consumer_killed_at_random_builds_the_read_model_of_the_store(
     deadline = time.time() + 200
     mid_flight = 0
     for _ in range(10):
+        before = _checkpoint(database)
         process = subprocess.Popen(command, env=child_env(), stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.8, 2.0))
+        while _checkpoint(database) == before and before < pushed[-1][2]:
+            assert time.time() < deadline, "the consumer made no progress"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))  # kill it at a random point of its work
         behind = _checkpoint(database) < pushed[-1][2]
         process.send_signal(signal.SIGKILL)
         process.wait(10)

@@ -99,6 +99,7 @@ class SubjectTemplate:
             )
         self.template = template
         self.fields = frozenset(fields)
+        self._known: dict[tuple[str, str], str] = {}  # recent subjects, by stream and name
         self.wildcard = ".".join(
             "*" if re.search(r"{[^{}]*}", token) else token for token in tokens
         )
@@ -109,40 +110,47 @@ class SubjectTemplate:
     def subject(self, event: Event) -> str:
         """The subject of ``event``."""
         stream = str(event.stream_id)
+        key = (stream, event.name if "name" in self.fields else "")
+        found = self._known.get(key)
+        if found is not None:
+            return found
+        if len(self._known) >= 10_000:
+            self._known.clear()
+        subject = self._known[key] = self._make(stream, event.name)
+        return subject
+
+    def _make(self, stream: str, name: str) -> str:
         values = {}
         if "stream_id" in self.fields:
             values["stream_id"] = subject_token(stream)
         if "category" in self.fields:
             values["category"] = subject_token(stream.partition("-")[0])
         if "name" in self.fields:
-            values["name"] = subject_token(event.name)
+            values["name"] = subject_token(name)
         return self.template.format_map(values)
-
-
-def _stream_kind(stream_id: object) -> str:
-    return "uuid" if isinstance(stream_id, uuid.UUID) else "text"
 
 
 def encode_event(event: Event, subject: SubjectTemplate) -> Message:
     """``event`` as a message (see the module docstring)."""
     stream = str(event.stream_id)
+    event_id = str(event.id)
     body = orjson.dumps(
         {
-            "id": str(event.id),
+            "id": event_id,
             "stream_id": stream,
-            "stream_id_kind": _stream_kind(event.stream_id),
+            "stream_id_kind": "uuid" if type(event.stream_id) is uuid.UUID else "text",
             "name": event.name,
             "version": event.version,
             "position": event.position,
-            "recorded_at": event.recorded_at.isoformat(),
+            "recorded_at": event.recorded_at,  # RFC 3339, as isoformat() writes it
             "data": event.data,
             "metadata": event.metadata,
-            "tags": sorted(event.tags),
+            "tags": sorted(event.tags) if event.tags else [],
         }
     )
     position = str(event.position)
     headers = {
-        HEADER_EVENT_ID: str(event.id),
+        HEADER_EVENT_ID: event_id,
         HEADER_NAME: event.name,
         HEADER_STREAM_ID: stream,
         HEADER_POSITION: position,

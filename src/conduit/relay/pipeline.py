@@ -29,6 +29,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from conduit.core.following import Follow
 from conduit.errors import BackendError, InvalidArgument
 from conduit.events import Event
 from conduit.relay.base import BrokerError, Target
@@ -68,6 +69,10 @@ class Relay:
             the broker is taken for away.
         backoff, max_backoff: the first and the longest wait before
             connecting again after a failure.
+        poll_interval, max_poll_interval: once caught up, the wait between
+            two looks at the log for events of other processes, growing from
+            the first to the second while it is quiet (this store's pushes,
+            and PostgreSQL's ``NOTIFY`` with ``notify=true``, wake it at once).
 
     Raises:
         InvalidArgument: a bad name, template or number.
@@ -87,6 +92,8 @@ class Relay:
         ack_timeout: float = 10.0,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
+        poll_interval: float = 0.01,
+        max_poll_interval: float = 0.25,
     ) -> None:
         if not isinstance(name, str) or not name or name.startswith("conduit."):
             raise InvalidArgument("a relay's name is a non-empty string not starting 'conduit.'")
@@ -97,6 +104,8 @@ class Relay:
             ("ack_timeout", ack_timeout),
             ("backoff", backoff),
             ("max_backoff", max_backoff),
+            ("poll_interval", poll_interval),
+            ("max_poll_interval", max_poll_interval),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise InvalidArgument(f"{field} must be a number of seconds above 0", field=field)
@@ -115,6 +124,8 @@ class Relay:
         self.ack_timeout = float(ack_timeout)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = float(max_poll_interval)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.state: RelayState = "starting"
         """What the relay is doing: ``relaying``, ``idle`` (caught up), ``standing by``
@@ -244,7 +255,11 @@ class Relay:
         prefix = self.stream_prefix
         if forever:
             pages = store.follow_pages(
-                after=start, names=self.names, stream_prefix=prefix, poll_interval=0.01
+                after=start,
+                names=self.names,
+                stream_prefix=prefix,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
             )
             async with contextlib.aclosing(pages):
                 async for page in pages:
@@ -253,16 +268,23 @@ class Relay:
                     if self._stopped.is_set():
                         return
             return
-        batch: list[Event] = []
-        async for event in store.read_all(after=start, names=self.names):
-            if prefix is not None and not str(event.stream_id).startswith(prefix):
-                continue
-            batch.append(event)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        # One attempt up to the head: pages as the follower reads them, until it has
+        # caught up (the engine's pages, not an event at a time).
+        follow = Follow(
+            store._core,
+            after=start,
+            names=self.names,
+            stream_prefix=prefix,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+        )
+        runtime = store._runtime
+        while True:
+            page = await runtime.run(follow.step())
+            for at in range(0, len(page), size):
+                yield page[at : at + size]
+            if follow.caught_up:
+                return
 
     async def _produce(
         self,
