@@ -27,6 +27,7 @@ lint: $(STAMP)  ## ruff (lint and format) and mypy --strict
 test: lint  ## every test, PostgreSQL included (started first when installed but stopped)
 	bash scripts/ensure-postgres
 	bash scripts/ensure-chromium
+	bash scripts/ensure-rabbitmq-stream
 	$(BIN)/pytest
 
 bench: $(STAMP)  ## the benchmark suite (not part of the tests)

@@ -27,6 +27,7 @@ from benchmarks import (
     entities_bench,
     postgres_bench,
     projections_bench,
+    relay_bench,
     scale,
     scale_report,
     sqlite_bench,
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "projections", "entities", "scale"),
+        choices=("sqlite", "postgres", "projections", "entities", "relay", "scale"),
         help="run one section (scale: only this way, ~1 hour)",
     )
     parser.add_argument(
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         for only, module, title in (
             ("projections", projections_bench, "Projections (issue 4)"),
             ("entities", entities_bench, "Entities (issue 6)"),
+            ("relay", relay_bench, "Relays (issue 15)"),
         ):
             if args.only in (None, only):
                 try:

@@ -54,6 +54,7 @@ NEW_COMMANDS = [
     "parked",
     "parked retry",
     "parked drop",
+    "relay",
 ]
 
 _numbers = itertools.count(1)

@@ -11,7 +11,8 @@ are ``EventStore``'s: see its methods for what each one does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -310,7 +311,40 @@ class AsyncEventStore:
         )
         return self._follow(follow)
 
+    def follow_pages(
+        self,
+        *,
+        after: int | None = None,
+        names: Iterable[str] | None = None,
+        stream_prefix: str | None = None,
+        poll_interval: float = 0.05,
+        max_poll_interval: float = 1.0,
+    ) -> AsyncGenerator[Sequence[Event], None]:
+        """:meth:`follow`, a page of events at a time (as the engine read them, filtered).
+
+        For consumers that handle events in batches (a relay); a page the
+        filters kept nothing of is not given.
+
+        Raises:
+            InvalidArgument: a bad ``after``, ``names`` or interval.
+        """
+        follow = Follow(
+            self._core,
+            after=after,
+            names=names,
+            stream_prefix=stream_prefix,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+        )
+        return self._follow_pages(follow)
+
     async def _follow(self, follow: Follow) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self._follow_pages(follow)) as pages:
+            async for page in pages:
+                for event in page:
+                    yield event
+
+    async def _follow_pages(self, follow: Follow) -> AsyncGenerator[Sequence[Event], None]:
         wake = asyncio.Event()
         announcing = announcer(self.backend)
         self._core.followers.add(wake)
@@ -325,8 +359,8 @@ class AsyncEventStore:
                     if self._closed:
                         return  # the store closed under the follower: it ends
                     raise
-                for event in page:
-                    yield event
+                if page:
+                    yield page
                 if not follow.caught_up:
                     continue
                 try:

@@ -26,6 +26,9 @@ EXTRAS = {
     "jinja2": "web",
     "typer": "cli",
     "rich": "cli",
+    "nats": "nats",
+    "redis": "redis",
+    "rstream": "rabbitmq",
 }
 """Which extra installs each optional package Conduit imports (pyproject.toml lists them)."""
 

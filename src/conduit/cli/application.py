@@ -20,7 +20,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conduit.cli import demo, events, init, migrate, projections, run, serve, streams, transfer
+from conduit.cli import (
+    demo,
+    events,
+    init,
+    migrate,
+    projections,
+    relay,
+    run,
+    serve,
+    streams,
+    transfer,
+)
 from conduit.cli.context import Settings
 from conduit.errors import ConduitError
 from conduit.masking import hide_passwords
@@ -112,7 +123,7 @@ app.command(name="init")(init.init)
 app.command(name="demo")(demo.demo)
 app.command(name="run")(run.run)
 app.command(name="serve")(serve.serve)
-for _group in (events, streams, transfer, projections, migrate):
+for _group in (events, streams, transfer, projections, migrate, relay):
     _group.register(app)
 
 

@@ -58,6 +58,16 @@ def run(
             "[default: the projection's batch_size, else 100]."
         ),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            help="Read the events from a relay's JetStream stream (nats://host:4222/STREAM) "
+            "instead of the store, which then only keeps leases and parked events "
+            "[default store: in memory].",
+        ),
+    ] = None,
 ) -> None:
     """Run projections in this process until SIGTERM or Ctrl-C, resuming from their checkpoints.
 
@@ -70,8 +80,13 @@ def run(
 
     conduit --store sqlite:///events.db run myapp.read_models:projections
     CONDUIT_URL=postgresql://app@db/app conduit run myapp.read_models:people
+
+    conduit run myapp.read_models:people --from nats://127.0.0.1:4222/ORDERS
     """
     url = settings(ctx).store_url
+    if source is not None:
+        _run_from_broker(target, source, url, batch_size=batch_size, lease_ttl=lease_ttl)
+        return
     if not url:
         raise typer.BadParameter(
             "no store URL: use --store URL or set CONDUIT_URL", param_hint="--store"
@@ -100,4 +115,49 @@ def run(
             console.print(f"Projection {name} stopped: {error}")
         console.print("Stopped: the worker cannot go on (exit status 1).")
         raise typer.Exit(1) from None
+    console.print("Stopped.")
+
+
+def _run_from_broker(
+    target: str, source: str, url: str | None, *, batch_size: int | None, lease_ttl: float
+) -> None:
+    """``conduit run --from``: each projection driven by :func:`conduit.relay.consume`."""
+    import asyncio
+    import signal
+
+    from rich.console import Console
+
+    from conduit.async_store import AsyncEventStore
+    from conduit.relay.consume import consume
+
+    sys.path.insert(0, "")
+    projections = load_projections(target)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console = Console(stderr=True, highlight=False, markup=False)
+    names = ", ".join(str(getattr(p, "name", p)) for p in projections)
+    console.print(f"Running {names} from {mask_password(source)}; Ctrl-C or SIGTERM stops.")
+
+    async def main() -> None:
+        book = AsyncEventStore(url or "memory://", **file_options(url or "", create=False))
+        async with book:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await asyncio.gather(
+                *(
+                    consume(
+                        projection,
+                        source,
+                        book=book,
+                        batch_size=batch_size,
+                        lease_ttl=lease_ttl,
+                        stop=stop,
+                    )
+                    for projection in projections
+                )
+            )
+
+    asyncio.run(main())
     console.print("Stopped.")

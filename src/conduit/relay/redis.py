@@ -1,0 +1,168 @@
+"""Redis Streams as a relay target (redis-py's asyncio client, the ``redis`` extra).
+
+Every event is one entry, ``XADD key <position>-0 …``: the entry id is the
+event's position, so Redis itself refuses a repeat (an id must be above the
+stream's last one), and the relay resumes after the stream's
+``last-generated-id`` — which stays even when entries are trimmed or deleted.
+An entry's fields are ``event`` (the JSON), ``subject``, and the headers.
+
+One connection carries the batches in order, several in flight: each is
+written at once, and its replies are read in order as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Sequence
+
+from conduit.importing import needs_extra
+from conduit.masking import mask_password
+from conduit.relay.base import BrokerError
+from conduit.relay.messages import Message
+
+with needs_extra("the Redis relay"):
+    import redis.asyncio
+    import redis.exceptions
+
+__all__ = ["RedisTarget"]
+
+_ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
+
+
+def _command(*args: bytes) -> bytes:
+    """One command in Redis's protocol (RESP), for arguments that are already bytes."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
+
+
+class RedisTarget:
+    """A Redis stream the relay appends to.
+
+    The batches are written on one connection in Redis's protocol, encoded once
+    here, without waiting for the replies of the ones before: a reader task
+    takes the replies in order (Redis answers in order), so that several
+    batches are in flight and none overtakes another.
+
+    Args:
+        url: the server, ``redis://host:6379/0``.
+        key: the stream's key.
+        window: batches awaiting their replies at once.
+        timeout: seconds for connecting and for the first questions.
+    """
+
+    def __init__(self, url: str, *, key: str, window: int = 8, timeout: float = 5.0) -> None:
+        self.url = url
+        self.key = key
+        self.window = window
+        self.timeout = timeout
+        self.description = f"Redis stream {key} at {mask_password(url)}"
+        self._client: redis.asyncio.Redis | None = None
+        self._sent: asyncio.Queue[tuple[int, asyncio.Future[None]]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._key = key.encode()
+
+    def __str__(self) -> str:
+        return self.description
+
+    async def connect(self) -> None:
+        """See :meth:`conduit.relay.base.Target.connect` (Redis makes the stream with its
+        first entry)."""
+        self._sent = asyncio.Queue()
+        try:
+            self._client = redis.asyncio.Redis.from_url(
+                self.url, single_connection_client=True, socket_connect_timeout=self.timeout
+            )
+            await asyncio.wait_for(self._client.ping(), self.timeout)
+        except _ERRORS as exc:
+            await self.close()
+            raise BrokerError(f"{self.description}: {exc!r}") from exc
+        self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+
+    async def last_position(self) -> int | None:
+        """See :meth:`conduit.relay.base.Target.last_position`."""
+        assert self._client is not None, "connect() first"
+        try:
+            info = await asyncio.wait_for(self._client.xinfo_stream(self.key), self.timeout)
+        except redis.exceptions.ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return None
+            raise BrokerError(f"{self.description}: {exc!r}") from exc
+        except _ERRORS as exc:
+            raise BrokerError(f"{self.description}: {exc!r}") from exc
+        last = info["last-generated-id"]
+        text = last.decode() if isinstance(last, bytes) else str(last)
+        position = int(text.partition("-")[0])
+        return position or None
+
+    async def publish(self, batch: Sequence[Message]) -> Awaitable[None]:
+        """See :meth:`conduit.relay.base.Target.publish`."""
+        client = self._client
+        reader = self._reader
+        if client is None or client.connection is None or reader is None or reader.done():
+            raise BrokerError(f"{self.description}: not connected")
+        key = self._key
+        packed = []
+        for message in batch:
+            fields = [b"event", message.body, b"subject", message.subject.encode()]
+            for name, value in message.headers.items():
+                fields.append(name.encode())
+                fields.append(value.encode())
+            packed.append(_command(b"XADD", key, b"%d-0" % message.position, *fields))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent.put_nowait((len(batch), done))
+        try:
+            await client.connection.send_packed_command(b"".join(packed), check_health=False)
+        except _ERRORS as exc:
+            raise BrokerError(f"{self.description}: {exc!r}") from exc
+        return done
+
+    async def _read_replies(self) -> None:
+        """Take the replies in order; a batch is done when all of its own are in."""
+        assert self._client is not None
+        assert self._client.connection is not None
+        connection = self._client.connection
+        done: asyncio.Future[None] | None = None
+        try:
+            while True:
+                count, done = await self._sent.get()
+                refused = None
+                for _ in range(count):
+                    try:
+                        await connection.read_response(disable_decoding=True)
+                    except redis.exceptions.ResponseError as exc:
+                        refused = refused or exc
+                if refused is not None:
+                    raise BrokerError(f"{self.description} refused an entry: {refused}")
+                if not done.done():
+                    done.set_result(None)
+        except (BrokerError, *_ERRORS) as exc:
+            error = (
+                exc if isinstance(exc, BrokerError) else BrokerError(f"{self.description}: {exc!r}")
+            )
+            self._fail(error, done)
+
+    def _fail(self, error: BrokerError, current: asyncio.Future[None] | None = None) -> None:
+        """Fail the batch being read (``current``) and every one sent after it."""
+        waiting = [current] if current is not None else []
+        while not self._sent.empty():
+            waiting.append(self._sent.get_nowait()[1])
+        for done in waiting:
+            if not done.done():
+                done.set_exception(error)
+                done.exception()
+
+    async def close(self) -> None:
+        """See :meth:`conduit.relay.base.Target.close`."""
+        client, self._client = self._client, None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        self._fail(BrokerError(f"{self.description}: closed"))
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing never raises
+                await client.aclose()
