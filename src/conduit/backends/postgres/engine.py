@@ -24,8 +24,6 @@ statements an executor runs: :mod:`~conduit.backends.postgres.sync` for
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,12 +35,13 @@ from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, Str
 from conduit.backends.common import resolve_retry
 from conduit.backends.postgres import rows
 from conduit.backends.postgres.config import PostgresConfig
-from conduit.backends.postgres.effects import Atomic, Query
+from conduit.backends.postgres.effects import Atomic, Fetch, Query
 from conduit.backends.postgres.errors import CONDITION_FAILED, UNIQUE_VIOLATION, WRONG_VERSION
 from conduit.backends.postgres.keys import condition_keys, condition_params
+from conduit.backends.postgres.routing import Routing, Target
 from conduit.backends.postgres.sql import MAX_KEYS, SCHEMA_VERSION, Statements, migrations
 from conduit.backends.postgres.subscription_ops import SubscriptionOps
-from conduit.core.effects import Op, Sleep
+from conduit.core.effects import Op
 from conduit.dcb import AppendCondition
 from conduit.dcb import Query as DcbQuery
 from conduit.errors import (
@@ -60,7 +59,7 @@ __all__ = ["PostgresEngine"]
 log = logging.getLogger("conduit.postgres")
 
 
-class PostgresEngine(SubscriptionOps):
+class PostgresEngine(SubscriptionOps, Routing):
     """The operations of a store in one PostgreSQL schema (see the module docstring).
 
     One engine serves one face (``EventStore`` or ``AsyncEventStore``); its
@@ -71,16 +70,13 @@ class PostgresEngine(SubscriptionOps):
     scheme = "postgresql"
 
     def __init__(self, config: PostgresConfig) -> None:
-        super().__init__(config.schema)
+        SubscriptionOps.__init__(self, config.schema)
+        Routing.__init__(self, config)
         self.config = config
         self.schema = config.schema
         self.sql = Statements(config.schema)
         self.ready = False
         """True once the schema was found at this release's version (or made)."""
-        self._xid_lock = threading.Lock()
-        self._last_xid = 0  # the newest transaction of this store's own pushes
-        self._horizon_seen = 0  # the highest reader horizon seen (it only grows)
-        self._gave_up_xid = 0  # the newest own push a read-your-writes wait ran out for
 
     def __repr__(self) -> str:
         return f"<PostgresEngine schema={self.schema!r}>"
@@ -263,10 +259,8 @@ class PostgresEngine(SubscriptionOps):
     ) -> Op[list[Event]]:
         """A page of the events ``query`` matches, below the reader horizon (see
         :class:`~conduit.backends.base.Backend`)."""
-        yield from self._wait_for_own_writes()
         sql, params = self.sql.read_query(query, after=after, limit=limit, backwards=backwards)
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.events(found)
+        return rows.events((yield from self._fetch(sql, params, "all", log_read=True)))
 
     def _append_request(self, request: AppendRequest) -> Op[list[list[Event]]]:
         if len(request) == 1 and not _tagged(request):
@@ -325,11 +319,6 @@ class PostgresEngine(SubscriptionOps):
             "yet none of its event ids is recorded"
         )
 
-    def _remember_xid(self, xid: int) -> None:
-        """Note this store's newest transaction: its global-log reads wait for it."""
-        with self._xid_lock:
-            self._last_xid = max(self._last_xid, xid)
-
     def rewrite_events(self, changes: Sequence[EventRewrite]) -> Op[int]:
         """Replace recorded events' name, data and metadata, atomically (migrate-events)."""
         if not changes:
@@ -341,9 +330,28 @@ class PostgresEngine(SubscriptionOps):
             [change.metadata for change in changes],
         )
         count: int = yield Query(self.sql.rewrite_events, params, "rowcount")
+        self._wrote()
         return count
 
     # -- reading -------------------------------------------------------------
+    # Each read runs where :meth:`Routing.routed` sends it: a replica, or the primary.
+
+    def _fetch(
+        self,
+        sql: str,
+        params: Any,
+        fetch: Fetch,
+        *,
+        wait: bool = True,
+        log_read: bool = False,
+        fresh: bool = False,
+    ) -> Op[Any]:
+        fresh = fresh or fetch == "all"  # pages of events, snapshots: see Query
+
+        def run(on: Target) -> Op[Any]:
+            return (yield Query(sql, params, fetch, fresh=fresh, replica=on))
+
+        return (yield from self.routed(run, wait=wait, log_read=log_read))
 
     def read_stream(
         self,
@@ -364,8 +372,7 @@ class PostgresEngine(SubscriptionOps):
         if since is not None:
             params.append(since)
         params.append(limit)
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.events(found)
+        return rows.events((yield from self._fetch(sql, params, "all")))
 
     def read_all(
         self,
@@ -378,8 +385,6 @@ class PostgresEngine(SubscriptionOps):
         wait: bool = True,
     ) -> Op[list[Event]]:
         """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
-        if wait:
-            yield from self._wait_for_own_writes()
         sql = self.sql.read_all(
             names=names is not None,
             correlation=correlation_id is not None,
@@ -390,45 +395,12 @@ class PostgresEngine(SubscriptionOps):
         params.append(limit)
         if names is not None:
             params = [list(names), *params, limit]
-        found = yield Query(sql, params, "all", fresh=True)
+        found = yield from self._fetch(sql, params, "all", wait=wait, log_read=True)
         return rows.events(found)
-
-    def _wait_for_own_writes(self) -> Op[None]:
-        """Wait, bounded, until the reader horizon has passed this store's last push.
-
-        Once a wait has run out for a push (a transaction open elsewhere on the
-        server holds the horizon back), later reads do not wait for that push
-        again: only a newer push of this store makes them wait, so that a long
-        transaction costs one bounded wait per push, not one per read.
-        """
-        own = self._last_xid
-        if own < self._horizon_seen or own <= self._gave_up_xid:
-            return
-        deadline = time.monotonic() + self.config.read_your_writes_timeout
-        delay = 0.0005
-        while True:
-            row = yield Query(self.sql.horizon)
-            horizon = int(row[0]) if row else 0
-            with self._xid_lock:
-                self._horizon_seen = max(self._horizon_seen, horizon)
-            if own < horizon:
-                return
-            if time.monotonic() >= deadline:
-                with self._xid_lock:
-                    self._gave_up_xid = max(self._gave_up_xid, own)
-                log.warning(
-                    "the global log's reader horizon has not passed this store's last push "
-                    "after %.1f s: a transaction is open elsewhere on the server "
-                    "(see idle_in_transaction_session_timeout)",
-                    self.config.read_your_writes_timeout,
-                )
-                return
-            yield Sleep(delay)
-            delay = min(delay * 2, 0.05)
 
     def stream_version(self, stream: StreamKey) -> Op[int]:
         """The version of the stream's last event, 0 when it has none."""
-        row = yield Query(self.sql.stream_version, (stream.text,))
+        row = yield from self._fetch(self.sql.stream_version, (stream.text,), "one")
         return int(row[0]) if row else 0
 
     def streams(self, *, after: str | None, prefix: str | None, limit: int) -> Op[list[StreamInfo]]:
@@ -440,14 +412,11 @@ class PostgresEngine(SubscriptionOps):
         if prefix is not None:
             params.extend((prefix, prefix))
         params.append(limit)
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.stream_infos(found)
+        return rows.stream_infos((yield from self._fetch(sql, params, "all")))
 
     def head_position(self, *, wait: bool = True) -> Op[int]:
         """The position of the last event in the global log (0 when empty)."""
-        if wait:
-            yield from self._wait_for_own_writes()
-        row = yield Query(self.sql.head_position)
+        row = yield from self._fetch(self.sql.head_position, None, "one", wait=wait, log_read=True)
         return int(row[0]) if row else 0
 
     def count_after(
@@ -460,25 +429,21 @@ class PostgresEngine(SubscriptionOps):
     ) -> Op[int]:
         """How many events of the log come after ``position`` (with those names; at
         most ``limit``)."""
-        if wait:
-            yield from self._wait_for_own_writes()
         sql = self.sql.count_after(names=names is not None, limit=limit is not None)
         params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
         if limit is not None:
             params = (*params, limit)
-        row = yield Query(sql, params)
+        row = yield from self._fetch(sql, params, "one", wait=wait, log_read=True)
         return int(row[0]) if row else 0
 
     def first_position_since(self, since: datetime) -> Op[int | None]:
         """The position of the first event recorded at or after ``since``, if any."""
-        yield from self._wait_for_own_writes()
-        row = yield Query(self.sql.first_position_since, (since,))
+        row = yield from self._fetch(self.sql.first_position_since, (since,), "one", log_read=True)
         return None if row is None or row[0] is None else int(row[0])
 
     def read_event(self, event_id: uuid.UUID) -> Op[Event | None]:
         """One event by its id, or ``None``."""
-        found = yield Query(self.sql.by_ids, ([event_id],), "all", fresh=True)
-        events = rows.events(found)
+        events = rows.events((yield from self._fetch(self.sql.by_ids, ([event_id],), "all")))
         return events[0] if events else None
 
     # -- snapshots -----------------------------------------------------------
@@ -493,10 +458,13 @@ class PostgresEngine(SubscriptionOps):
             snapshot.data,
         )
         yield Query(self.sql.save_snapshot, params, "none")
+        self._wrote()
 
     def load_snapshot(self, stream: StreamKey, class_name: str) -> Op[Snapshot | None]:
         """The snapshot kept for a stream and entity class, or ``None``."""
-        row = yield Query(self.sql.load_snapshot, (stream.text, class_name), fresh=True)
+        row = yield from self._fetch(
+            self.sql.load_snapshot, (stream.text, class_name), "one", fresh=True
+        )
         if row is None:
             return None
         version, snapshot_version, data, taken_at = row

@@ -11,9 +11,18 @@ from typing import Literal
 import psycopg
 
 from conduit.backends.postgres.effects import Query
+from conduit.errors import BackendError, StoreUnavailable
 from conduit.masking import mask_password
 
-__all__ = ["after_failure", "no_connection"]
+__all__ = ["after_failure", "lost_server", "no_connection", "replica_failed"]
+
+_SERVER_AWAY = ("57P01", "57P02", "57P03", "53300", "25006")
+"""Shut down by an administrator, crashed, starting up (or in recovery), out of
+connection slots; and a read-only transaction: a connection that reached a
+standby (a primary being demoted, or promoted too late)."""
+
+_RECOVERY_CONFLICT = "40001"
+"""A hot standby cancels a read that conflicts with the WAL it replays."""
 
 Decision = Literal["expected", "retry", "translate"]
 
@@ -34,11 +43,34 @@ def after_failure(exc: psycopg.Error, query: Query, *, broken: bool, attempt: in
     return "translate"
 
 
+def lost_server(exc: psycopg.Error, *, broken: bool) -> bool:
+    """Whether ``exc`` means the server went away or cannot serve (rather than a
+    statement that failed): the store is unavailable, for now."""
+    if broken:
+        return True
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in _SERVER_AWAY
+
+
+def replica_failed(exc: psycopg.Error, *, broken: bool) -> bool:
+    """Whether a replica's failure sends the read elsewhere (another replica, the
+    primary) instead of raising."""
+    return lost_server(exc, broken=broken) or exc.sqlstate == _RECOVERY_CONFLICT
+
+
 def no_connection(
     conninfo: str, pool_size: int, timeout: Exception, connect_error: Exception | None
-) -> str:
-    """The message of a pool that timed out: the server's own error when a direct
-    connection fails too (``connect_error``), else a full pool."""
+) -> BackendError:
+    """The error of a pool that timed out: the store is unavailable when a direct
+    connection fails too (``connect_error``, the server's own error); else the pool
+    is full."""
     if connect_error is not None:
-        return f"cannot connect to PostgreSQL at {mask_password(conninfo)}: {connect_error}"
-    return f"no PostgreSQL connection free in the pool (pool_size {pool_size}): {timeout}"
+        return StoreUnavailable(
+            f"the store is unavailable: cannot connect to PostgreSQL at "
+            f"{mask_password(conninfo)}: {connect_error}"
+        )
+    return BackendError(
+        f"no PostgreSQL connection free in the pool (pool_size {pool_size}): {timeout}"
+    )
