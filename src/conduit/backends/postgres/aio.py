@@ -26,7 +26,12 @@ from conduit.backends.postgres.effects import (
 )
 from conduit.backends.postgres.engine import PostgresEngine
 from conduit.backends.postgres.errors import translate
-from conduit.backends.postgres.policy import after_failure, no_connection, replica_failed
+from conduit.backends.postgres.policy import (
+    QuickBackoff,
+    after_failure,
+    no_connection,
+    replica_failed,
+)
 from conduit.backends.postgres.sql import channel, quote_ident
 from conduit.core.bound import AsyncBound
 from conduit.core.effects import AsyncRuntime
@@ -66,6 +71,15 @@ class _AsyncConnection(psycopg.AsyncConnection[Any]):
         return None
 
 
+class _AsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
+    """psycopg's async pool, reconnecting after an outage without long backoffs."""
+
+    async def _add_connection(self, attempt: Any, growing: bool = False) -> None:
+        if attempt is None:
+            attempt = QuickBackoff(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing)
+
+
 class AsyncExecutor:
     """Performs a PostgreSQL engine's effects as coroutines."""
 
@@ -74,7 +88,7 @@ class AsyncExecutor:
         config = engine.config
         self.config = config
         self._settings = config.session_settings()
-        self.pool = psycopg_pool.AsyncConnectionPool(
+        self.pool = _AsyncPool(
             config.conninfo,
             min_size=min(2, config.pool_size),
             max_size=config.pool_size,
@@ -86,6 +100,7 @@ class AsyncExecutor:
             name=f"conduit-async-{config.schema}",
         )
         self._replicas: dict[int, psycopg_pool.AsyncConnectionPool[Any]] = {}
+        self._in_use = 0  # connections of the primary's pool taken: is it full?
         self.runtime = AsyncRuntime({Query: self.query, Atomic: self.atomic, Session: self.session})
         self._session: psycopg.AsyncConnection[Any] | None = None
         self._session_lock = asyncio.Lock()
@@ -120,9 +135,11 @@ class AsyncExecutor:
             try:
                 conn = await pool.getconn()
                 assert conn is not None
+                self._in_use += 1
                 try:
                     return await conn.perform(query)
                 finally:
+                    self._in_use -= 1
                     await pool.putconn(conn)
             except psycopg_pool.PoolTimeout as exc:
                 raise await self._why_no_connection(exc) from exc
@@ -168,7 +185,7 @@ class AsyncExecutor:
         if pool is None:
             if self._closing:
                 raise BackendError("this store is closed")
-            pool = self._replicas[index] = psycopg_pool.AsyncConnectionPool(
+            pool = self._replicas[index] = _AsyncPool(
                 self.config.replicas[index],
                 **replica_pool_options(self.config, index),
                 connection_class=_AsyncConnection,
@@ -185,6 +202,7 @@ class AsyncExecutor:
         try:
             async with self.pool.connection() as conn:
                 assert isinstance(conn, _AsyncConnection)
+                self._in_use += 1
 
                 async def query(query: Query) -> Any:
                     try:
@@ -194,8 +212,11 @@ class AsyncExecutor:
                             raise
                         raise translate(exc, self.config.schema, self.config.conninfo) from exc
 
-                async with conn.transaction():
-                    return await self.runtime.extended({Query: query}).run(atomic.op)
+                try:
+                    async with conn.transaction():
+                        return await self.runtime.extended({Query: query}).run(atomic.op)
+                finally:
+                    self._in_use -= 1
         except psycopg_pool.PoolTimeout as exc:
             raise await self._why_no_connection(exc) from exc
         except psycopg_pool.PoolClosed as exc:
@@ -236,7 +257,9 @@ class AsyncExecutor:
             await conn.close()
         except psycopg.Error as exc:
             failed = exc
-        return no_connection(self.config.conninfo, self.config.pool_size, timeout, failed)
+        return no_connection(
+            self.config.conninfo, self.config.pool_size, timeout, failed, in_use=self._in_use
+        )
 
     # -- wake-ups ----------------------------------------------------------------
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Literal
 
 import psycopg
+from psycopg_pool.base import AttemptWithBackoff
 
 from conduit.backends.postgres.effects import Query
 from conduit.errors import BackendError, StoreUnavailable
 from conduit.masking import mask_password
 
-__all__ = ["after_failure", "lost_server", "no_connection", "replica_failed"]
+__all__ = ["QuickBackoff", "after_failure", "lost_server", "no_connection", "replica_failed"]
 
 _SERVER_AWAY = ("57P01", "57P02", "57P03", "53300", "25006")
 """Shut down by an administrator, crashed, starting up (or in recovery), out of
@@ -61,16 +62,39 @@ def replica_failed(exc: psycopg.Error, *, broken: bool) -> bool:
 
 
 def no_connection(
-    conninfo: str, pool_size: int, timeout: Exception, connect_error: Exception | None
+    conninfo: str,
+    pool_size: int,
+    timeout: Exception,
+    connect_error: Exception | None,
+    *,
+    in_use: int,
 ) -> BackendError:
     """The error of a pool that timed out: the store is unavailable when a direct
-    connection fails too (``connect_error``, the server's own error); else the pool
-    is full."""
+    connection fails too (``connect_error``, the server's own error), or when the
+    pool is still reconnecting after an outage (fewer than ``pool_size`` of its
+    connections are ``in_use``); else the pool is full."""
     if connect_error is not None:
         return StoreUnavailable(
             f"the store is unavailable: cannot connect to PostgreSQL at "
             f"{mask_password(conninfo)}: {connect_error}"
         )
+    if in_use < pool_size:
+        return StoreUnavailable(
+            f"the store is unavailable: reconnecting to PostgreSQL after an outage ({timeout})"
+        )
     return BackendError(
         f"no PostgreSQL connection free in the pool (pool_size {pool_size}): {timeout}"
     )
+
+
+class QuickBackoff(AttemptWithBackoff):
+    """How a pool tries to reconnect after an outage: soon and then every second at most,
+    rather than psycopg_pool's doubling delays (1, 2, 4, 8 s...), so that a store
+    whose server restarted or failed over takes writes again within a second of it."""
+
+    INITIAL_DELAY = 0.1
+    MAX_DELAY = 1.0
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self.MAX_DELAY)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -26,7 +26,12 @@ from conduit.backends.postgres.effects import (
 )
 from conduit.backends.postgres.engine import PostgresEngine
 from conduit.backends.postgres.errors import translate
-from conduit.backends.postgres.policy import after_failure, no_connection, replica_failed
+from conduit.backends.postgres.policy import (
+    QuickBackoff,
+    after_failure,
+    no_connection,
+    replica_failed,
+)
 from conduit.backends.postgres.sql import channel, quote_ident
 from conduit.core.bound import SyncBound
 from conduit.core.effects import SyncRuntime
@@ -73,6 +78,15 @@ class _Connection(psycopg.Connection[Any]):
         return None
 
 
+class _Pool(psycopg_pool.ConnectionPool[Any]):
+    """psycopg's pool, reconnecting after an outage without long backoffs (QuickBackoff)."""
+
+    def _add_connection(self, attempt: Any, growing: bool = False) -> None:
+        if attempt is None:
+            attempt = QuickBackoff(timeout=self.reconnect_timeout)
+        super()._add_connection(attempt, growing)
+
+
 class SyncExecutor:
     """Performs a PostgreSQL engine's effects by blocking the calling thread."""
 
@@ -81,7 +95,7 @@ class SyncExecutor:
         config = engine.config
         self.config = config
         self._settings = config.session_settings()
-        self.pool = psycopg_pool.ConnectionPool(
+        self.pool = _Pool(
             config.conninfo,
             min_size=min(2, config.pool_size),
             max_size=config.pool_size,
@@ -95,6 +109,8 @@ class SyncExecutor:
         self.pool.open(wait=False)
         self._replicas: dict[int, psycopg_pool.ConnectionPool[Any]] = {}
         self._replicas_lock = threading.Lock()
+        self._in_use = 0  # connections of the primary's pool taken: is it full?
+        self._in_use_lock = threading.Lock()
         self.runtime = SyncRuntime({Query: self.query, Atomic: self.atomic, Session: self.session})
         self._session: psycopg.Connection[Any] | None = None
         self._session_lock = threading.Lock()
@@ -130,9 +146,11 @@ class SyncExecutor:
                 # block left open by an error is rolled back by putconn.
                 conn = pool.getconn()
                 assert conn is not None
+                self._taken(1)
                 try:
                     return conn.perform(query)
                 finally:
+                    self._taken(-1)
                     pool.putconn(conn)
             except psycopg_pool.PoolTimeout as exc:
                 raise self._why_no_connection(exc) from exc
@@ -179,7 +197,7 @@ class SyncExecutor:
             if pool is None:
                 if self._closing.is_set():
                     raise BackendError("this store is closed")
-                pool = self._replicas[index] = psycopg_pool.ConnectionPool(
+                pool = self._replicas[index] = _Pool(
                     self.config.replicas[index],
                     **replica_pool_options(self.config, index),
                     connection_class=_Connection,
@@ -192,7 +210,7 @@ class SyncExecutor:
     def atomic(self, atomic: Atomic) -> Any:
         """Run an operation's statements in one transaction on one connection."""
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection() as conn, self._holding():
                 assert isinstance(conn, _Connection)
 
                 def query(query: Query) -> Any:
@@ -236,6 +254,18 @@ class SyncExecutor:
                 conn.close()  # ending the session releases its advisory locks
             self.engine.lost_session()
 
+    def _taken(self, count: int) -> None:
+        with self._in_use_lock:
+            self._in_use += count
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        self._taken(1)
+        try:
+            yield
+        finally:
+            self._taken(-1)
+
     def _why_no_connection(self, timeout: Exception) -> BackendError:
         """The pool only says it timed out: ask the server directly for the cause."""
         failed: Exception | None = None
@@ -243,7 +273,9 @@ class SyncExecutor:
             psycopg.connect(self.config.conninfo, connect_timeout=3).close()
         except psycopg.Error as exc:
             failed = exc
-        return no_connection(self.config.conninfo, self.config.pool_size, timeout, failed)
+        return no_connection(
+            self.config.conninfo, self.config.pool_size, timeout, failed, in_use=self._in_use
+        )
 
     # -- wake-ups ----------------------------------------------------------------
 
