@@ -14,6 +14,7 @@ Run alone with ``pytest -m replication``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -22,12 +23,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import psycopg
 import pytest
 
-from conduit import BackendError, Event, EventStore, StoreUnavailable
+from conduit import AsyncEventStore, BackendError, Event, EventStore, StoreUnavailable
 from pgcluster import start_cluster
 from worker_app import EVENT, Ledger, create_database, drop_database, sqlalchemy_url, with_database
 
@@ -131,6 +132,8 @@ def test_after_a_failover_every_acknowledged_push_is_there_once_and_everything_r
         with EventStore(url) as store:
             store.setup()
         worker = start_worker(url, readmodel, tmp_path)
+        background = EventStore(url)
+        counter = background.subscribe(Counter(), name="counter", mode="background")
         writers = [Writer(url, number) for number in range(4)]
         try:
             for writer in writers:
@@ -148,6 +151,7 @@ def test_after_a_failover_every_acknowledged_push_is_there_once_and_everything_r
             with EventStore(url, pool_timeout=1.0) as probe, pytest.raises(StoreUnavailable) as no:
                 probe.push(EVENT, "probe", {"value": 0})
             assert "the store is unavailable" in str(no.value)
+            assert "the store is unavailable" in asyncio.run(async_push_error(url))
             cluster.failover()  # the standby promoted
             before = [len(writer.acknowledged) for writer in writers]
 
@@ -192,6 +196,78 @@ def test_after_a_failover_every_acknowledged_push_is_there_once_and_everything_r
         assert set(applied(readmodel).values()) == {1}, "an event applied twice"
         worker.terminate()
         worker.wait(30)
+        # The background subscription resumed by itself too, from its checkpoint.
+        counter.wait_for(log[-1], timeout=DEADLINE)
+        assert set(Counter.seen) >= expected
+        background.close()
+
+
+class Counter:
+    """A store-side projection run as a background subscription: the events it saw."""
+
+    seen: ClassVar[list[uuid.UUID]] = []
+
+    def on_amount_recorded(self, event: Event) -> None:
+        self.seen.append(event.id)
+
+
+async def async_push_error(url: str) -> str:
+    """What a push through ``AsyncEventStore`` raises while no server takes writes."""
+    store = AsyncEventStore(url, pool_timeout=1.0)
+    try:
+        await store.push(EVENT, "probe", {"value": 0})
+    except StoreUnavailable as exc:
+        return str(exc)
+    finally:
+        await store.close()
+    raise AssertionError("the push succeeded")
+
+
+def test_a_retried_push_that_was_never_acknowledged_returns_the_recorded_event() -> None:
+    """The primary crashes while a push waits for the synchronous standby to apply it:
+    the standby has the commit, the caller never heard back. Its retry with the same
+    event id, on the promoted standby, through the async face, gets that event back."""
+    with start_cluster(synchronous="remote_apply") as cluster:
+        url = cluster.multi_host_url(schema="retry")
+        with EventStore(url) as store:
+            store.setup()
+            cluster.standby.pause_replay()  # commits now wait in SyncRep
+            event_id = uuid.uuid4()
+            outcome: list[Event | BaseException] = []
+
+            def push() -> None:
+                try:
+                    outcome.append(store.push(EVENT, "s", {"value": 1}, event_id=event_id))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            pusher = threading.Thread(target=push)
+            pusher.start()
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+            deadline = time.monotonic() + DEADLINE
+            while cluster.primary.scalar(waiting) != 1:
+                assert time.monotonic() < deadline, "the push never waited for the standby"
+                time.sleep(0.05)
+            cluster.failover()  # promotion ends the pause: the standby applies the commit
+            pusher.join(DEADLINE)
+        assert len(outcome) == 1
+        # The executor's own retry may already have reached the new primary (and been
+        # given the recorded event back); or the caller heard the store was away.
+        assert isinstance(outcome[0], Event | StoreUnavailable), outcome
+        print("the push in flight during the failover:", repr(outcome[0])[:200])
+
+        async def retry() -> tuple[Event, list[Event]]:
+            async with AsyncEventStore(url) as again:
+                event = await again.push(EVENT, "s", {"value": 1}, event_id=event_id)
+                return event, await again.get("s")
+
+        retried, recorded = asyncio.run(asyncio.wait_for(retry(), DEADLINE))
+        assert [event.id for event in recorded] == [event_id]  # once, not twice
+        assert (retried.id, retried.position, retried.version) == (
+            event_id,
+            recorded[0].position,
+            1,
+        )
 
 
 @pytest.fixture(autouse=True)
