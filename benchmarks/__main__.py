@@ -6,14 +6,17 @@ Examples::
     python -m benchmarks --quick --only sqlite            # a ~30 s smoke run
     python -m benchmarks --write docs/benchmarks.md       # record the figures
     python -m benchmarks --only scale --write docs/benchmarks.md   # 10 M events, ~1 hour
+    python -m benchmarks --only replicas --write docs/benchmarks.md  # a primary and a standby
 
-The scale benchmark is never part of the default run; writing its figures
-replaces only its own block of the page, and the default run keeps that block.
+The scale and replicas benchmarks are never part of the default run; writing
+their figures replaces only their own block of the page, and the default run
+keeps those blocks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -28,12 +31,13 @@ from benchmarks import (
     postgres_bench,
     projections_bench,
     relay_bench,
+    replicas_bench,
     scale,
     scale_report,
     sqlite_bench,
 )
 from benchmarks.common import Settings
-from benchmarks.report import Run, console, markdown
+from benchmarks.report import Run, console, markdown, section_markdown
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -91,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "projections", "entities", "relay", "scale"),
-        help="run one section (scale: only this way, ~1 hour)",
+        choices=("sqlite", "postgres", "projections", "entities", "relay", "scale", "replicas"),
+        help="run one section (scale, ~1 hour, and replicas: only this way)",
     )
     parser.add_argument(
         "--quick",
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.only == "scale":
         return _scale(args)
+    if args.only == "replicas":
+        return _replicas(args)
     settings = Settings.quick() if args.quick else Settings()
     if args.memory_events:
         short = min(settings.memory_short, max(1, args.memory_events // 10))
@@ -171,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         text = markdown(run, PREAMBLE, CLOSING)
         if args.write.exists():  # the scale figures come from their own run: keep them
-            text = scale_report.keep_block(args.write.read_text(encoding="utf-8"), text)
+            old = args.write.read_text(encoding="utf-8")
+            text = replicas_bench.keep_block(old, scale_report.keep_block(old, text))
         args.write.write_text(text, encoding="utf-8")
         log(f"wrote {args.write}")
     return 1 if failed else 0
@@ -209,6 +216,36 @@ def _scale(args: argparse.Namespace) -> int:
         args.write.write_text(scale_report.replace_block(old, block), encoding="utf-8")
         log(f"wrote {args.write}")
     return 1 if result.skipped else 0
+
+
+def _replicas(args: argparse.Namespace) -> int:
+    """``--only replicas``: a primary and a standby of the run's own; writes its block."""
+    settings = Settings.quick() if args.quick else Settings()
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    workdir = Path(tempfile.gettempdir())
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:])
+    run = Run(command.strip(), args.quick, workdir)
+    section = replicas_bench.run(settings, log, quick=args.quick)
+    print(console(section), flush=True)
+    if args.write:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        produced = (
+            f"Produced by `{run.command}` on {run.started:%Y-%m-%d %H:%M} UTC (load average "
+            f"at the end {load}; the machine and versions as above"
+            + (", a `--quick` smoke run: indicative only)." if args.quick else ").")
+        )
+        lines = section_markdown(section)
+        block = "\n".join(
+            [replicas_bench.START, *lines[:2], produced, "", *lines[2:], replicas_bench.END]
+        )
+        old = args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
+        args.write.write_text(replicas_bench.replace_block(old, block), encoding="utf-8")
+        log(f"wrote {args.write}")
+    return 0 if all(target.passed for target in section.targets) else 1
 
 
 if __name__ == "__main__":

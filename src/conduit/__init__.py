@@ -23,6 +23,7 @@ from conduit.errors import (
     ProjectionError,
     ReplayError,
     SchemaError,
+    StoreUnavailable,
     WrongExpectedVersion,
 )
 from conduit.events import Event, StreamId, StreamInfo, TypedEvent, new_id
@@ -56,6 +57,7 @@ __all__ = [
     "ReplayError",
     "SchemaError",
     "SnapshotWarning",
+    "StoreUnavailable",
     "StreamId",
     "StreamInfo",
     "TypeRegistry",

@@ -27,8 +27,11 @@
     │                           to install (also an ImportError)
     ├── BackendError            the storage engine failed; the driver's error is
     │   │                       the ``__cause__``
-    │   └── SchemaError         the store's schema is missing, older or newer than
-    │                           this release; the message names the fix
+    │   ├── SchemaError         the store's schema is missing, older or newer than
+    │   │                       this release; the message names the fix
+    │   └── StoreUnavailable    the engine's server cannot be reached (restarting,
+    │                           failing over): retry later, a push with the same
+    │                           event ids
     └── ProjectionError         a projection failed (subscriptions and read models)
 
 The caller's mistakes (``InvalidArgument``) are ``ValueError``s; a
@@ -52,6 +55,7 @@ __all__ = [
     "ProjectionError",
     "ReplayError",
     "SchemaError",
+    "StoreUnavailable",
     "WrongExpectedVersion",
 ]
 
@@ -224,6 +228,16 @@ class BackendError(ConduitError):
 
 class SchemaError(BackendError):
     """The store's schema is missing or at a version this release cannot use."""
+
+
+class StoreUnavailable(BackendError):
+    """The store's server cannot be reached: it is down, restarting, or failing over
+    to a standby.
+
+    A push that raised it may or may not have been recorded: retry it with the
+    same event ids (the retry returns the recorded events, never duplicates).
+    The store reconnects by itself once the server (or the new primary) answers.
+    """
 
 
 class ProjectionError(ConduitError):

@@ -16,11 +16,22 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from conduit.backends.postgres.config import PostgresConfig
-from conduit.backends.postgres.effects import Atomic, Query, Session, SessionLost
+from conduit.backends.postgres.config import PostgresConfig, replica_pool_options
+from conduit.backends.postgres.effects import (
+    Atomic,
+    Query,
+    ReplicaUnavailable,
+    Session,
+    SessionLost,
+)
 from conduit.backends.postgres.engine import PostgresEngine
 from conduit.backends.postgres.errors import translate
-from conduit.backends.postgres.policy import after_failure, no_connection
+from conduit.backends.postgres.policy import (
+    QuickBackoff,
+    after_failure,
+    no_connection,
+    replica_failed,
+)
 from conduit.backends.postgres.sql import channel, quote_ident
 from conduit.core.bound import AsyncBound
 from conduit.core.effects import AsyncRuntime
@@ -60,6 +71,15 @@ class _AsyncConnection(psycopg.AsyncConnection[Any]):
         return None
 
 
+class _AsyncPool(psycopg_pool.AsyncConnectionPool[Any]):
+    """psycopg's async pool, reconnecting after an outage without long backoffs."""
+
+    async def _add_connection(self, attempt: Any, growing: bool = False) -> None:
+        if attempt is None:
+            attempt = QuickBackoff(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing)
+
+
 class AsyncExecutor:
     """Performs a PostgreSQL engine's effects as coroutines."""
 
@@ -68,7 +88,7 @@ class AsyncExecutor:
         config = engine.config
         self.config = config
         self._settings = config.session_settings()
-        self.pool = psycopg_pool.AsyncConnectionPool(
+        self.pool = _AsyncPool(
             config.conninfo,
             min_size=min(2, config.pool_size),
             max_size=config.pool_size,
@@ -79,6 +99,8 @@ class AsyncExecutor:
             open=False,
             name=f"conduit-async-{config.schema}",
         )
+        self._replicas: dict[int, psycopg_pool.AsyncConnectionPool[Any]] = {}
+        self._in_use = 0  # connections of the primary's pool taken: is it full?
         self.runtime = AsyncRuntime({Query: self.query, Atomic: self.atomic, Session: self.session})
         self._session: psycopg.AsyncConnection[Any] | None = None
         self._session_lock = asyncio.Lock()
@@ -105,18 +127,22 @@ class AsyncExecutor:
             await self.runtime.run(self.engine.check_schema())
         if not self._opened:
             await self.open()
+        if query.replica is not None:
+            return await self._on_replica(query, query.replica)
         pool = self.pool
         for attempt in (1, 2):
             conn: _AsyncConnection | None = None
             try:
                 conn = await pool.getconn()
                 assert conn is not None
+                self._in_use += 1
                 try:
                     return await conn.perform(query)
                 finally:
+                    self._in_use -= 1
                     await pool.putconn(conn)
             except psycopg_pool.PoolTimeout as exc:
-                raise BackendError(await self._why_no_connection(exc)) from exc
+                raise await self._why_no_connection(exc) from exc
             except psycopg_pool.PoolClosed as exc:
                 raise BackendError("this store is closed") from exc
             except psycopg.Error as exc:
@@ -128,8 +154,46 @@ class AsyncExecutor:
                     log.warning("PostgreSQL connection lost (%s); retrying once", exc)
                     await pool.check()
                     continue
-                raise translate(exc, self.config.schema, self.config.conninfo) from exc
+                raise translate(
+                    exc, self.config.schema, self.config.conninfo, broken=broken
+                ) from exc
         raise AssertionError("unreachable")
+
+    async def _on_replica(self, query: Query, index: int) -> Any:
+        """Run a read on a replica; one that cannot answer raises ReplicaUnavailable."""
+        pool = await self._replica_pool(index)
+        conn: _AsyncConnection | None = None
+        try:
+            conn = await pool.getconn()
+            assert conn is not None
+            try:
+                return await conn.perform(query)
+            finally:
+                await pool.putconn(conn)
+        except psycopg_pool.PoolTimeout as exc:
+            raise ReplicaUnavailable(index, f"no connection in time ({exc})") from exc
+        except psycopg_pool.PoolClosed as exc:
+            raise BackendError("this store is closed") from exc
+        except psycopg.Error as exc:
+            if replica_failed(exc, broken=conn is not None and conn.broken):
+                raise ReplicaUnavailable(index, str(exc)) from exc
+            raise translate(exc, self.config.schema, self.config.replicas[index]) from exc
+
+    async def _replica_pool(self, index: int) -> psycopg_pool.AsyncConnectionPool[Any]:
+        """The pool of a replica, opened on its first read."""
+        pool = self._replicas.get(index)
+        if pool is None:
+            if self._closing:
+                raise BackendError("this store is closed")
+            pool = self._replicas[index] = _AsyncPool(
+                self.config.replicas[index],
+                **replica_pool_options(self.config, index),
+                connection_class=_AsyncConnection,
+                configure=self._configure,
+                open=False,
+            )
+            await pool.open(wait=False)
+        return pool
 
     async def atomic(self, atomic: Atomic) -> Any:
         """Run an operation's statements in one transaction on one connection."""
@@ -138,6 +202,7 @@ class AsyncExecutor:
         try:
             async with self.pool.connection() as conn:
                 assert isinstance(conn, _AsyncConnection)
+                self._in_use += 1
 
                 async def query(query: Query) -> Any:
                     try:
@@ -147,10 +212,13 @@ class AsyncExecutor:
                             raise
                         raise translate(exc, self.config.schema, self.config.conninfo) from exc
 
-                async with conn.transaction():
-                    return await self.runtime.extended({Query: query}).run(atomic.op)
+                try:
+                    async with conn.transaction():
+                        return await self.runtime.extended({Query: query}).run(atomic.op)
+                finally:
+                    self._in_use -= 1
         except psycopg_pool.PoolTimeout as exc:
-            raise BackendError(await self._why_no_connection(exc)) from exc
+            raise await self._why_no_connection(exc) from exc
         except psycopg_pool.PoolClosed as exc:
             raise BackendError("this store is closed") from exc
         except ConduitError:
@@ -181,7 +249,7 @@ class AsyncExecutor:
                 await conn.close()  # ending the session releases its advisory locks
             self.engine.lost_session()
 
-    async def _why_no_connection(self, timeout: Exception) -> str:
+    async def _why_no_connection(self, timeout: Exception) -> BackendError:
         """The pool only says it timed out: ask the server directly for the cause."""
         failed: Exception | None = None
         try:
@@ -189,7 +257,9 @@ class AsyncExecutor:
             await conn.close()
         except psycopg.Error as exc:
             failed = exc
-        return no_connection(self.config.conninfo, self.config.pool_size, timeout, failed)
+        return no_connection(
+            self.config.conninfo, self.config.pool_size, timeout, failed, in_use=self._in_use
+        )
 
     # -- wake-ups ----------------------------------------------------------------
 
@@ -230,6 +300,9 @@ class AsyncExecutor:
         async with self._session_lock:
             await self._drop_session()
         await self.pool.close()
+        replicas, self._replicas = list(self._replicas.values()), {}
+        for pool in replicas:
+            await pool.close()
 
 
 class AsyncPostgresBackend(AsyncBound):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from conduit.core.effects import Effect, Op
 
-__all__ = ["Atomic", "Fetch", "Query", "Session", "SessionLost"]
+__all__ = ["Atomic", "Fetch", "Query", "ReplicaUnavailable", "Session", "SessionLost"]
 
 Fetch = Literal["one", "all", "rowcount", "none"]
 """What a statement's outcome is: its first row, every row, the rows it touched, nothing."""
@@ -31,9 +31,12 @@ class Query(Effect):
     ``check``: make sure the schema exists at this release's version first.
     ``binary``: results in binary format (every statement but scripts of
     several statements, which the simple query protocol runs).
+    ``replica``: run it on that read replica (its index in the settings'
+    ``replicas``) instead of the primary; a replica that cannot answer is
+    thrown into the operation as :class:`ReplicaUnavailable`.
     """
 
-    __slots__ = ("binary", "check", "expect", "fetch", "fresh", "params", "sql")
+    __slots__ = ("binary", "check", "expect", "fetch", "fresh", "params", "replica", "sql")
 
     def __init__(
         self,
@@ -45,8 +48,10 @@ class Query(Effect):
         expect: tuple[str, ...] = (),
         check: bool = True,
         binary: bool = True,
+        replica: int | None = None,
     ) -> None:
         self.binary = binary
+        self.replica = replica
         self.sql = sql
         self.params = params
         self.fetch = fetch
@@ -84,3 +89,12 @@ class Session(Effect):
 
 class SessionLost(Exception):
     """The engine's lease session failed; every lease it held is gone."""
+
+
+class ReplicaUnavailable(Exception):
+    """A read replica did not answer (unreachable, restarting, or it cancelled the
+    statement in a conflict with its recovery): the read goes elsewhere."""
+
+    def __init__(self, replica: int, why: str) -> None:
+        super().__init__(why)
+        self.replica = replica

@@ -24,11 +24,7 @@ statements an executor runs: :mod:`~conduit.backends.postgres.sync` for
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -40,11 +36,11 @@ from conduit.backends.postgres.config import PostgresConfig
 from conduit.backends.postgres.effects import Atomic, Query
 from conduit.backends.postgres.errors import CONDITION_FAILED, UNIQUE_VIOLATION, WRONG_VERSION
 from conduit.backends.postgres.keys import condition_keys, condition_params
+from conduit.backends.postgres.reads import Reads
 from conduit.backends.postgres.sql import MAX_KEYS, SCHEMA_VERSION, Statements, migrations
 from conduit.backends.postgres.subscription_ops import SubscriptionOps
-from conduit.core.effects import Op, Sleep
+from conduit.core.effects import Op
 from conduit.dcb import AppendCondition
-from conduit.dcb import Query as DcbQuery
 from conduit.errors import (
     AppendConditionFailed,
     BackendError,
@@ -53,14 +49,14 @@ from conduit.errors import (
     SchemaError,
     WrongExpectedVersion,
 )
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.events import Event, NewEvent, Snapshot, StreamKey
 
 __all__ = ["PostgresEngine"]
 
 log = logging.getLogger("conduit.postgres")
 
 
-class PostgresEngine(SubscriptionOps):
+class PostgresEngine(SubscriptionOps, Reads):
     """The operations of a store in one PostgreSQL schema (see the module docstring).
 
     One engine serves one face (``EventStore`` or ``AsyncEventStore``); its
@@ -71,16 +67,13 @@ class PostgresEngine(SubscriptionOps):
     scheme = "postgresql"
 
     def __init__(self, config: PostgresConfig) -> None:
-        super().__init__(config.schema)
+        SubscriptionOps.__init__(self, config.schema)
+        Reads.__init__(self, config)
         self.config = config
         self.schema = config.schema
         self.sql = Statements(config.schema)
         self.ready = False
         """True once the schema was found at this release's version (or made)."""
-        self._xid_lock = threading.Lock()
-        self._last_xid = 0  # the newest transaction of this store's own pushes
-        self._horizon_seen = 0  # the highest reader horizon seen (it only grows)
-        self._gave_up_xid = 0  # the newest own push a read-your-writes wait ran out for
 
     def __repr__(self) -> str:
         return f"<PostgresEngine schema={self.schema!r}>"
@@ -258,16 +251,6 @@ class PostgresEngine(SubscriptionOps):
             return (yield from self._refused_request(request, own))
         return settled
 
-    def read_query(
-        self, query: DcbQuery, *, after: int, limit: int, backwards: bool = False
-    ) -> Op[list[Event]]:
-        """A page of the events ``query`` matches, below the reader horizon (see
-        :class:`~conduit.backends.base.Backend`)."""
-        yield from self._wait_for_own_writes()
-        sql, params = self.sql.read_query(query, after=after, limit=limit, backwards=backwards)
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.events(found)
-
     def _append_request(self, request: AppendRequest) -> Op[list[list[Event]]]:
         if len(request) == 1 and not _tagged(request):
             part = request[0]
@@ -325,11 +308,6 @@ class PostgresEngine(SubscriptionOps):
             "yet none of its event ids is recorded"
         )
 
-    def _remember_xid(self, xid: int) -> None:
-        """Note this store's newest transaction: its global-log reads wait for it."""
-        with self._xid_lock:
-            self._last_xid = max(self._last_xid, xid)
-
     def rewrite_events(self, changes: Sequence[EventRewrite]) -> Op[int]:
         """Replace recorded events' name, data and metadata, atomically (migrate-events)."""
         if not changes:
@@ -341,145 +319,8 @@ class PostgresEngine(SubscriptionOps):
             [change.metadata for change in changes],
         )
         count: int = yield Query(self.sql.rewrite_events, params, "rowcount")
+        self._wrote()
         return count
-
-    # -- reading -------------------------------------------------------------
-
-    def read_stream(
-        self,
-        stream: StreamKey,
-        *,
-        start: int | None,
-        backwards: bool,
-        since: datetime | None,
-        limit: int,
-    ) -> Op[list[Event]]:
-        """One page of a stream (see :class:`~conduit.backends.base.Backend`)."""
-        sql = self.sql.read_stream(
-            forwards=not backwards, start=start is not None, since=since is not None
-        )
-        params: list[Any] = [stream.text]
-        if start is not None:
-            params.append(start)
-        if since is not None:
-            params.append(since)
-        params.append(limit)
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.events(found)
-
-    def read_all(
-        self,
-        *,
-        after: int,
-        names: Sequence[str] | None,
-        limit: int,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-        wait: bool = True,
-    ) -> Op[list[Event]]:
-        """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
-        if wait:
-            yield from self._wait_for_own_writes()
-        sql = self.sql.read_all(
-            names=names is not None,
-            correlation=correlation_id is not None,
-            causation=causation_id is not None,
-        )
-        params: list[Any] = [after]
-        params.extend(value for value in (correlation_id, causation_id) if value is not None)
-        params.append(limit)
-        if names is not None:
-            params = [list(names), *params, limit]
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.events(found)
-
-    def _wait_for_own_writes(self) -> Op[None]:
-        """Wait, bounded, until the reader horizon has passed this store's last push.
-
-        Once a wait has run out for a push (a transaction open elsewhere on the
-        server holds the horizon back), later reads do not wait for that push
-        again: only a newer push of this store makes them wait, so that a long
-        transaction costs one bounded wait per push, not one per read.
-        """
-        own = self._last_xid
-        if own < self._horizon_seen or own <= self._gave_up_xid:
-            return
-        deadline = time.monotonic() + self.config.read_your_writes_timeout
-        delay = 0.0005
-        while True:
-            row = yield Query(self.sql.horizon)
-            horizon = int(row[0]) if row else 0
-            with self._xid_lock:
-                self._horizon_seen = max(self._horizon_seen, horizon)
-            if own < horizon:
-                return
-            if time.monotonic() >= deadline:
-                with self._xid_lock:
-                    self._gave_up_xid = max(self._gave_up_xid, own)
-                log.warning(
-                    "the global log's reader horizon has not passed this store's last push "
-                    "after %.1f s: a transaction is open elsewhere on the server "
-                    "(see idle_in_transaction_session_timeout)",
-                    self.config.read_your_writes_timeout,
-                )
-                return
-            yield Sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def stream_version(self, stream: StreamKey) -> Op[int]:
-        """The version of the stream's last event, 0 when it has none."""
-        row = yield Query(self.sql.stream_version, (stream.text,))
-        return int(row[0]) if row else 0
-
-    def streams(self, *, after: str | None, prefix: str | None, limit: int) -> Op[list[StreamInfo]]:
-        """One page of streams, ordered by their id's text, after ``after``."""
-        sql = self.sql.streams(after=after is not None, prefix=prefix is not None)
-        params: list[Any] = []
-        if after is not None:
-            params.append(after)
-        if prefix is not None:
-            params.extend((prefix, prefix))
-        params.append(limit)
-        found = yield Query(sql, params, "all", fresh=True)
-        return rows.stream_infos(found)
-
-    def head_position(self, *, wait: bool = True) -> Op[int]:
-        """The position of the last event in the global log (0 when empty)."""
-        if wait:
-            yield from self._wait_for_own_writes()
-        row = yield Query(self.sql.head_position)
-        return int(row[0]) if row else 0
-
-    def count_after(
-        self,
-        position: int,
-        *,
-        names: Sequence[str] | None,
-        limit: int | None = None,
-        wait: bool = True,
-    ) -> Op[int]:
-        """How many events of the log come after ``position`` (with those names; at
-        most ``limit``)."""
-        if wait:
-            yield from self._wait_for_own_writes()
-        sql = self.sql.count_after(names=names is not None, limit=limit is not None)
-        params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
-        if limit is not None:
-            params = (*params, limit)
-        row = yield Query(sql, params)
-        return int(row[0]) if row else 0
-
-    def first_position_since(self, since: datetime) -> Op[int | None]:
-        """The position of the first event recorded at or after ``since``, if any."""
-        yield from self._wait_for_own_writes()
-        row = yield Query(self.sql.first_position_since, (since,))
-        return None if row is None or row[0] is None else int(row[0])
-
-    def read_event(self, event_id: uuid.UUID) -> Op[Event | None]:
-        """One event by its id, or ``None``."""
-        found = yield Query(self.sql.by_ids, ([event_id],), "all", fresh=True)
-        events = rows.events(found)
-        return events[0] if events else None
 
     # -- snapshots -----------------------------------------------------------
 
@@ -493,14 +334,7 @@ class PostgresEngine(SubscriptionOps):
             snapshot.data,
         )
         yield Query(self.sql.save_snapshot, params, "none")
-
-    def load_snapshot(self, stream: StreamKey, class_name: str) -> Op[Snapshot | None]:
-        """The snapshot kept for a stream and entity class, or ``None``."""
-        row = yield Query(self.sql.load_snapshot, (stream.text, class_name), fresh=True)
-        if row is None:
-            return None
-        version, snapshot_version, data, taken_at = row
-        return Snapshot(class_name, version, snapshot_version, data, taken_at)
+        self._wrote()
 
 
 def _tagged(request: AppendRequest) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg
 import psycopg.errors
 
-from conduit.errors import BackendError, ConduitError, SchemaError
+from conduit.backends.postgres.policy import lost_server
+from conduit.errors import BackendError, ConduitError, SchemaError, StoreUnavailable
 from conduit.masking import hide_passwords
 
 __all__ = ["CONDITION_FAILED", "UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
@@ -21,8 +22,14 @@ UNIQUE_VIOLATION = "23505"
 """An event id already recorded."""
 
 
-def translate(exc: psycopg.Error, schema: str, conninfo: str = "") -> ConduitError:
+def translate(
+    exc: psycopg.Error, schema: str, conninfo: str = "", *, broken: bool = False
+) -> ConduitError:
     """The Conduit error a driver error stands for (the caller raises it ``from exc``).
+
+    ``broken``: the connection it ran on broke. A server that went away (or
+    cannot serve yet: starting up, shutting down, a standby) is a
+    :class:`~conduit.errors.StoreUnavailable`.
 
     The driver's message may quote the connection string (libpq does, for a
     malformed one): the password of ``conninfo`` never reaches the message.
@@ -38,6 +45,8 @@ def translate(exc: psycopg.Error, schema: str, conninfo: str = "") -> ConduitErr
             f"the Conduit schema {schema!r} is missing or incomplete ({text}); "
             "create it with `conduit init URL` or EventStore.setup()"
         )
+    if lost_server(exc, broken=broken):
+        return StoreUnavailable(f"the store is unavailable: PostgreSQL went away: {text}")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return BackendError(f"PostgreSQL cancelled the statement (statement_timeout): {text}")
     if isinstance(exc, psycopg.errors.LockNotAvailable):

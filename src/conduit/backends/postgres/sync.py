@@ -10,16 +10,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 import psycopg_pool
 
-from conduit.backends.postgres.config import PostgresConfig
-from conduit.backends.postgres.effects import Atomic, Query, Session, SessionLost
+from conduit.backends.postgres.config import PostgresConfig, replica_pool_options
+from conduit.backends.postgres.effects import (
+    Atomic,
+    Query,
+    ReplicaUnavailable,
+    Session,
+    SessionLost,
+)
 from conduit.backends.postgres.engine import PostgresEngine
 from conduit.backends.postgres.errors import translate
-from conduit.backends.postgres.policy import after_failure, no_connection
+from conduit.backends.postgres.policy import (
+    QuickBackoff,
+    after_failure,
+    no_connection,
+    replica_failed,
+)
 from conduit.backends.postgres.sql import channel, quote_ident
 from conduit.core.bound import SyncBound
 from conduit.core.effects import SyncRuntime
@@ -66,6 +78,15 @@ class _Connection(psycopg.Connection[Any]):
         return None
 
 
+class _Pool(psycopg_pool.ConnectionPool[Any]):
+    """psycopg's pool, reconnecting after an outage without long backoffs (QuickBackoff)."""
+
+    def _add_connection(self, attempt: Any, growing: bool = False) -> None:
+        if attempt is None:
+            attempt = QuickBackoff(timeout=self.reconnect_timeout)
+        super()._add_connection(attempt, growing)
+
+
 class SyncExecutor:
     """Performs a PostgreSQL engine's effects by blocking the calling thread."""
 
@@ -74,7 +95,7 @@ class SyncExecutor:
         config = engine.config
         self.config = config
         self._settings = config.session_settings()
-        self.pool = psycopg_pool.ConnectionPool(
+        self.pool = _Pool(
             config.conninfo,
             min_size=min(2, config.pool_size),
             max_size=config.pool_size,
@@ -86,6 +107,10 @@ class SyncExecutor:
             name=f"conduit-{config.schema}",
         )
         self.pool.open(wait=False)
+        self._replicas: dict[int, psycopg_pool.ConnectionPool[Any]] = {}
+        self._replicas_lock = threading.Lock()
+        self._in_use = 0  # connections of the primary's pool taken: is it full?
+        self._in_use_lock = threading.Lock()
         self.runtime = SyncRuntime({Query: self.query, Atomic: self.atomic, Session: self.session})
         self._session: psycopg.Connection[Any] | None = None
         self._session_lock = threading.Lock()
@@ -109,6 +134,8 @@ class SyncExecutor:
         """
         if query.check and not self.engine.ready:
             self.runtime.run(self.engine.check_schema())
+        if query.replica is not None:
+            return self._on_replica(query, query.replica)
         pool = self.pool
         for attempt in (1, 2):
             conn: _Connection | None = None
@@ -119,12 +146,14 @@ class SyncExecutor:
                 # block left open by an error is rolled back by putconn.
                 conn = pool.getconn()
                 assert conn is not None
+                self._taken(1)
                 try:
                     return conn.perform(query)
                 finally:
+                    self._taken(-1)
                     pool.putconn(conn)
             except psycopg_pool.PoolTimeout as exc:
-                raise BackendError(self._why_no_connection(exc)) from exc
+                raise self._why_no_connection(exc) from exc
             except psycopg_pool.PoolClosed as exc:
                 raise BackendError("this store is closed") from exc
             except psycopg.Error as exc:
@@ -136,13 +165,52 @@ class SyncExecutor:
                     log.warning("PostgreSQL connection lost (%s); retrying once", exc)
                     pool.check()
                     continue
-                raise translate(exc, self.config.schema, self.config.conninfo) from exc
+                raise translate(
+                    exc, self.config.schema, self.config.conninfo, broken=broken
+                ) from exc
         raise AssertionError("unreachable")
+
+    def _on_replica(self, query: Query, index: int) -> Any:
+        """Run a read on a replica; one that cannot answer raises ReplicaUnavailable."""
+        pool = self._replica_pool(index)
+        conn: _Connection | None = None
+        try:
+            conn = pool.getconn()
+            assert conn is not None
+            try:
+                return conn.perform(query)
+            finally:
+                pool.putconn(conn)
+        except psycopg_pool.PoolTimeout as exc:
+            raise ReplicaUnavailable(index, f"no connection in time ({exc})") from exc
+        except psycopg_pool.PoolClosed as exc:
+            raise BackendError("this store is closed") from exc
+        except psycopg.Error as exc:
+            if replica_failed(exc, broken=conn is not None and conn.broken):
+                raise ReplicaUnavailable(index, str(exc)) from exc
+            raise translate(exc, self.config.schema, self.config.replicas[index]) from exc
+
+    def _replica_pool(self, index: int) -> psycopg_pool.ConnectionPool[Any]:
+        """The pool of a replica, opened on its first read."""
+        with self._replicas_lock:
+            pool = self._replicas.get(index)
+            if pool is None:
+                if self._closing.is_set():
+                    raise BackendError("this store is closed")
+                pool = self._replicas[index] = _Pool(
+                    self.config.replicas[index],
+                    **replica_pool_options(self.config, index),
+                    connection_class=_Connection,
+                    configure=self._configure,
+                    open=False,
+                )
+                pool.open(wait=False)
+            return pool
 
     def atomic(self, atomic: Atomic) -> Any:
         """Run an operation's statements in one transaction on one connection."""
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection() as conn, self._holding():
                 assert isinstance(conn, _Connection)
 
                 def query(query: Query) -> Any:
@@ -156,7 +224,7 @@ class SyncExecutor:
                 with conn.transaction():
                     return self.runtime.extended({Query: query}).run(atomic.op)
         except psycopg_pool.PoolTimeout as exc:
-            raise BackendError(self._why_no_connection(exc)) from exc
+            raise self._why_no_connection(exc) from exc
         except psycopg_pool.PoolClosed as exc:
             raise BackendError("this store is closed") from exc
         except ConduitError:
@@ -186,14 +254,28 @@ class SyncExecutor:
                 conn.close()  # ending the session releases its advisory locks
             self.engine.lost_session()
 
-    def _why_no_connection(self, timeout: Exception) -> str:
+    def _taken(self, count: int) -> None:
+        with self._in_use_lock:
+            self._in_use += count
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        self._taken(1)
+        try:
+            yield
+        finally:
+            self._taken(-1)
+
+    def _why_no_connection(self, timeout: Exception) -> BackendError:
         """The pool only says it timed out: ask the server directly for the cause."""
         failed: Exception | None = None
         try:
             psycopg.connect(self.config.conninfo, connect_timeout=3).close()
         except psycopg.Error as exc:
             failed = exc
-        return no_connection(self.config.conninfo, self.config.pool_size, timeout, failed)
+        return no_connection(
+            self.config.conninfo, self.config.pool_size, timeout, failed, in_use=self._in_use
+        )
 
     # -- wake-ups ----------------------------------------------------------------
 
@@ -239,6 +321,10 @@ class SyncExecutor:
         with self._session_lock:
             self._drop_session()
         self.pool.close()
+        with self._replicas_lock:
+            replicas = list(self._replicas.values())
+        for pool in replicas:
+            pool.close()
 
 
 class PostgresBackend(SyncBound):
@@ -256,7 +342,13 @@ class PostgresBackend(SyncBound):
         read_your_writes_timeout: seconds a global-log read waits for the
             server's reader horizon to pass this store's own last push.
         pool_timeout: seconds to wait for a connection from the pool (and so
-            for an unreachable server) before raising ``BackendError``.
+            for an unreachable server) before raising ``StoreUnavailable``.
+        replicas: read replicas (hot standbys of the primary), as URLs or as
+            ``host:port`` taking the rest of ``url``; also ``replica=`` in the
+            URL's query string, repeated. Reads go to them, writes never (see
+            docs/postgresql.md, read replicas).
+        replica_timeout: seconds a read waits for a replica's connection before
+            it goes to another replica, or to the primary.
         notify: announce each append with ``NOTIFY`` (a wake-up hint for
             workers; see docs/postgresql.md for its cost).
         group_commit: combine concurrent appends of this process into one
@@ -282,6 +374,8 @@ class PostgresBackend(SyncBound):
         notify: bool | None = None,
         pool_timeout: float | None = None,
         group_commit: bool | None = None,
+        replicas: Sequence[str] | None = None,
+        replica_timeout: float | None = None,
     ) -> None:
         config = PostgresConfig.of(
             url,
@@ -293,6 +387,8 @@ class PostgresBackend(SyncBound):
             notify=notify,
             pool_timeout=pool_timeout,
             group_commit=group_commit,
+            replicas=replicas,
+            replica_timeout=replica_timeout,
         )
         engine = PostgresEngine(config)
         self.executor = SyncExecutor(engine)
