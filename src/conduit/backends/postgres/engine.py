@@ -463,9 +463,9 @@ class PostgresEngine(SubscriptionOps):
         if wait:
             yield from self._wait_for_own_writes()
         sql = self.sql.count_after(names=names is not None, limit=limit is not None)
-        params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
+        params: tuple[Any, ...] = (position,) if names is None else (list(names), position)
         if limit is not None:
-            params = (*params, limit)
+            params = (*params, limit) if names is None else (*params, limit, limit)
         row = yield Query(sql, params)
         return int(row[0]) if row else 0
 

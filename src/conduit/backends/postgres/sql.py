@@ -217,18 +217,36 @@ class Statements:
             )
         # One index range per name, each in position order and cut at the limit,
         # then merged: `name = ANY(...)` would sort every match after `after`
-        # (millions, for common names) to return one page.
+        # (millions, for common names) to return one page. The bounds are row
+        # comparisons on (name, position), which only events_name_position can
+        # serve: with plain `position > %s` the planner, who cannot know a
+        # lateral name is rare, walks the primary key and filters by name (the
+        # whole log, for a name that has a few events).
+        where[:2] = [
+            "(e.name, e.position) > (n.name, %s)",
+            f"(e.name, e.position) < (n.name, {_HORIZON})",
+        ]
         columns = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
         return (
             f"SELECT {columns} FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
             f" (SELECT * FROM {self.q}.events AS e WHERE e.name = n.name"
-            f" AND {' AND '.join(where)} ORDER BY e.position LIMIT %s) AS e"
+            f" AND {' AND '.join(where)} ORDER BY e.name, e.position LIMIT %s) AS e"
             " ORDER BY e.position LIMIT %s"
         )
 
     def count_after(self, *, names: bool, limit: bool = False) -> str:
-        by_name = " AND name = ANY(%s::text[])" if names else ""
-        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}{by_name}"
+        """Parameters: after, [limit]; with names: the names, after, [limit, limit]."""
+        if names:
+            # One index range of events_name_position per name (see read_all).
+            cut = " LIMIT %s" if limit else ""
+            counted = (
+                f"SELECT 1 FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
+                f" (SELECT 1 FROM {self.q}.events AS e WHERE e.name = n.name"
+                " AND (e.name, e.position) > (n.name, %s)"
+                f" AND (e.name, e.position) < (n.name, {_HORIZON}){cut}) AS e{cut}"
+            )
+            return f"SELECT count(*) FROM ({counted}) AS counted"
+        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}"
         if limit:  # count at most so many: a bounded index range, never the whole log
             return f"SELECT count(*) FROM (SELECT 1 {rows} LIMIT %s) AS counted"
         return f"SELECT count(*) {rows}"
