@@ -192,6 +192,12 @@ class Backend(Protocol):
         """One page of streams, ordered by their id's text, after ``after``."""
         ...
 
+    def stream_totals(self) -> tuple[int, int]:
+        """How many streams have events, and the sum of their versions (their events,
+        in a store that never removes any): one aggregate over the streams, never the log.
+        """
+        ...
+
     def head_position(self, *, wait: bool = True) -> int:
         """The position of the last event in the global log (0 when empty).
 

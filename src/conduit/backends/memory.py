@@ -309,6 +309,10 @@ class MemoryBackend(MemorySubscriptions):
                     break
             return page
 
+    def stream_totals(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._streams), sum(len(events) for events in self._streams.values())
+
     def head_position(self, *, wait: bool = True) -> int:
         with self._lock:
             return len(self._log)

@@ -474,6 +474,10 @@ class SQLiteBackend(SQLiteSubscriptions):
         ids = StreamIds()
         return [StreamInfo(ids(text, bool(is_uuid)), version) for text, is_uuid, version in rows]
 
+    def stream_totals(self) -> tuple[int, int]:
+        rows = self._query("SELECT count(*), coalesce(sum(version), 0) FROM streams")
+        return int(rows[0][0]), int(rows[0][1])
+
     def head_position(self, *, wait: bool = True) -> int:
         rows = self._query(sql.HEAD_POSITION)
         return int(rows[0][0] or 0)

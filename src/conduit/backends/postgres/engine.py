@@ -443,6 +443,11 @@ class PostgresEngine(SubscriptionOps):
         found = yield Query(sql, params, "all", fresh=True)
         return rows.stream_infos(found)
 
+    def stream_totals(self) -> Op[tuple[int, int]]:
+        """How many streams have events, and the sum of their versions."""
+        row = yield Query(self.sql.stream_totals)
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def head_position(self, *, wait: bool = True) -> Op[int]:
         """The position of the last event in the global log (0 when empty)."""
         if wait:

@@ -279,6 +279,10 @@ class Statements:
         )
 
     @property
+    def stream_totals(self) -> str:
+        return f"SELECT count(*), coalesce(sum(version), 0) FROM {self.q}.streams"
+
+    @property
     def head_position(self) -> str:
         return f"SELECT coalesce(max(position), 0) FROM {self.q}.events WHERE position < {_HORIZON}"
 
