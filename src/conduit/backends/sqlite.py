@@ -455,6 +455,8 @@ class SQLiteBackend(SQLiteSubscriptions):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> list[Event]:
         statement = sql.read_all(
             after=after,
@@ -462,6 +464,8 @@ class SQLiteBackend(SQLiteSubscriptions):
             limit=limit,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            before=before,
+            backwards=backwards,
         )
         return sql.events(self._query(*statement))
 

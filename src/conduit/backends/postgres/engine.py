@@ -376,6 +376,8 @@ class PostgresEngine(SubscriptionOps):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> Op[list[Event]]:
         """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
         if wait:
@@ -384,8 +386,10 @@ class PostgresEngine(SubscriptionOps):
             names=names is not None,
             correlation=correlation_id is not None,
             causation=causation_id is not None,
+            before=before is not None,
+            backwards=backwards,
         )
-        params: list[Any] = [after]
+        params: list[Any] = [after] if before is None else [after, before]
         params.extend(value for value in (correlation_id, causation_id) if value is not None)
         params.append(limit)
         if names is not None:

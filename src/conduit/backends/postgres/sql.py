@@ -202,18 +202,29 @@ class Statements:
             f" ORDER BY version {order} LIMIT %s"
         )
 
-    def read_all(self, *, names: bool, correlation: bool = False, causation: bool = False) -> str:
-        """A page of the log. Parameters: after, [correlation], [causation], limit; with
-        ``names``, the names array first and the limit once more at the end."""
-        where = ["position > %s", f"position < {_HORIZON}"]
+    def read_all(
+        self,
+        *,
+        names: bool,
+        correlation: bool = False,
+        causation: bool = False,
+        before: bool = False,
+        backwards: bool = False,
+    ) -> str:
+        """A page of the log. Parameters: after, [before], [correlation], [causation],
+        limit; with ``names``, the names array first and the limit once more at the end.
+        ``backwards``: the page nearest ``before`` (or the horizon), newest first."""
+        top = f"least(%s, {_HORIZON})" if before else _HORIZON
+        where = ["position > %s", f"position < {top}"]
         if correlation:
             where.append("(metadata ->> 'correlation_id') = %s")
         if causation:
             where.append("(metadata ->> 'causation_id') = %s")
+        order = " DESC" if backwards else ""
         if not names:
             return (
                 f"SELECT {_COLUMNS} FROM {self.q}.events WHERE {' AND '.join(where)}"
-                " ORDER BY position LIMIT %s"
+                f" ORDER BY position{order} LIMIT %s"
             )
         # One index range per name, each in position order and cut at the limit,
         # then merged: `name = ANY(...)` would sort every match after `after`
@@ -224,14 +235,14 @@ class Statements:
         # whole log, for a name that has a few events).
         where[:2] = [
             "(e.name, e.position) > (n.name, %s)",
-            f"(e.name, e.position) < (n.name, {_HORIZON})",
+            f"(e.name, e.position) < (n.name, {top})",
         ]
         columns = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
         return (
             f"SELECT {columns} FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
             f" (SELECT * FROM {self.q}.events AS e WHERE e.name = n.name"
-            f" AND {' AND '.join(where)} ORDER BY e.name, e.position LIMIT %s) AS e"
-            " ORDER BY e.position LIMIT %s"
+            f" AND {' AND '.join(where)} ORDER BY e.name{order}, e.position{order}"
+            f" LIMIT %s) AS e ORDER BY e.position{order} LIMIT %s"
         )
 
     def count_after(self, *, names: bool, limit: bool = False) -> str:
