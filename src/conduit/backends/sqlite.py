@@ -479,7 +479,7 @@ class SQLiteBackend(SQLiteSubscriptions):
         return [StreamInfo(ids(text, bool(is_uuid)), version) for text, is_uuid, version in rows]
 
     def stream_totals(self) -> tuple[int, int]:
-        rows = self._query("SELECT count(*), coalesce(sum(version), 0) FROM streams")
+        rows = self._query(sql.STREAM_TOTALS)
         return int(rows[0][0]), int(rows[0][1])
 
     def head_position(self, *, wait: bool = True) -> int:
