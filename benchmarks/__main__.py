@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import (
+    async_bench,
     costs,
     entities_bench,
     postgres_bench,
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "projections", "entities", "scale"),
+        choices=("sqlite", "postgres", "projections", "entities", "async", "scale"),
         help="run one section (scale: only this way, ~1 hour)",
     )
     parser.add_argument(
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         for only, module, title in (
             ("projections", projections_bench, "Projections (issue 4)"),
             ("entities", entities_bench, "Entities (issue 6)"),
+            ("async", async_bench, "Asyncio and group commit (issue 13)"),
         ):
             if args.only in (None, only):
                 try:
