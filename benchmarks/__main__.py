@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import (
+    async_bench,
     costs,
     entities_bench,
     postgres_bench,
@@ -95,7 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "projections", "entities", "relay", "scale", "replicas"),
+        choices=(
+            "sqlite",
+            "postgres",
+            "projections",
+            "entities",
+            "async",
+            "relay",
+            "scale",
+            "replicas",
+        ),
         help="run one section (scale, ~1 hour, and replicas: only this way)",
     )
     parser.add_argument(
@@ -161,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         for only, module, title in (
             ("projections", projections_bench, "Projections (issue 4)"),
             ("entities", entities_bench, "Entities (issue 6)"),
+            ("async", async_bench, "Asyncio and group commit (issue 13)"),
             ("relay", relay_bench, "Relays (issue 15)"),
         ):
             if args.only in (None, only):

@@ -29,6 +29,7 @@ from benchmarks.common import event_data
 from conduit import EventStore
 
 __all__ = [
+    "PROBE_ONLY",
     "RARE",
     "RARE_EVERY",
     "STREAM_EVENTS",
@@ -45,6 +46,11 @@ STREAM_EVENTS = 100
 RARE = "account_frozen"
 RARE_EVERY = 100_000
 """One event in this many of the build has the rare name (plus one in the probe streams)."""
+
+PROBE_ONLY = "account_audited"
+"""A name only the probe streams have (the last event of every third one): the same
+events at every stage, so that the cost of finding them is compared with the answer's
+size held constant (RARE's matches grow with the log: 1 at 0, ~100 at 10 M)."""
 
 CATEGORIES = {
     "person": ("person_registered", ("person_renamed", "email_changed", "address_moved")),
@@ -110,6 +116,8 @@ def stream_batch(ordinal: int, clock: datetime, probe_streams: int) -> list[dict
         k = ordinal * STREAM_EVENTS + version
         rare = k == probe_rare or (k >= probe_rare and k % RARE_EVERY == RARE_EVERY // 2)
         name = first if version == 0 else others[version % len(others)]
+        if ordinal < probe_streams and ordinal % 3 == 0 and version == STREAM_EVENTS - 1:
+            name = PROBE_ONLY
         metadata = {"correlation_id": correlation, "user": "web"} if version % 10 == 0 else {}
         events.append(
             {

@@ -23,7 +23,7 @@ import psycopg
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from benchmarks.scale_build import RARE, STREAM_EVENTS, Layout, since, stream_id
+from benchmarks.scale_build import PROBE_ONLY, RARE, STREAM_EVENTS, Layout, since, stream_id
 from conduit import EventStore
 from conduit.cli.application import app as cli
 from conduit.web import create_app
@@ -146,6 +146,10 @@ def _rare(subject: Subject, rng: random.Random) -> Call:
     return lambda: list(subject.store.read_all(names=[RARE]))
 
 
+def _probe_only(subject: Subject, rng: random.Random) -> Call:
+    return lambda: list(subject.store.read_all(names=[PROBE_ONLY]))
+
+
 def _rare_after_middle(subject: Subject, rng: random.Random) -> Call:
     middle = subject.layout.middle
     return lambda: list(subject.store.read_all(after=middle, names=[RARE], limit=1))
@@ -213,6 +217,11 @@ LATENCIES = (
     Latency("get", "`get` of a 100-event stream", _get, point=True),
     Latency("read_since", "`read(since=...)` of one stream (its last 50 events)", _read_since),
     Latency("rare", "`read_all(names=[rare])`, every match", _rare),
+    Latency(
+        "probe_only",
+        "`read_all(names=[a name of the probe streams only])`, every match",
+        _probe_only,
+    ),
     Latency("rare_first", "`read_all(after=middle, names=[rare], limit=1)`", _rare_after_middle),
     Latency("prefix", "`streams(prefix=...)`, first page of 100", _prefix),
     Latency("version", "`stream_version`", _version, point=True),

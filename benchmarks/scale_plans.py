@@ -3,7 +3,7 @@
 :func:`capturing` records every statement Conduit's engines run in this
 process while an operation runs (the SQLite engine's reads all go through
 ``SQLiteBackend._query``; the PostgreSQL engine's through its pooled
-connection class). :func:`explain` then runs each read again under the
+connection classes, sync and async). :func:`explain` then runs each read again under the
 engine's planner: ``EXPLAIN QUERY PLAN`` and a count of virtual-machine steps
 on SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL, with the rows it read
 from each table. The work of an operation that stays the same from 0 to 10 M
@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from conduit.backends import sqlite as sqlite_engine
+from conduit.backends.postgres import aio as postgres_aio
 from conduit.backends.postgres import sync as postgres_engine
 
 __all__ = ["Statement", "Work", "capturing", "explain"]
@@ -56,7 +57,8 @@ def capturing() -> Iterator[list[Statement]]:
     found: list[Statement] = []
     lite: Any = sqlite_engine.SQLiteBackend
     pg: Any = postgres_engine._Connection
-    query, perform = lite._query, pg.perform
+    apg: Any = postgres_aio._AsyncConnection  # the browser's store is an AsyncEventStore
+    query, perform, aperform = lite._query, pg.perform, apg.perform
 
     def lite_query(self: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         found.append(Statement(sql, tuple(params)))
@@ -66,11 +68,15 @@ def capturing() -> Iterator[list[Statement]]:
         found.append(Statement(statement.sql, tuple(statement.params or ())))
         return perform(self, statement)
 
-    lite._query, pg.perform = lite_query, pg_perform
+    async def apg_perform(self: Any, statement: Any) -> Any:
+        found.append(Statement(statement.sql, tuple(statement.params or ())))
+        return await aperform(self, statement)
+
+    lite._query, pg.perform, apg.perform = lite_query, pg_perform, apg_perform
     try:
         yield found
     finally:
-        lite._query, pg.perform = query, perform
+        lite._query, pg.perform, apg.perform = query, perform, aperform
 
 
 def _is_read(sql: str) -> bool:

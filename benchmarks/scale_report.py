@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from benchmarks.scale import DATABASE, EngineRun, Metric, ScaleRun, ScaleSettings, metrics
-from benchmarks.scale_build import RARE, RARE_EVERY, STREAM_EVENTS
+from benchmarks.scale_build import PROBE_ONLY, RARE, RARE_EVERY, STREAM_EVENTS
 from benchmarks.scale_measure import LATENCIES
 from benchmarks.scale_plans import STEP, Work
 
@@ -244,7 +244,11 @@ def description(settings: ScaleSettings) -> list[str]:
         "",
         "- **The data**: streams of 100 events written with `push_many` (one batch per stream), "
         "their ids `person-…`, `order-…` or `account-…` and a UUID; 9 event names, one event "
-        f"in {RARE_EVERY:,} named `{RARE}` (plus one in the probe streams); metadata with a "
+        f"in {RARE_EVERY:,} named `{RARE}` (plus one in the probe streams: its matches grow "
+        "with the log, ~1 at 0 and ~100 at 10 M, so its latency grows with the answer); the "
+        f"last event of every third probe stream named `{PROBE_ONLY}`, a name the bulk never "
+        "writes (the same matches at every stage: the cost of finding a rare name, the "
+        "answer held constant); metadata with a "
         "`correlation_id` on one event in ten; ~120 bytes of JSON data; recorded times from a "
         "virtual clock that starts hours before the run, 1 ms apart, so that `read(since=...)` "
         "can cut a stream in half.",

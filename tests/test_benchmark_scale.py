@@ -30,6 +30,7 @@ LABELS = (
     "`get` of a 100-event stream, p99",
     "`read(since=...)` of one stream",
     "`read_all(names=[rare])`, every match",
+    "`read_all(names=[a name of the probe streams only])`, every match",
     "`streams(prefix=...)`, first page of 100",
     "`stream_version`, p99",
     "`head_position`",

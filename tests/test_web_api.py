@@ -35,6 +35,7 @@ from conduit.web.api import routes as api_routes
 from conduit.web.auth import CSRF_COOKIE
 from conduit.web.history import events_before
 from conduit.web.openapi import description
+from conduit.web.serialize import pretty
 from conduit.web.server import BackgroundServer
 from conduit.web.stores import ServedStore
 
@@ -696,3 +697,17 @@ def _holds_a_huge_integer(value: object) -> bool:
     if isinstance(value, list):
         return any(_holds_a_huge_integer(item) for item in value)
     return type(value) is int and not -(2**63) <= value < 2**63
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1, "b": [1, 2.5, {"c": "é"}], "e": {}, "l": [], "n": None, "t": True},
+        {"f": 1e16, "g": 1.2345678901234567e17, "s": 'line\nbreak "quoted" \\ </pre>'},
+        {"big": 2**70, "small": -(2**65)},
+        [],
+        "text",
+    ],
+)
+def test_pretty_json_is_the_stdlib_indented_text(value: object) -> None:
+    assert pretty(value) == json.dumps(value, indent=2, ensure_ascii=False)

@@ -228,6 +228,8 @@ class AsyncEventStore:
         limit: int | None = None,
         correlation_id: Any = None,
         causation_id: Any = None,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> AsyncIterator[Event]:
         """See :meth:`EventStore.read_all`: an async iterator."""
         return self._pages(
@@ -237,6 +239,8 @@ class AsyncEventStore:
                 limit=limit,
                 correlation_id=correlation_id,
                 causation_id=causation_id,
+                before=before,
+                backwards=backwards,
             )
         )
 

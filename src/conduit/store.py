@@ -290,6 +290,8 @@ class EventStore:
         limit: int | None = None,
         correlation_id: Any = None,
         causation_id: Any = None,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> Iterator[Event]:
         """Iterate over the global log: every event of every stream, once, in commit order.
 
@@ -301,8 +303,12 @@ class EventStore:
                 this (a string; an integer matches by its decimal text).
             causation_id: only events whose metadata's ``causation_id`` is this
                 (the events an event caused: its id's text).
+            before: only events whose position is below this one.
+            backwards: newest first, from ``before`` (or the end of the log) down
+                to ``after`` (or the beginning): the log page a browser shows.
 
-        Each filter is served by an index, whatever the size of the log.
+        Each filter is served by an index, whatever the size of the log, and so
+        is reading backwards.
         """
         return self._pages(
             self._core.log_pages(
@@ -311,6 +317,8 @@ class EventStore:
                 limit=limit,
                 correlation_id=correlation_id,
                 causation_id=causation_id,
+                before=before,
+                backwards=backwards,
             )
         )
 

@@ -169,8 +169,11 @@ class Backend(Protocol):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> list[Event]:
-        """One page of the global log: events whose position is after ``after``.
+        """One page of the global log: events whose position is after ``after``
+        (and below ``before``, when given).
 
         In log order, each event once; an event that commits later never
         appears behind a position this method has already returned.
@@ -180,7 +183,9 @@ class Backend(Protocol):
         decimal text); each is served by an index. ``wait``: right after this
         engine appended, wait (bounded) until its own events can be read
         (PostgreSQL's reader horizon); False for callers that only look
-        (status, lag, the browser).
+        (status, lag, the browser). ``backwards``: the page is the ``limit``
+        events nearest ``before`` (or the end of the log), newest first, read
+        down an index as a forward page is read up it.
         """
         ...
 
@@ -190,6 +195,12 @@ class Backend(Protocol):
 
     def streams(self, *, after: str | None, prefix: str | None, limit: int) -> list[StreamInfo]:
         """One page of streams, ordered by their id's text, after ``after``."""
+        ...
+
+    def stream_totals(self) -> tuple[int, int]:
+        """How many streams have events, and the sum of their versions (their events,
+        in a store that never removes any): one aggregate over the streams, never the log.
+        """
         ...
 
     def head_position(self, *, wait: bool = True) -> int:

@@ -271,14 +271,22 @@ class MemoryBackend(MemorySubscriptions):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> list[Event]:
         with self._lock:
+            # positions are 1, 2, 3…: the event at position p is self._log[p - 1]
+            low = max(0, after)
+            high = len(self._log) if before is None else max(low, min(before - 1, len(self._log)))
+            records = self._log[low:high]
+            if backwards:
+                records.reverse()
             if names is None and correlation_id is None and causation_id is None:
-                page = self._log[max(0, after) : max(0, after) + limit]
+                page = records[:limit]
             else:
                 wanted = None if names is None else set(names)
                 page = []
-                for record in self._log[max(0, after) :]:
+                for record in records:
                     if (
                         (wanted is None or record.name in wanted)
                         and _matches(record, "correlation_id", correlation_id)
@@ -308,6 +316,10 @@ class MemoryBackend(MemorySubscriptions):
                 if len(page) == limit:
                     break
             return page
+
+    def stream_totals(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._streams), sum(len(events) for events in self._streams.values())
 
     def head_position(self, *, wait: bool = True) -> int:
         with self._lock:

@@ -455,6 +455,8 @@ class SQLiteBackend(SQLiteSubscriptions):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> list[Event]:
         statement = sql.read_all(
             after=after,
@@ -462,6 +464,8 @@ class SQLiteBackend(SQLiteSubscriptions):
             limit=limit,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            before=before,
+            backwards=backwards,
         )
         return sql.events(self._query(*statement))
 
@@ -473,6 +477,10 @@ class SQLiteBackend(SQLiteSubscriptions):
         rows = self._query(*sql.streams(after=after, prefix=prefix, limit=limit))
         ids = StreamIds()
         return [StreamInfo(ids(text, bool(is_uuid)), version) for text, is_uuid, version in rows]
+
+    def stream_totals(self) -> tuple[int, int]:
+        rows = self._query(sql.STREAM_TOTALS)
+        return int(rows[0][0]), int(rows[0][1])
 
     def head_position(self, *, wait: bool = True) -> int:
         rows = self._query(sql.HEAD_POSITION)

@@ -166,6 +166,7 @@ MERGED_NAMES = 64
 
 STREAM_VERSION = "SELECT version FROM streams WHERE stream_id = ?"
 STREAM_ROW = "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?"
+STREAM_TOTALS = "SELECT count(*), coalesce(sum(version), 0) FROM streams"
 HEAD_POSITION = "SELECT max(position) FROM events"
 FIRST_POSITION_SINCE = "SELECT min(position) FROM events WHERE recorded_at >= ?"
 READ_EVENT = f"SELECT {COLUMNS} FROM events WHERE id = ?"
@@ -228,32 +229,39 @@ def read_all(
     limit: int,
     correlation_id: str | None,
     causation_id: str | None,
+    before: int | None = None,
+    backwards: bool = False,
 ) -> Statement:
-    """A page of the global log after ``after``, filtered."""
+    """A page of the global log after ``after`` (and below ``before``), filtered;
+    ``backwards``: the page nearest ``before`` (or the end), newest first."""
     where = ["position > ?"]
     params: list[Any] = [after]
+    if before is not None:
+        where.append("position < ?")
+        params.append(before)
     if correlation_id is not None:
         where.append(f"{CORRELATION} = ?")
         params.append(correlation_id)
     if causation_id is not None:
         where.append(f"{CAUSATION} = ?")
         params.append(causation_id)
+    order = " DESC" if backwards else ""
     clause = " AND ".join(where)
     if names is not None and len(names) > MERGED_NAMES:
         clause += f" AND name IN ({', '.join('?' * len(names))})"
         params.extend(names)
         names = None
     if names is None:
-        sql = f"SELECT {COLUMNS} FROM events WHERE {clause} ORDER BY position LIMIT ?"
+        sql = f"SELECT {COLUMNS} FROM events WHERE {clause} ORDER BY position{order} LIMIT ?"
         return sql, [*params, limit]
     # One index range per name, each in position order and cut at the limit,
     # then merged: `name IN (...)` would sort every match after `after`
     # (millions, for common names) to return one page.
     branch = (
         f"SELECT * FROM (SELECT {COLUMNS} FROM events WHERE name = ? AND {clause}"
-        " ORDER BY position LIMIT ?)"
+        f" ORDER BY position{order} LIMIT ?)"
     )
-    sql = " UNION ALL ".join([branch] * len(names)) + " ORDER BY position LIMIT ?"
+    sql = " UNION ALL ".join([branch] * len(names)) + f" ORDER BY position{order} LIMIT ?"
     values: list[Any] = []
     for name in names:
         values.extend((name, *params, limit))

@@ -28,6 +28,7 @@ OPERATIONS = frozenset(
         "read_all",
         "stream_version",
         "streams",
+        "stream_totals",
         "head_position",
         "count_after",
         "first_position_since",

@@ -7,7 +7,14 @@ from datetime import datetime
 
 from conduit.errors import InvalidArgument
 
-__all__ = ["check_from_version", "check_limit", "check_position", "check_related", "check_since"]
+__all__ = [
+    "check_before",
+    "check_from_version",
+    "check_limit",
+    "check_position",
+    "check_related",
+    "check_since",
+]
 
 
 def check_since(since: object) -> None:
@@ -49,6 +56,13 @@ def check_position(after: object) -> int:
     if type(after) is not int or after < 0:
         raise InvalidArgument("after must be a position (an integer of 0 or more)", field="after")
     return after
+
+
+def check_before(before: object) -> int | None:
+    """The ``before`` of a global-log read: ``None`` (the end of the log) or a position."""
+    if before is not None and (type(before) is not int or before < 1):
+        raise InvalidArgument("before must be a position (an integer of 1 or more)", field="before")
+    return before
 
 
 def check_from_version(from_version: object) -> None:

@@ -23,6 +23,7 @@ from conduit.core.effects import Op
 from conduit.core.group import Group
 from conduit.core.paging import Pages
 from conduit.core.reads import (
+    check_before,
     check_from_version,
     check_limit,
     check_position,
@@ -157,14 +158,20 @@ class StoreCore(Appending):
         correlation_id: Any = None,
         causation_id: Any = None,
         wait: bool = True,
-    ) -> Pages[int, Event]:
-        """``EventStore.read_all``: the global log, a page at a time.
+        before: int | None = None,
+        backwards: bool = False,
+    ) -> Pages[Any, Event]:
+        """``EventStore.read_all``: the global log, a page at a time (newest first,
+        ``backwards``, the cursor then being the ``before`` of the next page).
 
         With types and ``names`` (today's names), events stored under an older
         name that upcasters rename are fetched too, and kept when their name,
         once upcast, is one of ``names``.
         """
         position = check_position(after)
+        below = check_before(before)
+        if type(backwards) is not bool:
+            raise InvalidArgument("backwards must be True or False", field="backwards")
         wanted = None if names is None else tuple(sorted({event_name(n) for n in names}))
         remaining = check_limit(limit)
         related = {
@@ -179,10 +186,28 @@ class StoreCore(Appending):
             if stored is not None and not stored:
                 return []
             page: Sequence[Event] = yield from engine.read_all(
-                after=after, names=stored, limit=size, wait=wait, **related
+                after=after, names=stored, limit=size, wait=wait, before=below, **related
             )
             return page
 
+        def fetch_back(top: int | None, size: int) -> Op[Sequence[Event]]:
+            if stored is not None and not stored:
+                return []
+            page: Sequence[Event] = yield from engine.read_all(
+                after=position,
+                names=stored,
+                limit=size,
+                wait=wait,
+                before=top,
+                backwards=True,
+                **related,
+            )
+            return page
+
+        if backwards:
+            return Pages(
+                fetch_back, below, _position, limit=remaining, page_size=self.page_size, keep=keep
+            )
         return Pages(
             fetch,
             position,

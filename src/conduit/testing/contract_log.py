@@ -1,6 +1,7 @@
 """Contract: the log methods the store's reads do not reach, called on ``store.backend``.
 
-``count_after`` (how far a subscription is behind), ``first_position_since``
+``count_after`` (how far a subscription is behind), ``stream_totals``
+(``conduit stats``), ``first_position_since``
 (replaying a read model from a point in time), ``read_event`` (one event by
 its id) and ``rewrite_events`` (``conduit migrate-events``). Events are
 pushed through the store, so that they are valid and encoded as in use.
@@ -30,6 +31,8 @@ __all__ = [
     "test_rewrite_events_skips_ids_not_recorded",
     "test_rewrite_events_with_no_changes_rewrites_nothing",
     "test_rewritten_events_read_back_rewritten_on_every_path",
+    "test_stream_totals_count_streams_and_their_events",
+    "test_stream_totals_of_an_empty_store_are_zero",
 ]
 
 
@@ -43,6 +46,19 @@ def _rewrite(event: Event, name: str, data: object, metadata: object) -> EventRe
     return EventRewrite(
         event.id, name, codec.encode(data), codec.encode(metadata, field="metadata")
     )
+
+
+# -- stream_totals ---------------------------------------------------------------
+
+
+def test_stream_totals_count_streams_and_their_events(store: EventStore) -> None:
+    _pushed(store)
+    store.push_many("order-1", [("order_placed", {}), ("item_added", {})])
+    assert store.backend.stream_totals() == (4, 8)
+
+
+def test_stream_totals_of_an_empty_store_are_zero(store: EventStore) -> None:
+    assert store.backend.stream_totals() == (0, 0)
 
 
 # -- count_after ---------------------------------------------------------------

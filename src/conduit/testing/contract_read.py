@@ -16,6 +16,12 @@ __all__ = [
     "test_head_position_of_an_empty_store_is_zero",
     "test_read_all_after_any_position_resumes_right_after_it",
     "test_read_all_after_the_head_gives_nothing",
+    "test_read_all_backwards_before_a_position_pages_down_from_it",
+    "test_read_all_backwards_gives_every_event_newest_first",
+    "test_read_all_backwards_stops_at_after",
+    "test_read_all_backwards_with_names_and_correlation",
+    "test_read_all_before_a_position_stops_before_it",
+    "test_read_all_before_must_be_a_position",
     "test_read_all_events_equal_the_pushed_ones",
     "test_read_all_keeps_each_streams_version_order",
     "test_read_all_names_filter_accepts_camel_case",
@@ -241,6 +247,61 @@ def test_read_all_respects_limit(store: EventStore) -> None:
     assert list(store.read_all(limit=5)) == pushed[:5]
     assert list(store.read_all(limit=0)) == []
     assert list(store.read_all(after=pushed[1].position, limit=2)) == pushed[2:4]
+
+
+def test_read_all_backwards_gives_every_event_newest_first(store: EventStore) -> None:
+    store.page_size = 3
+    pushed = [store.push("thing_happened", f"s{n % 3}", {"n": n}) for n in range(10)]
+    assert list(store.read_all(backwards=True)) == pushed[::-1]
+    assert list(store.read_all(backwards=True, limit=4)) == pushed[:5:-1]
+
+
+def test_read_all_backwards_before_a_position_pages_down_from_it(store: EventStore) -> None:
+    store.page_size = 2
+    pushed = _fill(store, "s", 9)
+    below = pushed[6].position
+    assert list(store.read_all(before=below, backwards=True)) == pushed[5::-1]
+    assert list(store.read_all(before=below, backwards=True, limit=3)) == pushed[5:2:-1]
+    assert list(store.read_all(before=pushed[0].position, backwards=True)) == []
+
+
+def test_read_all_backwards_stops_at_after(store: EventStore) -> None:
+    store.page_size = 2
+    pushed = _fill(store, "s", 8)
+    found = store.read_all(after=pushed[2].position, before=pushed[7].position, backwards=True)
+    assert list(found) == pushed[6:2:-1]
+
+
+def test_read_all_backwards_with_names_and_correlation(store: EventStore) -> None:
+    store.page_size = 2
+    rare, tagged = [], []
+    for n in range(12):
+        metadata = {"correlation_id": "c"} if n % 3 == 0 else {}
+        event = store.push("rare" if n % 4 == 0 else "common", f"s{n % 2}", {}, metadata=metadata)
+        if n % 4 == 0:
+            rare.append(event)
+        if n % 3 == 0:
+            tagged.append(event)
+    assert list(store.read_all(names=["rare", "never"], backwards=True)) == rare[::-1]
+    assert list(store.read_all(names=["rare"], before=rare[2].position, backwards=True)) == [
+        rare[1],
+        rare[0],
+    ]
+    assert list(store.read_all(correlation_id="c", backwards=True, limit=3)) == tagged[:0:-1]
+
+
+def test_read_all_before_a_position_stops_before_it(store: EventStore) -> None:
+    store.page_size = 2
+    pushed = _fill(store, "s", 6)
+    assert list(store.read_all(before=pushed[4].position)) == pushed[:4]
+    assert list(store.read_all(after=pushed[0].position, before=pushed[3].position)) == pushed[1:3]
+
+
+def test_read_all_before_must_be_a_position(store: EventStore) -> None:
+    for bad in (0, -1, "5", 1.0):
+        with pytest.raises(InvalidArgument) as caught:
+            list(store.read_all(before=bad, backwards=True))  # type: ignore[arg-type]
+        assert caught.value.field == "before"
 
 
 def test_stream_version_of_an_unknown_stream_is_zero(store: EventStore) -> None:

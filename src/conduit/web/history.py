@@ -1,15 +1,8 @@
 """The global log read backwards, and the events around one event, through the public API.
 
-:meth:`AsyncEventStore.read_all` only reads forwards, after a position. The
-browser wants the newest events first, so :func:`events_before` finds the
-last events below a position by probing: positions are integers that grow in
-log order, so "how many events lie between ``x`` and ``top``" can only shrink
-as ``x`` grows. It steps back from ``top`` with a doubling distance, then
-bisects, each probe one ``read_all(after=x, limit=n)``: an indexed range read
-of at most ``n`` events. It needs about two probes per bit of the distance it
-covers (a few on SQLite, whose positions are dense; a few dozen on
-PostgreSQL, whose positions leave room for each transaction's events) and
-never counts or scans the whole log.
+The browser wants the newest events first: :func:`events_before` reads the
+log backwards (``read_all(before=..., backwards=True)``), one indexed range
+read down from a position, whatever the size of the log.
 """
 
 from __future__ import annotations
@@ -34,39 +27,9 @@ async def events_before(store: AsyncEventStore, before: int | None, limit: int) 
     """The last ``limit`` events below the position ``before`` (``None``: all), oldest first."""
     if limit < 1:
         return []
-    top = await store.head_position() + 1 if before is None else before
-    found: list[Event] = []
-    need = limit
-    distance = limit
-    full: int | None = None  # an ``after`` with at least ``need`` events between it and ``top``
-    while need > 0 and top > 1:
-        if full is None:
-            probe = max(top - 1 - distance, 0)
-            distance *= 16  # a few wide steps, then bisection narrows it down
-        else:
-            probe = (full + top - 1) // 2
-        page = await _between(store, probe, top, need)
-        if len(page) < need:
-            # Every event between probe and top: keep them, look further back.
-            found[:0] = page
-            need -= len(page)
-            top = page[0].position if page else probe + 1
-            if probe == 0:
-                break
-        elif full is not None and probe == full:
-            # Only one position is left between full and top: this page is it.
-            found[:0] = page
-            break
-        else:
-            # Too far back: these are the oldest of more than ``need`` events.
-            full = page[0].position - 1
+    found = [e async for e in store.read_all(before=before, backwards=True, limit=limit)]
+    found.reverse()
     return found
-
-
-async def _between(store: AsyncEventStore, after: int, top: int, limit: int) -> list[Event]:
-    return [
-        event async for event in store.read_all(after=after, limit=limit) if event.position < top
-    ]
 
 
 RELATED_SHOWN = 100

@@ -74,14 +74,18 @@ class Reads(Routing):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        before: int | None = None,
+        backwards: bool = False,
     ) -> Op[list[Event]]:
         """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
         sql = self.sql.read_all(
             names=names is not None,
             correlation=correlation_id is not None,
             causation=causation_id is not None,
+            before=before is not None,
+            backwards=backwards,
         )
-        params: list[Any] = [after]
+        params: list[Any] = [after] if before is None else [after, before]
         params.extend(value for value in (correlation_id, causation_id) if value is not None)
         params.append(limit)
         if names is not None:
@@ -105,6 +109,11 @@ class Reads(Routing):
         params.append(limit)
         return rows.stream_infos((yield from self._fetch(sql, params, "all")))
 
+    def stream_totals(self) -> Op[tuple[int, int]]:
+        """How many streams have events, and the sum of their versions."""
+        row = yield from self._fetch(self.sql.stream_totals, None, "one")
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def head_position(self, *, wait: bool = True) -> Op[int]:
         """The position of the last event in the global log (0 when empty)."""
         row = yield from self._fetch(self.sql.head_position, None, "one", wait=wait, log_read=True)
@@ -121,9 +130,9 @@ class Reads(Routing):
         """How many events of the log come after ``position`` (with those names; at
         most ``limit``)."""
         sql = self.sql.count_after(names=names is not None, limit=limit is not None)
-        params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
+        params: tuple[Any, ...] = (position,) if names is None else (list(names), position)
         if limit is not None:
-            params = (*params, limit)
+            params = (*params, limit) if names is None else (*params, limit, limit)
         row = yield from self._fetch(sql, params, "one", wait=wait, log_read=True)
         return int(row[0]) if row else 0
 

@@ -202,33 +202,62 @@ class Statements:
             f" ORDER BY version {order} LIMIT %s"
         )
 
-    def read_all(self, *, names: bool, correlation: bool = False, causation: bool = False) -> str:
-        """A page of the log. Parameters: after, [correlation], [causation], limit; with
-        ``names``, the names array first and the limit once more at the end."""
-        where = ["position > %s", f"position < {_HORIZON}"]
+    def read_all(
+        self,
+        *,
+        names: bool,
+        correlation: bool = False,
+        causation: bool = False,
+        before: bool = False,
+        backwards: bool = False,
+    ) -> str:
+        """A page of the log. Parameters: after, [before], [correlation], [causation],
+        limit; with ``names``, the names array first and the limit once more at the end.
+        ``backwards``: the page nearest ``before`` (or the horizon), newest first."""
+        top = f"least(%s, {_HORIZON})" if before else _HORIZON
+        where = ["position > %s", f"position < {top}"]
         if correlation:
             where.append("(metadata ->> 'correlation_id') = %s")
         if causation:
             where.append("(metadata ->> 'causation_id') = %s")
+        order = " DESC" if backwards else ""
         if not names:
             return (
                 f"SELECT {_COLUMNS} FROM {self.q}.events WHERE {' AND '.join(where)}"
-                " ORDER BY position LIMIT %s"
+                f" ORDER BY position{order} LIMIT %s"
             )
         # One index range per name, each in position order and cut at the limit,
         # then merged: `name = ANY(...)` would sort every match after `after`
-        # (millions, for common names) to return one page.
+        # (millions, for common names) to return one page. The bounds are row
+        # comparisons on (name, position), which only events_name_position can
+        # serve: with plain `position > %s` the planner, who cannot know a
+        # lateral name is rare, walks the primary key and filters by name (the
+        # whole log, for a name that has a few events).
+        where[:2] = [
+            "(e.name, e.position) > (n.name, %s)",
+            f"(e.name, e.position) < (n.name, {top})",
+        ]
         columns = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
         return (
             f"SELECT {columns} FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
             f" (SELECT * FROM {self.q}.events AS e WHERE e.name = n.name"
-            f" AND {' AND '.join(where)} ORDER BY e.position LIMIT %s) AS e"
-            " ORDER BY e.position LIMIT %s"
+            f" AND {' AND '.join(where)} ORDER BY e.name{order}, e.position{order}"
+            f" LIMIT %s) AS e ORDER BY e.position{order} LIMIT %s"
         )
 
     def count_after(self, *, names: bool, limit: bool = False) -> str:
-        by_name = " AND name = ANY(%s::text[])" if names else ""
-        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}{by_name}"
+        """Parameters: after, [limit]; with names: the names, after, [limit, limit]."""
+        if names:
+            # One index range of events_name_position per name (see read_all).
+            cut = " LIMIT %s" if limit else ""
+            counted = (
+                f"SELECT 1 FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
+                f" (SELECT 1 FROM {self.q}.events AS e WHERE e.name = n.name"
+                " AND (e.name, e.position) > (n.name, %s)"
+                f" AND (e.name, e.position) < (n.name, {_HORIZON}){cut}) AS e{cut}"
+            )
+            return f"SELECT count(*) FROM ({counted}) AS counted"
+        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}"
         if limit:  # count at most so many: a bounded index range, never the whole log
             return f"SELECT count(*) FROM (SELECT 1 {rows} LIMIT %s) AS counted"
         return f"SELECT count(*) {rows}"
@@ -259,6 +288,10 @@ class Statements:
             f"SELECT stream_id, is_uuid, version FROM {self.q}.streams{clause}"
             " ORDER BY stream_id LIMIT %s"
         )
+
+    @property
+    def stream_totals(self) -> str:
+        return f"SELECT count(*), coalesce(sum(version), 0) FROM {self.q}.streams"
 
     @property
     def head_position(self) -> str:
