@@ -4,6 +4,7 @@ Examples::
 
     python -m benchmarks                                  # everything, a few minutes
     python -m benchmarks --quick --only sqlite            # a ~30 s smoke run
+    python -m benchmarks --only dcb                       # conditional appends (DCB)
     python -m benchmarks --write docs/benchmarks.md       # record the figures
     python -m benchmarks --only scale --write docs/benchmarks.md   # 10 M events, ~1 hour
     python -m benchmarks --only replicas --write docs/benchmarks.md  # a primary and a standby
@@ -28,6 +29,7 @@ from pathlib import Path
 from benchmarks import (
     async_bench,
     costs,
+    dcb_bench,
     entities_bench,
     postgres_bench,
     projections_bench,
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "entities",
             "async",
             "relay",
+            "dcb",
             "scale",
             "replicas",
         ),
@@ -182,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
                     failed = True
                     run.skipped[title] = f"{type(exc).__name__}: {exc}"
                     log(f"{title} failed: {exc}")
+        if args.only in (None, "dcb"):
+            try:
+                run.sections.append(dcb_bench.run(args.quick, args.postgres_url, log))
+                print(console(run.sections[-1]), flush=True)
+            except Exception as exc:  # report what could not run, and still write the rest
+                failed = True
+                run.skipped["DCB (issue 16)"] = f"{type(exc).__name__}: {exc}"
+                log(f"DCB section failed: {exc}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log("done")

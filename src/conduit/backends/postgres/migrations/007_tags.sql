@@ -228,9 +228,10 @@ $$;
 -- One append (one or several streams) under a condition: the locks (streams,
 -- then the condition's keys exclusive with the events' keys shared, then the
 -- bulk lock or the table), then the check, then append_groups (which takes
--- the same locks again: a lock already held is granted at once). The check
+-- the stream locks again, granted at once as they are held; not the keys). The check
 -- runs after the locks, in a statement of its own, so it sees every event
--- committed by an append that held a key it waited for. A request whose ids
+-- committed by an append that held a key it waited for (a plpgsql function's
+-- statements each take a new snapshot under READ COMMITTED). A request whose ids
 -- are recorded skips the check: append_groups marks it a retry.
 -- The condition: p_after; items 1..p_items, their names (p_item_names, with
 -- p_name_item their item) and tags (p_item_tags, with p_tag_item); p_all when
@@ -316,8 +317,9 @@ BEGIN
                 USING ERRCODE = 'CD412', DETAIL = v_first::text;
         END IF;
     END IF;
+    -- The keys are held already: append_groups need not go over them again.
     RETURN QUERY SELECT * FROM __SCHEMA__.append_groups(p_streams, p_is_uuid, p_expected,
         p_group, p_counts, p_ids, p_names, p_data, p_metadata, p_recorded_at, p_event_part,
-        p_event_ord, p_notify, p_tags, p_tag_event, p_keys, p_bulk);
+        p_event_ord, p_notify, p_tags, p_tag_event, NULL, false);
 END
 $$;
