@@ -227,17 +227,15 @@ class MemoryBackend(MemorySubscriptions):
             return (page[::-1] if backwards else page)[:limit]
         positions: set[int] = set()
         for item in query.items:
-            if item.tags:
-                lists = [self._by_tag.get(tag, []) for tag in item.tags]
-                candidates = min(lists, key=len)
-            else:
-                candidates = [p for name in item.names for p in self._by_name.get(name, ())]
-            start = bisect.bisect_right(candidates, after) if item.tags else 0
-            for position in candidates[start:]:
-                if position > after and item.matches(
-                    log[position - 1].name, log[position - 1].tags
-                ):
-                    positions.add(position)
+            if item.tags:  # the rarest tag's positions, in log order
+                lists = [min((self._by_tag.get(tag, []) for tag in item.tags), key=len)]
+            else:  # each name's positions, in log order
+                lists = [self._by_name.get(name, []) for name in item.names]
+            for candidates in lists:
+                for position in candidates[bisect.bisect_right(candidates, after) :]:
+                    record = log[position - 1]
+                    if item.matches(record.name, record.tags):
+                        positions.add(position)
         ordered = sorted(positions, reverse=backwards)[:limit]
         return [log[position - 1] for position in ordered]
 

@@ -20,6 +20,7 @@ from conduit.testing.support import snapshot
 __all__ = [
     "test_a_query_item_with_names_and_tags_needs_both",
     "test_a_retry_with_other_tags_raises",
+    "test_a_rewritten_name_is_what_queries_by_name_and_tag_find",
     "test_an_empty_query_is_refused",
     "test_bad_tags_are_refused_naming_the_field",
     "test_call_tags_are_added_to_every_event",
@@ -168,3 +169,14 @@ def test_read_query_backwards_gives_the_latest_first(store: EventStore) -> None:
         pushed[2].position,
     ]
     assert _positions(store.read_query(query, backwards=True)) == _positions(pushed[::-1])
+
+
+def test_a_rewritten_name_is_what_queries_by_name_and_tag_find(store: EventStore) -> None:
+    from conduit.backends.base import EventRewrite
+
+    pushed = store.push("old_name", "s", {"a": 1}, tags=["x"])
+    count = store.backend.rewrite_events([EventRewrite(pushed.id, "new_name", '{"a": 1}', "{}")])
+    assert count == 1
+    assert store.read_query(Query(QueryItem(names=["old_name"], tags=["x"]))) == []
+    [found] = store.read_query(Query(QueryItem(names=["new_name"], tags=["x"])))
+    assert (found.id, found.tags) == (pushed.id, frozenset({"x"}))

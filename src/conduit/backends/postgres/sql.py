@@ -348,13 +348,17 @@ class Statements:
     @property
     def rewrite_events(self) -> str:
         # One statement: all the batch's events or none; position, version and
-        # recorded_at stay as they are.
+        # recorded_at stay as they are. The tag table keeps the events' names
+        # (queries by name and tag read them there): renamed with them.
         return (
-            f"UPDATE {self.q}.events AS e"
+            "WITH u AS (SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[])"
+            " AS u(id, name, data, metadata)),"
+            f" renamed AS (UPDATE {self.q}.event_tags AS t SET name = u.name"
+            f" FROM u JOIN {self.q}.events AS x ON x.id = u.id"
+            " WHERE t.position = x.position AND t.name <> u.name)"
+            f" UPDATE {self.q}.events AS e"
             " SET name = u.name, data = u.data::json, metadata = u.metadata::json"
-            " FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[])"
-            " AS u(id, name, data, metadata)"
-            " WHERE e.id = u.id"
+            " FROM u WHERE e.id = u.id"
         )
 
 
