@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -307,28 +306,39 @@ class Relay:
         window: asyncio.Semaphore,
         acks: asyncio.Queue[tuple[int, Awaitable[None]] | None],
     ) -> None:
-        every = 0.2  # seconds between two checkpoints while acknowledgements come
-        due = time.monotonic() + every
+        moved = asyncio.Event()
+        keeping = asyncio.create_task(self._keep_checkpoint(moved))
+        try:
+            while True:
+                item = await acks.get()
+                if item is None:
+                    return
+                if keeping.done():
+                    keeping.result()  # its failure (LeaseLost, the store's) ends the session
+                position, acked = item
+                try:
+                    await asyncio.wait_for(acked, self.ack_timeout)
+                except TimeoutError:
+                    raise BrokerError(
+                        f"{self.target.description}: no acknowledgement within {self.ack_timeout} s"
+                    ) from None
+                window.release()
+                self.relayed = position
+                self.state = "relaying" if not acks.empty() else "idle"
+                moved.set()
+        finally:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeping
+
+    async def _keep_checkpoint(self, moved: asyncio.Event) -> None:
+        """Move the checkpoint to the acknowledged prefix, at most every 0.2 s, beside the
+        acknowledgements (a slow checkpoint write never holds the window)."""
         while True:
-            item = await acks.get()
-            if item is None:
-                return
-            position, acked = item
-            try:
-                await asyncio.wait_for(acked, self.ack_timeout)
-            except TimeoutError:
-                raise BrokerError(
-                    f"{self.target.description}: no acknowledgement within {self.ack_timeout} s"
-                ) from None
-            window.release()
-            self.relayed = position
-            if acks.empty():
-                self.state = "idle"
-            if acks.empty() or time.monotonic() >= due:
-                await self._save_checkpoint()
-                due = time.monotonic() + every
-            if not acks.empty():
-                self.state = "relaying"
+            await moved.wait()
+            moved.clear()
+            await self._save_checkpoint()
+            await asyncio.sleep(0.2)
 
     async def _watch_stop(
         self, producer: asyncio.Task[None], acks: asyncio.Queue[tuple[int, Awaitable[None]] | None]

@@ -50,7 +50,7 @@ class RabbitStreamTarget:
         vhost: str = "/",
         stream: str,
         producer: str = "conduit",
-        window: int = 16,
+        window: int = 64,
         timeout: float = 5.0,
     ) -> None:
         self.host, self.port, self.vhost = host, port, vhost
