@@ -134,6 +134,7 @@ class Relay:
         self.last_error: str | None = None
         """Why the relay last failed, while it retries (``None`` once it relays again)."""
         self._checkpoint: int | None = None
+        self._attempted: set[int] = set()  # checkpoints this relay tried to write
         self._stopped = asyncio.Event()
         self._active = False
 
@@ -236,6 +237,7 @@ class Relay:
         broker = await self.target.last_position()
         checkpoint = await self.store.backend.load_checkpoint(self.name)
         self._checkpoint = checkpoint
+        self._attempted = set()
         if broker is not None:
             return int(broker)
         if checkpoint:
@@ -356,12 +358,23 @@ class Relay:
             return
         if self._checkpoint is not None and position < self._checkpoint:
             return  # the broker holds less than the checkpoint says: keep the higher
-        moved = await self.store.backend.save_checkpoint(
-            self.name, position, expected=self._checkpoint
-        )
+        backend = self.store.backend
+        self._attempted.add(position)
+        moved = await backend.save_checkpoint(self.name, position, expected=self._checkpoint)
         if not moved:
-            raise LeaseLost(f"relay {self.name!r}: another relay moved its checkpoint")
+            # A save of ours may have been cancelled after it was written (the session
+            # ending while a checkpoint was on its way): that is not another relay.
+            found = await backend.load_checkpoint(self.name)
+            if found not in self._attempted:
+                raise LeaseLost(f"relay {self.name!r}: another relay moved its checkpoint")
+            self._checkpoint = found
+            if found == position:
+                return
+            moved = await backend.save_checkpoint(self.name, position, expected=found)
+            if not moved:
+                raise LeaseLost(f"relay {self.name!r}: another relay moved its checkpoint")
         self._checkpoint = position
+        self._attempted = {position}
 
     # -- the lease ---------------------------------------------------------------
 
