@@ -31,21 +31,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from conduit.core.following import Follow
 from conduit.errors import BackendError, InvalidArgument
 from conduit.events import Event
-from conduit.relay.base import BrokerError, Target
+from conduit.relay.base import BrokerError, LeaseLost, Target
 from conduit.relay.messages import DEFAULT_SUBJECT, Message, SubjectTemplate, encode_event
 
 if TYPE_CHECKING:
     from conduit.async_store import AsyncEventStore
 
-__all__ = ["LeaseLost", "Relay", "RelayState"]
+__all__ = ["Relay", "RelayState"]
 
 log = logging.getLogger("conduit.relay")
 
 RelayState = Literal["starting", "relaying", "idle", "standing by", "retrying", "stopped"]
-
-
-class LeaseLost(Exception):
-    """Another relay of the same name took over (its lease, or the checkpoint, moved)."""
 
 
 class Relay:
