@@ -83,6 +83,8 @@ class Target:
     required: float
     at_most: bool = False
     """The ratio must stay at or below ``required`` (memory), not reach it."""
+    unit: str = "x"
+    """What ``measured`` and ``required`` count: a ratio (``x``) or, say, ``ms``."""
 
     @property
     def passed(self) -> bool:

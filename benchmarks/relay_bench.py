@@ -49,6 +49,7 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     del server_url  # the store is a SQLite file
     load_start = os.getloadavg()
     events = 20_000 if quick else 100_000
+    rounds = 1 if quick else 2
     section = Section(
         "Relays (issue 15)",
         [CONDUIT, RAW],
@@ -63,8 +64,15 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
         ("Redis Streams", _relay_redis, _raw_redis),
         ("RabbitMQ Streams", _relay_rabbit, _raw_rabbit),
     ):
-        mine = asyncio.run(relay(url))
-        theirs = asyncio.run(raw(messages))
+        mine = theirs = 0.0
+        for round_ in range(rounds):  # interleaved, the other one first each round
+            order = [(relay, url, True), (raw, messages, False)]
+            for measure, given, is_mine in order if round_ % 2 == 0 else order[::-1]:
+                figure = asyncio.run(measure(given))  # type: ignore[operator]
+                if is_mine:
+                    mine = max(mine, figure)
+                else:
+                    theirs = max(theirs, figure)
         log(f"relay {label}: Conduit {mine:,.0f}/s, raw {theirs:,.0f}/s")
         section.rows.append(
             Row(f"relay {events:,} events to {label}", "events/s", {CONDUIT: mine, RAW: theirs})
@@ -79,13 +87,15 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     section.extra.append(
         Row(f"push to NATS consumer, p99 ({samples} events)", "ms", {CONDUIT: p99})
     )
-    section.targets.append(Target("push-to-consumer p99 over NATS (ms)", p99, 50.0, at_most=True))
+    section.targets.append(Target("push-to-consumer p99 over NATS", p99, 50.0, at_most=True, unit="ms"))
     load_end = os.getloadavg()
     section.notes.append(
         f"Store: SQLite (WAL), {events:,} events over {STREAMS} streams, batches of {BATCH}. "
         "Brokers: the machine's NATS (JetStream, file storage, 1 replica), Redis 7.0 and "
         "RabbitMQ 3.10 (stream plugin), all on 127.0.0.1. The raw client's messages are "
         "encoded before its clock starts; Conduit's time includes reading and encoding. "
+        f"Each throughput is the best of {rounds} round(s), the two measured in turn, the "
+        "other first each round. "
         f"Load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end."
     )
     section.notes.append(
@@ -248,7 +258,7 @@ async def _raw_rabbit(messages: Sequence[Message]) -> float:
     producer = Producer("127.0.0.1", 5552, username="guest", password="guest")
     await producer.start()
     await producer.create_stream(stream, exists_ok=True)
-    window = asyncio.Semaphore(16)
+    window = asyncio.Semaphore(64)  # as many batches in flight as the relay's target
     pending: list[asyncio.Future[None]] = []
     try:
         for at in range(0, len(messages), BATCH):

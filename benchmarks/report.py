@@ -108,10 +108,11 @@ def _ratio(row: Row, first: str, other: str) -> str:
 
 def _target_line(target: Target) -> tuple[str, str, str, str]:
     sign = "≤" if target.at_most else "≥"
+    unit = target.unit if target.unit == "x" else f" {target.unit}"
     return (
         target.label,
-        f"{target.measured:.2f}x",
-        f"{sign} {target.required:g}x",
+        f"{target.measured:.2f}{unit}",
+        f"{sign} {target.required:g}{unit}",
         "PASS" if target.passed else "**MISS**",
     )
 

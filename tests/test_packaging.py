@@ -31,8 +31,12 @@ OPTIONAL = {
     "jinja2",
     "typer",
     "rich",
+    "nats",
+    "redis",
+    "rstream",
 }
-DISTRIBUTIONS = {"psycopg_pool": "psycopg-pool"}  # where a module's package is named otherwise
+# where a module's package is named otherwise
+DISTRIBUTIONS = {"psycopg_pool": "psycopg-pool", "nats": "nats-py"}
 
 
 def requirement_names(requirements: Sequence[str]) -> set[str]:

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from conduit.errors import ConfigurationError
-from conduit.relay.base import BrokerError, Target
+from conduit.relay.base import BrokerError, LeaseLost, Target
 from conduit.relay.messages import DEFAULT_SUBJECT, Message, SubjectTemplate, decode_event
-from conduit.relay.pipeline import LeaseLost, Relay
+from conduit.relay.pipeline import Relay
 
 __all__ = [
     "DEFAULT_SUBJECT",

@@ -8,8 +8,9 @@ in flight), then closed — and connected again after any failure.
 Errors::
 
     ConduitError
-    └── BackendError
-        └── BrokerError       the broker failed, refused a message, or is away
+    ├── BackendError
+    │   └── BrokerError       the broker failed, refused a message, or is away
+    └── LeaseLost             another relay of the same name is active
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Protocol, runtime_checkable
 
-from conduit.errors import BackendError
+from conduit.errors import BackendError, ConduitError
 from conduit.relay.messages import Message
 
-__all__ = ["BrokerError", "Target"]
+__all__ = ["BrokerError", "LeaseLost", "Target"]
 
 
 class BrokerError(BackendError):
@@ -28,6 +29,13 @@ class BrokerError(BackendError):
 
     The relay closes the target, waits (backing off) and connects again: what
     the broker acknowledged stays, the rest is published again.
+    """
+
+
+class LeaseLost(ConduitError):
+    """Another relay of the same name is active: it holds the lease, or moved the checkpoint.
+
+    ``Relay.run`` raises it; ``Relay.run_forever`` stands by instead.
     """
 
 

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,21 +31,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from conduit.core.following import Follow
 from conduit.errors import BackendError, InvalidArgument
 from conduit.events import Event
-from conduit.relay.base import BrokerError, Target
+from conduit.relay.base import BrokerError, LeaseLost, Target
 from conduit.relay.messages import DEFAULT_SUBJECT, Message, SubjectTemplate, encode_event
 
 if TYPE_CHECKING:
     from conduit.async_store import AsyncEventStore
 
-__all__ = ["LeaseLost", "Relay", "RelayState"]
+__all__ = ["Relay", "RelayState"]
 
 log = logging.getLogger("conduit.relay")
 
 RelayState = Literal["starting", "relaying", "idle", "standing by", "retrying", "stopped"]
-
-
-class LeaseLost(Exception):
-    """Another relay of the same name took over (its lease, or the checkpoint, moved)."""
 
 
 class Relay:
@@ -135,6 +130,7 @@ class Relay:
         self.last_error: str | None = None
         """Why the relay last failed, while it retries (``None`` once it relays again)."""
         self._checkpoint: int | None = None
+        self._attempted: set[int] = set()  # checkpoints this relay tried to write
         self._stopped = asyncio.Event()
         self._active = False
 
@@ -237,6 +233,7 @@ class Relay:
         broker = await self.target.last_position()
         checkpoint = await self.store.backend.load_checkpoint(self.name)
         self._checkpoint = checkpoint
+        self._attempted = set()
         if broker is not None:
             return int(broker)
         if checkpoint:
@@ -307,28 +304,39 @@ class Relay:
         window: asyncio.Semaphore,
         acks: asyncio.Queue[tuple[int, Awaitable[None]] | None],
     ) -> None:
-        every = 0.2  # seconds between two checkpoints while acknowledgements come
-        due = time.monotonic() + every
+        moved = asyncio.Event()
+        keeping = asyncio.create_task(self._keep_checkpoint(moved))
+        try:
+            while True:
+                item = await acks.get()
+                if item is None:
+                    return
+                if keeping.done():
+                    keeping.result()  # its failure (LeaseLost, the store's) ends the session
+                position, acked = item
+                try:
+                    await asyncio.wait_for(acked, self.ack_timeout)
+                except TimeoutError:
+                    raise BrokerError(
+                        f"{self.target.description}: no acknowledgement within {self.ack_timeout} s"
+                    ) from None
+                window.release()
+                self.relayed = position
+                self.state = "relaying" if not acks.empty() else "idle"
+                moved.set()
+        finally:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeping
+
+    async def _keep_checkpoint(self, moved: asyncio.Event) -> None:
+        """Move the checkpoint to the acknowledged prefix, at most every 0.2 s, beside the
+        acknowledgements (a slow checkpoint write never holds the window)."""
         while True:
-            item = await acks.get()
-            if item is None:
-                return
-            position, acked = item
-            try:
-                await asyncio.wait_for(acked, self.ack_timeout)
-            except TimeoutError:
-                raise BrokerError(
-                    f"{self.target.description}: no acknowledgement within {self.ack_timeout} s"
-                ) from None
-            window.release()
-            self.relayed = position
-            if acks.empty():
-                self.state = "idle"
-            if acks.empty() or time.monotonic() >= due:
-                await self._save_checkpoint()
-                due = time.monotonic() + every
-            if not acks.empty():
-                self.state = "relaying"
+            await moved.wait()
+            moved.clear()
+            await self._save_checkpoint()
+            await asyncio.sleep(0.2)
 
     async def _watch_stop(
         self, producer: asyncio.Task[None], acks: asyncio.Queue[tuple[int, Awaitable[None]] | None]
@@ -346,12 +354,23 @@ class Relay:
             return
         if self._checkpoint is not None and position < self._checkpoint:
             return  # the broker holds less than the checkpoint says: keep the higher
-        moved = await self.store.backend.save_checkpoint(
-            self.name, position, expected=self._checkpoint
-        )
+        backend = self.store.backend
+        self._attempted.add(position)
+        moved = await backend.save_checkpoint(self.name, position, expected=self._checkpoint)
         if not moved:
-            raise LeaseLost(f"relay {self.name!r}: another relay moved its checkpoint")
+            # A save of ours may have been cancelled after it was written (the session
+            # ending while a checkpoint was on its way): that is not another relay.
+            found = await backend.load_checkpoint(self.name)
+            if found not in self._attempted:
+                raise LeaseLost(f"relay {self.name!r}: another relay moved its checkpoint")
+            self._checkpoint = found
+            if found == position:
+                return
+            moved = await backend.save_checkpoint(self.name, position, expected=found)
+            if not moved:
+                raise LeaseLost(f"relay {self.name!r}: another relay moved its checkpoint")
         self._checkpoint = position
+        self._attempted = {position}
 
     # -- the lease ---------------------------------------------------------------
 

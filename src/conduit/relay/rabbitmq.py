@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import Awaitable, Sequence
 
 from conduit.importing import needs_extra
@@ -23,9 +24,38 @@ from conduit.relay.messages import Message
 
 with needs_extra("the RabbitMQ Streams relay"):
     import rstream
-    from rstream.amqp import AMQPMessage
+    from rstream.utils import RawMessage
 
-__all__ = ["RabbitStreamTarget"]
+__all__ = ["RabbitStreamTarget", "amqp_message"]
+
+
+def _amqp_string(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) < 256:
+        return b"\xa1" + bytes((len(raw),)) + raw  # str8-utf8
+    return b"\xb1" + struct.pack(">L", len(raw)) + raw  # str32-utf8
+
+
+def amqp_message(message: Message) -> bytes:
+    """``message`` as an AMQP 1.0 message: its subject and headers as application
+    properties, its body as one data section (the bytes rstream's ``AMQPMessage``
+    makes of them, written here without its general-purpose encoder, a third of
+    a relay's time)."""
+    properties = {"subject": message.subject, **message.headers}
+    items = b"".join(_amqp_string(k) + _amqp_string(v) for k, v in properties.items())
+    count = 2 * len(properties)
+    if len(items) + 1 < 256:
+        section = b"\xc1" + bytes((len(items) + 1, count)) + items  # map8
+    else:
+        section = b"\xd1" + struct.pack(">LL", len(items) + 4, count) + items  # map32
+    body = message.body
+    if len(body) < 256:
+        data = b"\xa0" + bytes((len(body),)) + body  # vbin8
+    else:
+        data = b"\xb0" + struct.pack(">L", len(body)) + body  # vbin32
+    # described sections: 0x00, smallulong 0x53, then application-properties (0x74)
+    # and data (0x75)
+    return b"\x00\x53\x74" + section + b"\x00\x53\x75" + data
 
 
 class RabbitStreamTarget:
@@ -50,7 +80,7 @@ class RabbitStreamTarget:
         vhost: str = "/",
         stream: str,
         producer: str = "conduit",
-        window: int = 16,
+        window: int = 64,
         timeout: float = 5.0,
     ) -> None:
         self.host, self.port, self.vhost = host, port, vhost
@@ -129,14 +159,10 @@ class RabbitStreamTarget:
             if not left:
                 done.set_result(None)
 
-        messages = []
-        for message in batch:
-            amqp = AMQPMessage(
-                body=message.body,
-                application_properties={"subject": message.subject, **message.headers},
-            )
-            amqp.publishing_id = message.position  # the broker's dedup key
-            messages.append(amqp)
+        messages = [
+            RawMessage(data=amqp_message(message), publishing_id=message.position)
+            for message in batch
+        ]
         self._waiting.add(done)
         done.add_done_callback(self._waiting.discard)
         try:
