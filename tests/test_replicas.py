@@ -243,3 +243,41 @@ def test_a_tailer_on_the_replica_skips_and_repeats_nothing_while_8_writers_push(
         versions[event.stream_id] = event.version
     assert replicas_state(tailer)["left_out"] == [0.0]  # it read the replica
     tailer.close()
+
+
+class Seen:
+    """A store-side projection: the ids of the events it was given."""
+
+    def __init__(self) -> None:
+        self.ids: list[uuid.UUID] = []
+
+    def on_thing_happened(self, event: Event) -> None:
+        self.ids.append(event.id)
+
+
+def test_a_background_subscription_polls_the_replica_and_checkpoints_on_the_primary(
+    cluster: Cluster, schema: str
+) -> None:
+    reader = replica_store(cluster, schema)
+    seen = Seen()
+    subscription = reader.subscribe(seen, name="seen", mode="background")
+    with EventStore(cluster.url, schema=schema) as writer:
+        cluster.standby.pause_replay()
+        event = writer.push("thing_happened", "s", {})
+        cluster.wait_for_receive()
+        # What the subscription reads is the replica's: the standby's sessions show it.
+        sessions = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        wait_until(lambda: cluster.standby.scalar(sessions) > 0, what="a reader on the standby")
+        assert seen.ids == []  # the standby has not replayed the push: nothing to read
+        cluster.standby.resume_replay()
+        subscription.wait_for(event, timeout=DEADLINE)
+        assert seen.ids == [event.id]
+        with psycopg.connect(cluster.url) as conn:  # the checkpoint is the primary's
+            row = conn.execute(
+                f'SELECT position FROM "{schema}".subscriptions WHERE name = %s', ["seen"]
+            ).fetchone()
+        assert row == (event.position,)
+    reader.close()
