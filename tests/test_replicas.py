@@ -20,9 +20,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from conduit import AsyncEventStore, Event, EventStore
 from conduit.backends.postgres.config import PostgresConfig
+from conduit.cli import app
 from pgcluster import Cluster, free_port, start_cluster, wait_until
 
 pytestmark = [pytest.mark.replication, pytest.mark.timeout(240)]
@@ -281,3 +283,22 @@ def test_a_background_subscription_polls_the_replica_and_checkpoints_on_the_prim
             ).fetchone()
         assert row == (event.position,)
     reader.close()
+
+
+def test_the_cli_reads_from_the_replicas_of_its_url(cluster: Cluster, schema: str) -> None:
+    with EventStore(cluster.url, schema=schema) as writer:
+        writer.push("thing_happened", "on-both", {})
+        cluster.wait_for_replay()
+        cluster.standby.pause_replay()
+        writer.push("thing_happened", "on-the-primary-only", {})
+        cluster.wait_for_receive()
+    url = f"{cluster.url}?schema={schema}&replica=127.0.0.1:{cluster.standby.port}"
+    env = {"COLUMNS": "200", "CONDUIT_URL": None}
+    through_replica = CliRunner().invoke(app, ["--store", url, "streams"], env=env)
+    primary_url = f"{cluster.url}?schema={schema}"
+    on_primary = CliRunner().invoke(app, ["--store", primary_url, "streams"], env=env)
+    cluster.standby.resume_replay()
+    assert through_replica.exit_code == 0, through_replica.output
+    assert "on-both" in through_replica.output
+    assert "on-the-primary-only" not in through_replica.output  # the paused replica's view
+    assert "on-the-primary-only" in on_primary.output
