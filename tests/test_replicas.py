@@ -23,7 +23,6 @@ import pytest
 from typer.testing import CliRunner
 
 from conduit import AsyncEventStore, Event, EventStore
-from conduit.backends.postgres.config import PostgresConfig
 from conduit.cli import app
 from pgcluster import Cluster, free_port, start_cluster, wait_until
 
@@ -156,20 +155,6 @@ def test_a_replica_that_does_not_answer_sends_reads_to_the_primary(
     assert len(list(store.read_all())) == 1
     assert replicas_state(store)["left_out"][0] > 0
     store.close()
-
-
-def test_replica_urls_take_the_primarys_user_database_and_parameters() -> None:
-    config = PostgresConfig.of(
-        "postgresql://app:secret@p1,p2/db?target_session_attrs=read-write&sslmode=prefer"
-        "&replica=r1:5433&replica=postgresql%3A%2F%2Fro%40r2%2Fdb",
-        replicas=["r3"],
-    )
-    assert config.replicas == (
-        "postgresql://app:secret@r1:5433/db?sslmode=prefer",
-        "postgresql://ro@r2/db",
-        "postgresql://app:secret@r3/db?sslmode=prefer",
-    )
-    assert "replica" not in config.conninfo
 
 
 def test_a_tailer_on_the_replica_skips_and_repeats_nothing_while_8_writers_push(
