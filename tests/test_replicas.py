@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conduit import AsyncEventStore, Event, EventStore
+from conduit import AsyncEventStore, Event, EventStore, StoreUnavailable
 from conduit.cli import app
 from pgcluster import Cluster, free_port, start_cluster, wait_until
 
@@ -287,3 +287,10 @@ def test_the_cli_reads_from_the_replicas_of_its_url(cluster: Cluster, schema: st
     assert "on-both" in through_replica.output
     assert "on-the-primary-only" not in through_replica.output  # the paused replica's view
     assert "on-the-primary-only" in on_primary.output
+
+
+def test_a_push_to_a_standby_says_the_store_is_unavailable(cluster: Cluster, schema: str) -> None:
+    with EventStore(cluster.standby.url, schema=schema) as store:
+        with pytest.raises(StoreUnavailable, match="read-only standby"):
+            store.push("thing_happened", "s", {})
+        assert store.stream_version("s") == 0  # reads work there
