@@ -294,3 +294,23 @@ def test_a_push_to_a_standby_says_the_store_is_unavailable(cluster: Cluster, sch
         with pytest.raises(StoreUnavailable, match="read-only standby"):
             store.push("thing_happened", "s", {})
         assert store.stream_version("s") == 0  # reads work there
+
+
+def test_a_replica_that_does_not_answer_is_left_out_for_the_others(
+    cluster: Cluster, schema: str
+) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    store = EventStore(
+        cluster.url, schema=schema, replicas=[nowhere, cluster.standby.url], replica_timeout=0.5
+    )
+    with EventStore(cluster.url, schema=schema) as writer:
+        cluster.standby.pause_replay()
+        writer.push("thing_happened", "s", {})
+        cluster.wait_for_receive()
+        for _ in range(4):  # each read to the next replica in turn: both are asked
+            assert store.stream_version("s") == 0  # the paused standby's view, not the primary's
+        cluster.standby.resume_replay()
+    left_out = replicas_state(store)["left_out"]
+    assert left_out[0] > 0
+    assert left_out[1] == 0
+    store.close()
