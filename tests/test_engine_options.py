@@ -15,6 +15,7 @@ import pytest
 
 from conduit import BackendError, ConfigurationError, EventStore, SchemaError, new_id
 from conduit.backends.memory import MemoryBackend
+from conduit.backends.postgres.config import PostgresConfig
 from conduit.backends.sqlite import SQLiteBackend
 
 
@@ -190,3 +191,38 @@ def test_a_retried_batch_is_looked_up_within_sqlites_parameter_limit(tmp_path: P
     assert [e.id for e in store.push_many("big", events)] == [e.id for e in recorded]
     assert store.stream_version("big") == 2_500
     backend.close()
+
+
+def test_replica_urls_take_the_primarys_user_database_and_parameters() -> None:
+    config = PostgresConfig.of(
+        "postgresql://app:secret@p1,p2/db?target_session_attrs=read-write&sslmode=prefer"
+        "&replica=r1:5433&replica=postgresql%3A%2F%2Fro%40r2%2Fdb",
+        replicas=["r3"],
+    )
+    assert config.replicas == (
+        "postgresql://app:secret@r1:5433/db?sslmode=prefer",
+        "postgresql://ro@r2/db",
+        "postgresql://app:secret@r3/db?sslmode=prefer",
+    )
+    assert "replica" not in config.conninfo
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"replicas": "r1"}, "replicas"),
+        ({"replicas": ["postgresql://r1/db?schema=other"]}, "schema"),
+        ({"replicas": ["mysql://r1/db"]}, "not a PostgreSQL URL"),
+        ({"replicas": [" "]}, "empty"),
+        ({"replica_timeout": -1}, "replica_timeout"),
+    ],
+    ids=["a-string", "conduit-options", "another-scheme", "empty", "negative-timeout"],
+)
+def test_malformed_replicas_are_configuration_errors(given: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        PostgresConfig.of("postgresql://app@p/db", **given)
+
+
+def test_replicas_are_an_option_of_postgresql_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="replicas"):
+        EventStore(f"sqlite:///{tmp_path / 'x.db'}", replicas=["r1"])

@@ -20,9 +20,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
-from conduit import AsyncEventStore, Event, EventStore
-from conduit.backends.postgres.config import PostgresConfig
+from conduit import AsyncEventStore, Event, EventStore, StoreUnavailable
+from conduit.cli import app
 from pgcluster import Cluster, free_port, start_cluster, wait_until
 
 pytestmark = [pytest.mark.replication, pytest.mark.timeout(240)]
@@ -156,20 +157,6 @@ def test_a_replica_that_does_not_answer_sends_reads_to_the_primary(
     store.close()
 
 
-def test_replica_urls_take_the_primarys_user_database_and_parameters() -> None:
-    config = PostgresConfig.of(
-        "postgresql://app:secret@p1,p2/db?target_session_attrs=read-write&sslmode=prefer"
-        "&replica=r1:5433&replica=postgresql%3A%2F%2Fro%40r2%2Fdb",
-        replicas=["r3"],
-    )
-    assert config.replicas == (
-        "postgresql://app:secret@r1:5433/db?sslmode=prefer",
-        "postgresql://ro@r2/db",
-        "postgresql://app:secret@r3/db?sslmode=prefer",
-    )
-    assert "replica" not in config.conninfo
-
-
 def test_a_tailer_on_the_replica_skips_and_repeats_nothing_while_8_writers_push(
     cluster: Cluster, schema: str
 ) -> None:
@@ -243,3 +230,87 @@ def test_a_tailer_on_the_replica_skips_and_repeats_nothing_while_8_writers_push(
         versions[event.stream_id] = event.version
     assert replicas_state(tailer)["left_out"] == [0.0]  # it read the replica
     tailer.close()
+
+
+class Seen:
+    """A store-side projection: the ids of the events it was given."""
+
+    def __init__(self) -> None:
+        self.ids: list[uuid.UUID] = []
+
+    def on_thing_happened(self, event: Event) -> None:
+        self.ids.append(event.id)
+
+
+def test_a_background_subscription_polls_the_replica_and_checkpoints_on_the_primary(
+    cluster: Cluster, schema: str
+) -> None:
+    reader = replica_store(cluster, schema)
+    seen = Seen()
+    subscription = reader.subscribe(seen, name="seen", mode="background")
+    with EventStore(cluster.url, schema=schema) as writer:
+        cluster.standby.pause_replay()
+        event = writer.push("thing_happened", "s", {})
+        cluster.wait_for_receive()
+        # What the subscription reads is the replica's: the standby's sessions show it.
+        sessions = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        wait_until(lambda: cluster.standby.scalar(sessions) > 0, what="a reader on the standby")
+        assert seen.ids == []  # the standby has not replayed the push: nothing to read
+        cluster.standby.resume_replay()
+        subscription.wait_for(event, timeout=DEADLINE)
+        assert seen.ids == [event.id]
+        with psycopg.connect(cluster.url) as conn:  # the checkpoint is the primary's
+            row = conn.execute(
+                f'SELECT position FROM "{schema}".subscriptions WHERE name = %s', ["seen"]
+            ).fetchone()
+        assert row == (event.position,)
+    reader.close()
+
+
+def test_the_cli_reads_from_the_replicas_of_its_url(cluster: Cluster, schema: str) -> None:
+    with EventStore(cluster.url, schema=schema) as writer:
+        writer.push("thing_happened", "on-both", {})
+        cluster.wait_for_replay()
+        cluster.standby.pause_replay()
+        writer.push("thing_happened", "on-the-primary-only", {})
+        cluster.wait_for_receive()
+    url = f"{cluster.url}?schema={schema}&replica=127.0.0.1:{cluster.standby.port}"
+    env = {"COLUMNS": "200", "CONDUIT_URL": None}
+    through_replica = CliRunner().invoke(app, ["--store", url, "streams"], env=env)
+    primary_url = f"{cluster.url}?schema={schema}"
+    on_primary = CliRunner().invoke(app, ["--store", primary_url, "streams"], env=env)
+    cluster.standby.resume_replay()
+    assert through_replica.exit_code == 0, through_replica.output
+    assert "on-both" in through_replica.output
+    assert "on-the-primary-only" not in through_replica.output  # the paused replica's view
+    assert "on-the-primary-only" in on_primary.output
+
+
+def test_a_push_to_a_standby_says_the_store_is_unavailable(cluster: Cluster, schema: str) -> None:
+    with EventStore(cluster.standby.url, schema=schema) as store:
+        with pytest.raises(StoreUnavailable, match="read-only standby"):
+            store.push("thing_happened", "s", {})
+        assert store.stream_version("s") == 0  # reads work there
+
+
+def test_a_replica_that_does_not_answer_is_left_out_for_the_others(
+    cluster: Cluster, schema: str
+) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    store = EventStore(
+        cluster.url, schema=schema, replicas=[nowhere, cluster.standby.url], replica_timeout=0.5
+    )
+    with EventStore(cluster.url, schema=schema) as writer:
+        cluster.standby.pause_replay()
+        writer.push("thing_happened", "s", {})
+        cluster.wait_for_receive()
+        for _ in range(4):  # each read to the next replica in turn: both are asked
+            assert store.stream_version("s") == 0  # the paused standby's view, not the primary's
+        cluster.standby.resume_replay()
+    left_out = replicas_state(store)["left_out"]
+    assert left_out[0] > 0
+    assert left_out[1] == 0
+    store.close()

@@ -14,7 +14,9 @@ gap-free without serializing them (docs/design.md, docs/postgresql.md):
   transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``), so
   nothing can commit behind it later;
 - right after a push, the same engine waits (bounded) for that horizon to pass
-  its own last transaction, so that a caller reads its own writes.
+  its own last transaction, so that a caller reads its own writes;
+- reads (:mod:`~conduit.backends.postgres.reads`) may run on read replicas,
+  writes never (:mod:`~conduit.backends.postgres.routing`).
 
 Each method returns an operation (:mod:`conduit.core.effects`) whose
 statements an executor runs: :mod:`~conduit.backends.postgres.sync` for

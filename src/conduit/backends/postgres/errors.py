@@ -18,6 +18,9 @@ CONDITION_FAILED = "CD412"
 """Raised by ``append_conditional``, with the first matching event's position as its
 detail."""
 
+READ_ONLY = "25006"
+"""A write on a hot standby (or a primary being demoted)."""
+
 UNIQUE_VIOLATION = "23505"
 """An event id already recorded."""
 
@@ -46,6 +49,11 @@ def translate(
             "create it with `conduit init URL` or EventStore.setup()"
         )
     if lost_server(exc, broken=broken):
+        if exc.sqlstate == READ_ONLY:
+            return StoreUnavailable(
+                "the store is unavailable: the server is a read-only standby (name every "
+                f"node with target_session_attrs=read-write to follow a failover): {text}"
+            )
         return StoreUnavailable(f"the store is unavailable: PostgreSQL went away: {text}")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return BackendError(f"PostgreSQL cancelled the statement (statement_timeout): {text}")
