@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from conduit.errors import InvalidEvent
-from conduit.personal import PENDING_KEY, Personal
+from conduit.personal import PENDING_KEY, Forgotten, Personal
 
 __all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "PENDING_MARK", "decode", "encode", "validate"]
 
@@ -160,6 +160,8 @@ def _check_value(item: object, path: str, depth: int) -> None:
         _check_object(item, path, depth + 1)  # type: ignore[arg-type]
     elif t is list:
         _check_array(item, path, depth + 1)  # type: ignore[arg-type]
+    elif t is Forgotten:  # the placeholder of a forgotten value, written back as its text
+        pass
     elif t is Personal:
         _check_value(item.value, f"{path}.value", depth + 1)  # type: ignore[attr-defined]
     elif t is not bool and item is not None:

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from conduit.errors import InvalidEvent
-from conduit.personal import FORGOTTEN, Personal, PersonalData, subject_text
+from conduit.personal import FORGOTTEN, Forgotten, Personal, PersonalData, subject_text
 
 __all__ = ["Decoder", "Mismatch", "class_decoder", "is_typed", "to_json"]
 
@@ -165,6 +165,8 @@ def _to_json(value: object, path: str, in_model: bool) -> Any:
     t = type(value)
     if t is str or t is int or t is float or t is bool or value is None:
         return value
+    if t is Forgotten:
+        return str(value)
     if isinstance(value, enum.Enum):
         return _to_json(value.value, path, in_model)
     if isinstance(value, datetime):

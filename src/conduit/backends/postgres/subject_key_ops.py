@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from conduit.backends.postgres.effects import Query
+from conduit.backends.postgres.effects import Atomic, Query
 from conduit.backends.postgres.sql import quote_ident
 from conduit.core.effects import Op
 from conduit.personal import SubjectKey
@@ -47,15 +47,16 @@ class SubjectKeyStatements:
         )
 
     @property
+    def lock_key(self) -> str:
+        return f"SELECT key IS NOT NULL FROM {self.table} WHERE subject = %s FOR UPDATE"
+
+    @property
     def forget(self) -> str:
-        # The old row version is read in the same statement, before it is replaced.
         return (
-            f"WITH old AS (SELECT key FROM {self.table} WHERE subject = %s FOR UPDATE)"
-            f" INSERT INTO {self.table} AS k (subject, key, forgotten_at)"
+            f"INSERT INTO {self.table} AS k (subject, key, forgotten_at)"
             " VALUES (%s, NULL, clock_timestamp())"
             " ON CONFLICT (subject) DO UPDATE SET key = NULL,"
             " forgotten_at = coalesce(k.forgotten_at, excluded.forgotten_at)"
-            " RETURNING (SELECT key IS NOT NULL FROM old)"
         )
 
     @property
@@ -100,8 +101,13 @@ class SubjectKeyOps:
 
     def forget_subject(self, subject: str) -> Op[bool]:
         """Destroy a subject's key, keeping a tombstone; True if a key was destroyed."""
-        row = yield Query(self.key_sql.forget, (subject, subject))
+        destroyed = yield Atomic(self._forget(subject))
         yield Query(self.key_sql.vacuum, fetch="none", binary=False)
+        return bool(destroyed)
+
+    def _forget(self, subject: str) -> Op[bool]:
+        row = yield Query(self.key_sql.lock_key, (subject,))
+        yield Query(self.key_sql.forget, (subject,), "none")
         return bool(row is not None and row[0])
 
     def subject_key_page(self, *, after: str | None, limit: int) -> Op[list[SubjectKey]]:
