@@ -29,6 +29,7 @@ from benchmarks import (
     async_bench,
     costs,
     entities_bench,
+    personal_bench,
     postgres_bench,
     projections_bench,
     relay_bench,
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "postgres",
             "projections",
             "entities",
+            "personal",
             "async",
             "relay",
             "scale",
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             ("entities", entities_bench, "Entities (issue 6)"),
             ("async", async_bench, "Asyncio and group commit (issue 13)"),
             ("relay", relay_bench, "Relays (issue 15)"),
+            ("personal", personal_bench, "Personal data (issue 17)"),
         ):
             if args.only in (None, only):
                 try:

@@ -3,7 +3,9 @@
 An engine appends validated, encoded batches (:class:`~conduit.events.NewEvent`)
 to one stream, and reads pages back as :class:`~conduit.events.Event` values.
 Iteration, validation and dispatch live above it, in the store, so that each
-engine is only its storage. Every engine must pass the contract kit in
+engine is only its storage. Every read builds new events, with ``data`` and
+``metadata`` dicts of their own: the store decrypts personal values in them
+in place (:mod:`conduit.core.sealing`). Every engine must pass the contract kit in
 :mod:`conduit.testing` unchanged.
 """
 

@@ -52,6 +52,8 @@ class SQLiteSubjectKeys:
 
         def _connection(self) -> sqlite3.Connection: ...
 
+        _synchronous: str
+
     def subject_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
         """The keys of those subjects that have a row: ``None`` for a forgotten one."""
         found: dict[str, bytes | None] = {}
@@ -81,10 +83,22 @@ class SQLiteSubjectKeys:
         ]
         if not rows:
             return
-        with self._write() as conn:
-            conn.executemany(_ADD, rows)
+        conn = self._connection()
+        # No fsync of its own: in WAL mode, the commit of the first event sealed with
+        # these keys syncs the log up to it, these keys' frames included. A crash
+        # before then loses keys nothing was sealed with yet.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self._write() as conn:
+                conn.executemany(_ADD, rows)
+        finally:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous_mode}")
         if any(k.key is None for k in keys):
             self._scrub()
+
+    @property
+    def _synchronous_mode(self) -> str:
+        return self._synchronous.upper()
 
     def forget_subject(self, subject: str) -> bool:
         """Destroy a subject's key, keeping a tombstone; True if a key was destroyed."""

@@ -18,7 +18,7 @@ from conduit.core.effects import Op
 from conduit.core.group import Join
 from conduit.core.paging import Pages
 from conduit.core.reads import check_limit, check_position
-from conduit.core.sealing import reveal_page
+from conduit.core.sealing import pushed_event
 from conduit.core.shredding import KeyCache, reveal, seal_batch
 from conduit.core.writes import (
     MAX_BATCH,
@@ -234,23 +234,30 @@ class Appending:
         yield from self._after_push(recorded)
         return recorded
 
-    def _seal(self, request: AppendRequest) -> Op[tuple[AppendRequest, dict[str, bytes] | None]]:
-        """The request with its personal values sealed, and the keys used (``None``: none)."""
-        keys: dict[str, bytes] | None = None
+    def _seal(self, request: AppendRequest) -> Op[tuple[AppendRequest, list[Any] | None]]:
+        """The request with its personal values sealed, and each event's data as pushed
+        (``None``: the request holds no personal value)."""
+        plains: list[Any] = []
         parts = []
+        personal = False
         for part in request:
-            sealed, used = yield from seal_batch(
+            sealed, plain = yield from seal_batch(
                 self.engine, self.key_cache, part.stream.text, part.events
             )
-            if used is not None:
-                keys = {**(keys or {}), **used}
+            if plain is None:
+                plains.extend([None] * len(part.events))
+            else:
+                personal = True
+                plains.extend(plain)
                 part = StreamAppend(part.stream, tuple(sealed), part.expected)
             parts.append(part)
-        return (request if keys is None else tuple(parts)), keys
+        return (tuple(parts), plains) if personal else (request, None)
 
-    def _revealed(self, recorded: list[Event], keys: dict[str, bytes] | None) -> list[Event]:
-        """What a push returns: its personal values as pushed (the keys are at hand)."""
-        return recorded if keys is None or not self.reveal else reveal_page(recorded, keys)
+    def _revealed(self, recorded: list[Event], plains: list[Any] | None) -> list[Event]:
+        """What a push returns: its personal values as pushed."""
+        if plains is None or not self.reveal:
+            return recorded
+        return [pushed_event(event, plain) for event, plain in zip(recorded, plains, strict=True)]
 
     def _append(self, request: AppendRequest) -> Op[list[Event]]:
         request, keys = yield from self._seal(request)

@@ -21,11 +21,13 @@ import binascii
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import orjson
 
 from conduit.codec import PENDING_MARK
+from conduit.errors import InvalidEvent
 from conduit.events import Event, NewEvent, make_event, make_new_event
 from conduit.importing import needs_extra
 from conduit.personal import (
@@ -39,19 +41,20 @@ from conduit.personal import (
 __all__ = [
     "KEY_BYTES",
     "Keys",
+    "Prepared",
     "event_subjects",
     "forget_cipher",
     "new_key",
     "open_state",
-    "open_value",
     "page_subjects",
-    "pending_subjects",
     "plain_text",
+    "prepare",
+    "pushed_event",
     "reveal_event",
     "reveal_page",
+    "revealed_metadata",
     "seal_event",
     "seal_state",
-    "seal_value",
     "sealed_state_subjects",
 ]
 
@@ -101,101 +104,115 @@ def _invalid_tag() -> type[Exception]:
     return InvalidTag
 
 
+_aads: dict[str, bytes] = {}
+
+
 def _aad(subject: str) -> bytes:
-    return b"conduit.personal:" + subject.encode()
-
-
-def seal_value(key: bytes, subject: str, value: Any) -> dict[str, Any]:
-    """The stored form of a personal value of ``subject``."""
-    nonce = os.urandom(_NONCE_BYTES)
-    sealed = _cipher(key).encrypt(nonce, orjson.dumps(value), _aad(subject))
-    return {SEALED_KEY: [subject, base64.b64encode(nonce + sealed).decode("ascii")]}
-
-
-def open_value(keys: Keys, sealed: Sequence[Any]) -> Any:
-    """A personal value from its stored form's list ``[subject, base64]``: the value, or
-    :data:`FORGOTTEN` when its key is gone (or the text is not what was sealed)."""
-    if len(sealed) != 2 or type(sealed[0]) is not str or type(sealed[1]) is not str:
-        return FORGOTTEN
-    subject, text = sealed
-    key = keys.get(subject)
-    if key is None:
-        return FORGOTTEN
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return FORGOTTEN
-    try:
-        plain = _cipher(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(subject))
-    except _invalid_tag():  # sealed under another key, or altered
-        return FORGOTTEN
-    return orjson.loads(plain)
+    """The associated data of a subject's values: its name (so none can pass for another's)."""
+    found = _aads.get(subject)
+    if found is None:
+        if len(_aads) > 10_000:
+            _aads.clear()
+        found = _aads[subject] = b"conduit.personal:" + subject.encode()
+    return found
 
 
 # -- events being pushed -------------------------------------------------------------
 
 
-def pending_subjects(new: NewEvent, stream: str) -> set[str] | None:
-    """The subjects whose keys sealing ``new`` needs; ``None`` when it holds no personal
-    value (the common case, told by one substring search)."""
+class Prepared(NamedTuple):
+    """An event's personal values taken out of its data, before their encryption."""
+
+    data: dict[str, Any]
+    """The data with a reference ``{"conduit.sealed": [subject, index]}`` in place of each."""
+    values: dict[str, list[Any]]
+    """The values of each subject, in the order of their references' indexes."""
+    plain: dict[str, Any]
+    """The data as reads will give it."""
+
+
+def prepare(new: NewEvent, stream: str) -> Prepared | None:
+    """``new``'s personal values, ready to seal; ``None`` when it holds none (the common
+    case, told by one substring search)."""
     if PENDING_MARK not in new.data:
         return None
-    found: set[str] = set()
-    _walk_pending(orjson.loads(new.data), stream, found)
-    return found
+    values: dict[str, list[Any]] = {}
+    data, plain = _take(orjson.loads(new.data), stream, values)
+    return Prepared(data, values, plain)
 
 
-def _walk_pending(value: Any, stream: str, found: set[str]) -> None:
-    t = type(value)
-    if t is dict:
-        pending = value.get(PENDING_KEY) if len(value) == 1 else None
-        if pending is not None:
-            found.add(stream if pending[0] is None else pending[0])
-            return
-        for item in value.values():
-            _walk_pending(item, stream, found)
-    elif t is list:
-        for item in value:
-            _walk_pending(item, stream, found)
-
-
-def seal_event(new: NewEvent, stream: str, keys: Keys) -> NewEvent:
-    """``new`` with each pending value encrypted, and its subjects in its metadata.
-
-    Raises:
-        KeyError: a subject has no key in ``keys`` (the caller made sure of them).
-    """
-    subjects: set[str] = set()
-    data = _seal(orjson.loads(new.data), stream, keys, subjects)
-    metadata = orjson.loads(new.metadata)
-    known = metadata.get(SUBJECTS_KEY)
-    if isinstance(known, list):
-        subjects.update(item for item in known if type(item) is str)
-    metadata[SUBJECTS_KEY] = sorted(subjects)
-    sealed = make_new_event(
-        new.id, new.name, orjson.dumps(data).decode(), orjson.dumps(metadata).decode()
-    )
-    if new.recorded_at is not None:
-        from dataclasses import replace
-
-        sealed = replace(sealed, recorded_at=new.recorded_at)
-    return sealed
-
-
-def _seal(value: Any, stream: str, keys: Keys, subjects: set[str]) -> Any:
+def _take(value: Any, stream: str, values: dict[str, list[Any]]) -> tuple[Any, Any]:
     t = type(value)
     if t is dict:
         pending = value.get(PENDING_KEY) if len(value) == 1 else None
         if pending is not None:
             subject = stream if pending[0] is None else pending[0]
-            key = keys[subject]
-            assert key is not None, "a forgotten subject's data is refused before sealing"
-            subjects.add(subject)
-            return seal_value(key, subject, pending[1])
-        return {k: _seal(item, stream, keys, subjects) for k, item in value.items()}
+            found = values.setdefault(subject, [])
+            found.append(pending[1])
+            return {SEALED_KEY: [subject, len(found) - 1]}, pending[1]
+        data, plain = {}, {}
+        for key, item in value.items():
+            data[key], plain[key] = _take(item, stream, values)
+        return data, plain
     if t is list:
-        return [_seal(item, stream, keys, subjects) for item in value]
-    return value
+        pairs = [_take(item, stream, values) for item in value]
+        return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
+    return value, value
+
+
+def seal_event(new: NewEvent, prepared: Prepared, keys: Keys) -> NewEvent:
+    """``new`` with its personal values encrypted: one AES-GCM message per subject, in its
+    metadata (``"conduit.sealed": {subject: base64}``), referenced from its data.
+
+    Raises:
+        InvalidEvent: the event already holds sealed values of one of those subjects
+            (a copied event given new personal values).
+    """
+    metadata = orjson.loads(new.metadata)
+    sealed = metadata.get(SEALED_KEY)
+    if not isinstance(sealed, dict):
+        sealed = {}
+    for subject, found in prepared.values.items():
+        if subject in sealed:
+            raise InvalidEvent(
+                f"data: already holds sealed values of {subject!r}; give new personal "
+                "values of that subject in an event of their own",
+                field="data",
+            )
+        key = keys[subject]
+        assert key is not None, "a forgotten subject's data is refused before sealing"
+        sealed[subject] = _seal_text(key, subject, found)
+    metadata[SEALED_KEY] = sealed
+    metadata.pop(SUBJECTS_KEY, None)
+    made = make_new_event(
+        new.id, new.name, orjson.dumps(prepared.data).decode(), orjson.dumps(metadata).decode()
+    )
+    if new.recorded_at is not None:
+        made = replace(made, recorded_at=new.recorded_at)
+    return made
+
+
+def _seal_text(key: bytes, subject: str, value: Any) -> str:
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = _cipher(key).encrypt(nonce, orjson.dumps(value), _aad(subject))
+    return base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def _open_text(key: bytes | None, subject: str, text: object) -> Any:
+    """The value sealed in ``text``, or ``_GONE`` (no key, or not what the key sealed)."""
+    if key is None or type(text) is not str:
+        return _GONE
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+        plain = _cipher(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(subject))
+    except (binascii.Error, ValueError):
+        return _GONE
+    except _invalid_tag():  # sealed under another key, or altered
+        return _GONE
+    return orjson.loads(plain)
+
+
+_GONE = object()
 
 
 def plain_text(text: str) -> str:
@@ -203,27 +220,45 @@ def plain_text(text: str) -> str:
     (for the typed checks a push makes before anything is written)."""
     if PENDING_MARK not in text:
         return text
-    return orjson.dumps(_unmark(orjson.loads(text))).decode()
+    return orjson.dumps(_take(orjson.loads(text), "", {})[1]).decode()
 
 
-def _unmark(value: Any) -> Any:
-    t = type(value)
-    if t is dict:
-        pending = value.get(PENDING_KEY) if len(value) == 1 else None
-        if pending is not None:
-            return pending[1]
-        return {k: _unmark(item) for k, item in value.items()}
-    if t is list:
-        return [_unmark(item) for item in value]
-    return value
+def revealed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as reads give it: the subjects' names in place of their sealed values."""
+    sealed = metadata.get(SEALED_KEY)
+    if not isinstance(sealed, dict):
+        return metadata
+    shown = {k: v for k, v in metadata.items() if k != SEALED_KEY}
+    shown[SUBJECTS_KEY] = sorted(sealed)
+    return shown
+
+
+def pushed_event(event: Event, plain: dict[str, Any] | None) -> Event:
+    """A recorded event as its push returns it: ``plain`` is the data it was pushed with."""
+    if plain is None:
+        return event
+    return make_event(
+        event.id,
+        event.stream_id,
+        event.name,
+        plain,
+        revealed_metadata(event.metadata),
+        event.version,
+        event.position,
+        event.recorded_at,
+    )
 
 
 # -- events being read ---------------------------------------------------------------
 
 
 def event_subjects(event: Event) -> list[str]:
-    """The subjects an event holds personal data of (its metadata says)."""
-    found = event.metadata.get(SUBJECTS_KEY)
+    """The subjects an event holds personal data of (its metadata says, sealed or read)."""
+    metadata = event.metadata
+    sealed = metadata.get(SEALED_KEY)
+    if isinstance(sealed, dict):
+        return [subject for subject in sealed if type(subject) is str]
+    found = metadata.get(SUBJECTS_KEY)
     if type(found) is not list:
         return []
     return [subject for subject in found if type(subject) is str]
@@ -233,42 +268,79 @@ def page_subjects(page: Iterable[Event]) -> set[str]:
     """The subjects a page of events holds personal data of."""
     found: set[str] = set()
     for event in page:
-        if SUBJECTS_KEY in event.metadata:
-            found.update(event_subjects(event))
+        metadata = event.metadata
+        if metadata:
+            sealed = metadata.get(SEALED_KEY)
+            if type(sealed) is dict:
+                found.update(sealed)
+            elif SUBJECTS_KEY in metadata:
+                found.update(event_subjects(event))
     return found
 
 
 def reveal_event(event: Event, keys: Keys) -> Event:
-    """``event`` with its sealed values decrypted (or :data:`FORGOTTEN`)."""
-    if SUBJECTS_KEY not in event.metadata:
+    """``event`` with its sealed values decrypted (or :data:`FORGOTTEN`).
+
+    In place: an engine builds fresh dicts for every event it reads (the
+    :class:`~conduit.backends.base.Backend` contract), which only this read holds.
+    """
+    metadata = event.metadata
+    sealed = metadata.get(SEALED_KEY)
+    if type(sealed) is not dict:
         return event
-    return make_event(
-        event.id,
-        event.stream_id,
-        event.name,
-        _open(event.data, keys),
-        event.metadata,
-        event.version,
-        event.position,
-        event.recorded_at,
-    )
+    values = {
+        subject: _open_text(keys.get(subject), subject, text) for subject, text in sealed.items()
+    }
+    _open_object(event.data, values)
+    del metadata[SEALED_KEY]
+    metadata[SUBJECTS_KEY] = sorted(sealed)
+    return event
 
 
-def reveal_page(page: Sequence[Event], keys: Keys) -> list[Event]:
-    """Every event of a page revealed (see :func:`reveal_event`)."""
-    return [reveal_event(event, keys) for event in page]
+def reveal_page(page: Sequence[Event], keys: Keys) -> Sequence[Event]:
+    """Every event of a page revealed, in place (see :func:`reveal_event`)."""
+    for event in page:
+        if SEALED_KEY in event.metadata:
+            reveal_event(event, keys)
+    return page
 
 
-def _open(value: Any, keys: Keys) -> Any:
-    t = type(value)
-    if t is dict:
-        sealed = value.get(SEALED_KEY) if len(value) == 1 else None
-        if type(sealed) is list:
-            return open_value(keys, sealed)
-        return {k: _open(item, keys) for k, item in value.items()}
-    if t is list:
-        return [_open(item, keys) for item in value]
-    return value
+def _value(values: dict[str, Any], ref: Any) -> Any:
+    if type(ref) is not list or len(ref) != 2:
+        return FORGOTTEN
+    found = values.get(ref[0], _GONE)
+    index = ref[1]
+    if found is _GONE or type(found) is not list or type(index) is not int:
+        return FORGOTTEN
+    return found[index] if 0 <= index < len(found) else FORGOTTEN
+
+
+def _open_object(value: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, item in value.items():
+        t = type(item)
+        if t is dict:
+            if len(item) == 1 and SEALED_KEY in item:
+                ref = item[SEALED_KEY]
+                try:  # the common case, inline: [subject, index] of a value opened
+                    value[key] = values[ref[0]][ref[1]]
+                except (KeyError, IndexError, TypeError):
+                    value[key] = _value(values, ref)
+            else:
+                _open_object(item, values)
+        elif t is list:
+            _open_list(item, values)
+
+
+def _open_list(value: list[Any], values: dict[str, Any]) -> None:
+    for index, item in enumerate(value):
+        t = type(item)
+        if t is dict:
+            if len(item) == 1 and SEALED_KEY in item:
+                value[index] = _value(values, item[SEALED_KEY])
+            else:
+                _open_object(item, values)
+        elif t is list:
+            _open_list(item, values)
 
 
 # -- snapshots -----------------------------------------------------------------------
@@ -293,8 +365,7 @@ def seal_state(text: str, subjects: Iterable[str], keys: Keys) -> str:
         return text
     key = _state_key(live, keys)
     assert key is not None
-    sealed = seal_value(key, ",".join(live), text)
-    return orjson.dumps({_STATE_KEY: [live, sealed[SEALED_KEY][1]]}).decode()
+    return orjson.dumps({_STATE_KEY: [live, _seal_text(key, ",".join(live), text)]}).decode()
 
 
 def sealed_state_subjects(text: str) -> list[str] | None:
@@ -309,7 +380,5 @@ def open_state(text: str, keys: Keys) -> str | None:
     """A sealed snapshot's state text, or ``None`` once one of its subjects is forgotten."""
     subjects, sealed = orjson.loads(text)[_STATE_KEY]
     key = _state_key(subjects, keys)
-    if key is None:
-        return None
-    opened = open_value({",".join(subjects): key}, [",".join(subjects), sealed])
-    return None if opened is FORGOTTEN else str(opened)
+    opened = _open_text(key, ",".join(subjects), sealed)
+    return None if opened is _GONE else str(opened)

@@ -21,7 +21,7 @@ from conduit.core.sealing import (
     forget_cipher,
     new_key,
     page_subjects,
-    pending_subjects,
+    prepare,
     reveal_page,
     seal_event,
 )
@@ -88,20 +88,22 @@ def keys_for_writing(engine: Any, cache: KeyCache, subjects: set[str]) -> Op[dic
 
 def seal_batch(
     engine: Any, cache: KeyCache, stream: str, batch: Sequence[NewEvent]
-) -> Op[tuple[Sequence[NewEvent], dict[str, bytes] | None]]:
-    """The batch with its personal values sealed, and the keys used (``None``: it held none)."""
-    needed: dict[int, set[str]] = {}
-    for index, new in enumerate(batch):
-        subjects = pending_subjects(new, stream)
-        if subjects is not None:
-            needed[index] = subjects
+) -> Op[tuple[Sequence[NewEvent], list[dict[str, Any] | None] | None]]:
+    """The batch with its personal values sealed, and each event's data as pushed (for
+    what the push returns); ``None`` when the batch held no personal value."""
+    prepared = [prepare(new, stream) for new in batch]
+    needed = [found for found in prepared if found is not None]
     if not needed:
         return batch, None
-    keys = yield from keys_for_writing(engine, cache, set().union(*needed.values()))
+    subjects: set[str] = set()
+    for found in needed:
+        subjects.update(found.values)
+    keys = yield from keys_for_writing(engine, cache, subjects)
     sealed = [
-        seal_event(new, stream, keys) if index in needed else new for index, new in enumerate(batch)
+        new if found is None else seal_event(new, found, keys)
+        for new, found in zip(batch, prepared, strict=True)
     ]
-    return sealed, keys
+    return sealed, [None if found is None else found.plain for found in prepared]
 
 
 def reveal(engine: Any, page: Sequence[Event]) -> Op[Sequence[Event]]:

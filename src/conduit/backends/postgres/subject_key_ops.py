@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from conduit.backends.postgres.effects import Atomic, Query
 from conduit.backends.postgres.sql import quote_ident
@@ -95,9 +96,16 @@ class SubjectKeyOps:
             [k.created_at for k in keys],
             [k.forgotten_at for k in keys],
         )
-        yield Query(self.key_sql.add, params, "none")
+        yield Atomic(self._add(params))
         if any(k.key is None for k in keys):
             yield Query(self.key_sql.vacuum, fetch="none", binary=False)
+
+    def _add(self, params: tuple[Any, ...]) -> Op[None]:
+        # No WAL flush of its own: the commit of the first event sealed with these keys
+        # flushes the WAL up to it, these keys' records included (the WAL is one
+        # sequence). A crash before then loses keys nothing was sealed with yet.
+        yield Query("SET LOCAL synchronous_commit = off", fetch="none", binary=False)
+        yield Query(self.key_sql.add, params, "none")
 
     def forget_subject(self, subject: str) -> Op[bool]:
         """Destroy a subject's key, keeping a tombstone; True if a key was destroyed."""
