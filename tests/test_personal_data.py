@@ -366,3 +366,29 @@ def test_the_browser_shows_personal_values_of_subjects_not_forgotten(tmp_path: P
         event = store.push("person_registered", "p-1", {"name": personal(SECRET)})
         with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
             assert client.get(f"/api/events/{event.id}").json()["data"] == {"name": SECRET}
+
+
+# -- subscriptions and followers -----------------------------------------------------
+
+
+def test_named_subscriptions_and_followers_get_personal_values_revealed(
+    open_store: Opener,
+) -> None:
+    store = open_store()
+    seen: list[Any] = []
+
+    class Names:
+        def on_person_registered(self, event: Event) -> None:
+            seen.append(event.data["name"])
+
+        def on_subject_forgotten(self, event: Event) -> None:
+            seen.append(("forgotten", event.data["subject"]))
+
+    store.subscribe(Names(), name="names")
+    store.push("person_registered", "p", {"name": personal(SECRET)})
+    store.forget("p")
+    assert seen == [SECRET, ("forgotten", "p")]
+    follower = store.follow(poll_interval=0.01)
+    followed = [next(follower).data, next(follower).data]
+    follower.close()
+    assert followed == [{"name": FORGOTTEN}, {"subject": "p", "key_destroyed": True}]

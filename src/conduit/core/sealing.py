@@ -142,20 +142,39 @@ def prepare(new: NewEvent, stream: str) -> Prepared | None:
 
 
 def _take(value: Any, stream: str, values: dict[str, list[Any]]) -> tuple[Any, Any]:
+    """``value`` with references in place of its pending values, and with the values:
+    the same objects where nothing was pending (most of an event's data)."""
     t = type(value)
     if t is dict:
-        pending = value.get(PENDING_KEY) if len(value) == 1 else None
-        if pending is not None:
-            subject = stream if pending[0] is None else pending[0]
-            found = values.setdefault(subject, [])
-            found.append(pending[1])
-            return {SEALED_KEY: [subject, len(found) - 1]}, pending[1]
-        data, plain = {}, {}
+        if len(value) == 1 and PENDING_KEY in value:
+            subject, item = value[PENDING_KEY]
+            found = values.setdefault(stream if subject is None else subject, [])
+            found.append(item)
+            return {SEALED_KEY: [stream if subject is None else subject, len(found) - 1]}, item
+        data = plain = None
         for key, item in value.items():
-            data[key], plain[key] = _take(item, stream, values)
-        return data, plain
+            kind = type(item)
+            if kind is dict or kind is list:
+                taken, given = _take(item, stream, values)
+                if taken is not item:
+                    if data is None or plain is None:
+                        data, plain = dict(value), dict(value)
+                    data[key] = taken
+                    plain[key] = given
+        return (value, value) if data is None else (data, plain)
     if t is list:
-        pairs = [_take(item, stream, values) for item in value]
+        changed = False
+        pairs = []
+        for item in value:
+            kind = type(item)
+            if kind is dict or kind is list:
+                pair = _take(item, stream, values)
+                changed = changed or pair[0] is not item
+                pairs.append(pair)
+            else:
+                pairs.append((item, item))
+        if not changed:
+            return value, value
         return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
     return value, value
 
