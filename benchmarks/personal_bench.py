@@ -123,10 +123,12 @@ def run(quick: bool, workdir: Path, postgres_url: str, log: Log) -> Section:
         _rows(section, "PostgreSQL", _engine(url, "PostgreSQL", quick, log))
     section.notes += [
         "Each event is the benchmarks' usual body (about 120 bytes of JSON) with its "
-        "first name, last name and email marked `conduit.personal`: three AES-256-GCM "
-        "encryptions per event on append, three decryptions on read; each person's "
-        "stream (the subject) gets ten events, so one single-event push in ten first "
-        "makes the subject's key (an insert in its own transaction).",
+        "first name, last name and email marked `conduit.personal`, of one subject (the "
+        "stream): one AES-256-GCM message per event, sealed on append and opened on "
+        "read. Each person's stream gets ten single-event pushes, so one push in ten "
+        "first makes the subject's key (an insert in a transaction of its own, which "
+        "does not wait for the disk); a batch of 100 is one new person, so each batch "
+        "makes a key.",
         "Reads look up the keys of each page's subjects once (one query per page of "
         "500 events); pushes of a known subject use the store's cache of keys.",
     ]

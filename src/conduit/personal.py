@@ -16,9 +16,10 @@ The store encrypts such values (AES-256-GCM, one key per subject, kept in the
 store's own database) before they reach the engine, and decrypts them on
 every read. ``store.forget(subject)`` destroys the subject's key: from then
 on every read gives :data:`FORGOTTEN` in place of those values, on every
-engine. The stored form of an encrypted value is an object of one key,
-``{"conduit.sealed": [subject, "<base64 of nonce and ciphertext>"]}``, and the
-event's metadata lists its subjects under :data:`SUBJECTS_KEY`.
+engine. In the stored data, a reference ``{"conduit.sealed": [subject, n]}``
+stands for each value, encrypted in the metadata (see
+:mod:`conduit.core.sealing`); reads list the event's subjects under
+:data:`SUBJECTS_KEY` in its metadata.
 
 This module holds the public values; :mod:`conduit.core.sealing` does the
 (pure) encryption and :mod:`conduit.core.shredding` the operations.
@@ -50,7 +51,8 @@ SUBJECTS_KEY: Final = "conduit.subjects"
 """The metadata key listing the subjects whose personal data an event holds."""
 
 SEALED_KEY: Final = "conduit.sealed"
-"""The key of the one-key object an encrypted value is stored as."""
+"""In stored data, the key of the one-key object that refers to an encrypted value; in
+stored metadata, the key of the subjects' encrypted messages."""
 
 PENDING_KEY: Final = "conduit.pending"
 """The key of a value marked personal, between its encoding and its encryption: never

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from conduit import codec
 from conduit.core.effects import Op
-from conduit.core.sealing import open_state, page_subjects, seal_state, sealed_state_subjects
+from conduit.core.sealing import page_subjects
+from conduit.core.sealing_state import open_state, seal_state, sealed_state_subjects
 from conduit.errors import InvalidArgument
 from conduit.events import Snapshot, StreamId, stream_key
 from conduit.migration import snapshot_outdated

@@ -1,13 +1,17 @@
 """Encrypting and decrypting personal values: pure functions, given the keys.
 
 A value marked personal (:mod:`conduit.personal`) leaves the codec in its
-*pending* form, ``{"conduit.pending": [subject or null, value]}``; sealing
-turns each into ``{"conduit.sealed": [subject, "<base64>"]}``, the AES-256-GCM
-encryption of the value's JSON text under the subject's key (a random 96-bit
-nonce, then the ciphertext and its tag; the subject is the associated data,
-so a value cannot be moved to another subject's name). Revealing does the
-reverse, and gives :data:`~conduit.personal.FORGOTTEN` for a value whose key
-is gone. Which keys exist is the caller's business (an effect): nothing here
+*pending* form, ``{"conduit.pending": [subject or null, value]}``. Sealing
+an event takes each out of its data, leaving a reference
+``{"conduit.sealed": [subject, index]}``, and puts in its metadata, under
+``"conduit.sealed"``, one message per subject: the AES-256-GCM encryption of
+the JSON list of that subject's values under its key (base64 of a random
+96-bit nonce, the ciphertext and its tag; the subject's name is the
+associated data, so no message can pass for another subject's). One message
+per event and subject, not per value: a decryption is the costly step of a
+read. Revealing does the reverse — in place, on the fresh events an engine
+read — with :data:`~conduit.personal.FORGOTTEN` for the values whose key is
+gone, and ``"conduit.subjects"`` (their names) in the metadata. Which keys exist is the caller's business (an effect): nothing here
 reads or writes anything but its arguments.
 
 ``cryptography`` (the ``personal`` extra) is imported on first use, so that
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -35,7 +38,6 @@ from conduit.personal import (
     PENDING_KEY,
     SEALED_KEY,
     SUBJECTS_KEY,
-    subject_text,
 )
 
 __all__ = [
@@ -45,7 +47,6 @@ __all__ = [
     "event_subjects",
     "forget_cipher",
     "new_key",
-    "open_state",
     "page_subjects",
     "plain_text",
     "prepare",
@@ -54,8 +55,6 @@ __all__ = [
     "reveal_page",
     "revealed_metadata",
     "seal_event",
-    "seal_state",
-    "sealed_state_subjects",
 ]
 
 KEY_BYTES = 32
@@ -64,8 +63,6 @@ _NONCE_BYTES = 12
 
 Keys = Mapping[str, bytes | None]
 """Subjects' keys by subject; ``None`` or absent: forgotten (or never known)."""
-
-_STATE_KEY = "conduit.sealed_state"
 
 
 def new_key() -> bytes:
@@ -360,44 +357,3 @@ def _open_list(value: list[Any], values: dict[str, Any]) -> None:
                 _open_object(item, values)
         elif t is list:
             _open_list(item, values)
-
-
-# -- snapshots -----------------------------------------------------------------------
-
-
-def _state_key(subjects: Sequence[str], keys: Keys) -> bytes | None:
-    """One key from the keys of every subject (sorted): gone as soon as any one is."""
-    digest = hashlib.sha256(b"conduit.snapshot")
-    for subject in subjects:
-        key = keys.get(subject)
-        if key is None:
-            return None
-        digest.update(subject.encode() + b"\x00" + key)
-    return digest.digest()
-
-
-def seal_state(text: str, subjects: Iterable[str], keys: Keys) -> str:
-    """A snapshot's state, encrypted under the keys of the subjects whose personal data
-    it may hold (those still known); unchanged when there are none."""
-    live = sorted(subject for subject in set(subjects) if keys.get(subject) is not None)
-    if not live:
-        return text
-    key = _state_key(live, keys)
-    assert key is not None
-    return orjson.dumps({_STATE_KEY: [live, _seal_text(key, ",".join(live), text)]}).decode()
-
-
-def sealed_state_subjects(text: str) -> list[str] | None:
-    """The subjects a sealed snapshot needs; ``None`` when it is not sealed."""
-    if not text.startswith('{"' + _STATE_KEY):
-        return None
-    found = orjson.loads(text)[_STATE_KEY][0]
-    return [subject_text(subject) for subject in found]
-
-
-def open_state(text: str, keys: Keys) -> str | None:
-    """A sealed snapshot's state text, or ``None`` once one of its subjects is forgotten."""
-    subjects, sealed = orjson.loads(text)[_STATE_KEY]
-    key = _state_key(subjects, keys)
-    opened = _open_text(key, ",".join(subjects), sealed)
-    return None if opened is _GONE else str(opened)
