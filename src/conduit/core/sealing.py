@@ -11,8 +11,9 @@ associated data, so no message can pass for another subject's). One message
 per event and subject, not per value: a decryption is the costly step of a
 read. Revealing does the reverse — in place, on the fresh events an engine
 read — with :data:`~conduit.personal.FORGOTTEN` for the values whose key is
-gone, and ``"conduit.subjects"`` (their names) in the metadata. Which keys exist is the caller's business (an effect): nothing here
-reads or writes anything but its arguments.
+gone, and ``"conduit.subjects"`` (their names) in the metadata. Which keys
+exist is the caller's business (an effect): nothing here reads or writes
+anything but its arguments.
 
 ``cryptography`` (the ``personal`` extra) is imported on first use, so that
 stores without personal data never load it.
