@@ -31,6 +31,7 @@ from benchmarks import (
     costs,
     dcb_bench,
     entities_bench,
+    personal_bench,
     postgres_bench,
     projections_bench,
     relay_bench,
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "postgres",
             "projections",
             "entities",
+            "personal",
             "async",
             "relay",
             "dcb",
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             ("entities", entities_bench, "Entities (issue 6)"),
             ("async", async_bench, "Asyncio and group commit (issue 13)"),
             ("relay", relay_bench, "Relays (issue 15)"),
+            ("personal", personal_bench, "Personal data (issue 17)"),
         ):
             if args.only in (None, only):
                 try:

@@ -40,6 +40,7 @@ COPIES = [
     pytest.param("postgres", "sqlite", id="postgres-to-sqlite", marks=pytest.mark.postgres),
 ]
 NEW_COMMANDS = [
+    "forget",
     "push",
     "get",
     "read",

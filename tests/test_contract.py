@@ -13,12 +13,13 @@ from conduit.testing import (
     contract,
     lint_leases,
     lint_log,
+    lint_personal,
     lint_snapshots,
     lint_subscriptions,
 )
 from conduit.testing.contract import *  # noqa: F403
 
-LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots]
+LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots, lint_personal]
 
 
 def _tests_defined_in(module: ModuleType) -> set[str]:

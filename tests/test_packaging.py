@@ -23,6 +23,7 @@ from conduit.importing import EXTRAS, needs_extra
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 OPTIONAL = {
+    "cryptography",
     "psycopg",
     "psycopg_pool",
     "sqlalchemy",
@@ -98,7 +99,7 @@ def test_postgres_extra_brings_the_binary_driver() -> None:
 
 
 def test_all_is_every_extra_and_dev_includes_all() -> None:
-    assert extra("all") == ["conduit-eventstore[postgres,sql,web,cli]"]
+    assert extra("all") == ["conduit-eventstore[postgres,sql,web,cli,personal]"]
     assert "conduit-eventstore[all]" in extra("dev")
 
 

@@ -43,7 +43,9 @@ def test_a_sqlite_store_of_schema_3_is_migrated_with_its_events_and_positions(
             (i, i * 10, {"i": i}) for i in range(1, 6)
         ]
         assert store.push("thing_happened", "s", {}).position == 51
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (5,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (
+        sqlite_engine.SCHEMA_VERSION,
+    )
 
 
 def test_sqlite_positions_are_never_reused_once_the_last_events_are_gone(

@@ -24,9 +24,11 @@ from conduit.errors import (
     ReplayError,
     SchemaError,
     StoreUnavailable,
+    SubjectForgotten,
     WrongExpectedVersion,
 )
 from conduit.events import Event, StreamId, StreamInfo, TypedEvent, new_id
+from conduit.personal import FORGOTTEN, Forgotten, PersonalData, SubjectKey, personal
 from conduit.replay import replay
 from conduit.snapshots import SnapshotWarning
 from conduit.store import EventStore, PendingEvent
@@ -34,6 +36,7 @@ from conduit.typed import TypeRegistry
 from conduit.upcasting import Upcasters
 
 __all__ = [
+    "FORGOTTEN",
     "Aggregate",
     "AppendCondition",
     "AppendConditionFailed",
@@ -47,10 +50,12 @@ __all__ = [
     "Event",
     "EventDecodeError",
     "EventStore",
+    "Forgotten",
     "InvalidArgument",
     "InvalidEvent",
     "MissingDependency",
     "PendingEvent",
+    "PersonalData",
     "ProjectionError",
     "Query",
     "QueryItem",
@@ -60,11 +65,14 @@ __all__ = [
     "StoreUnavailable",
     "StreamId",
     "StreamInfo",
+    "SubjectForgotten",
+    "SubjectKey",
     "TypeRegistry",
     "TypedEvent",
     "Upcasters",
     "WrongExpectedVersion",
     "new_id",
+    "personal",
     "replay",
 ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -29,6 +30,7 @@ from conduit.core.writes import PendingEvent
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
+from conduit.personal import SubjectKey
 from conduit.subscriptions.aio import AsyncSubscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
 from conduit.typed import TypeRegistry
@@ -64,6 +66,7 @@ class AsyncEventStore:
         types: TypeRegistry | Iterable[type] | None = None,
         snapshot_every: int | None = None,
         group_commit: bool | None = None,
+        reveal_personal_data: bool = True,
         **options: Any,
     ) -> None:
         registry = check_store_options(
@@ -86,6 +89,7 @@ class AsyncEventStore:
             page_size=page_size,
             snapshot_every=snapshot_every,
             group=opened.group,
+            reveal=bool(reveal_personal_data),
         )
         self._closed = False
 
@@ -273,6 +277,20 @@ class AsyncEventStore:
     ) -> AsyncIterator[StreamInfo]:
         """See :meth:`EventStore.streams`: an async iterator."""
         return self._pages(self._core.streams_pages(prefix=prefix, after=after, limit=limit))
+
+    # -- personal data --------------------------------------------------------
+
+    async def forget(self, subject: str | uuid.UUID, *, by: str | None = None) -> bool:
+        """See :meth:`EventStore.forget`."""
+        return await self._runtime.run(self._core.forget(subject, by))
+
+    def subject_keys(self, *, limit: int | None = None) -> AsyncIterator[SubjectKey]:
+        """See :meth:`EventStore.subject_keys`: an async iterator."""
+        return self._pages(self._core.key_pages(limit=limit))
+
+    async def add_subject_keys(self, keys: Iterable[SubjectKey]) -> None:
+        """See :meth:`EventStore.add_subject_keys`."""
+        await self._runtime.run(self._core.add_keys(list(keys)))
 
     async def head_position(self) -> int:
         """See :meth:`EventStore.head_position`."""

@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 
 from conduit.errors import InvalidEvent
+from conduit.personal import PENDING_KEY, Forgotten, Personal
 
-__all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "decode", "encode", "validate"]
+__all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "PENDING_MARK", "decode", "encode", "validate"]
 
 MAX_DEPTH = 100
 """How deeply objects and arrays may nest in one event's data."""
@@ -30,9 +31,25 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
 _EMPTY = "{}"
 
+PENDING_MARK = f'"{PENDING_KEY}"'
+"""In a JSON text, the sign that it holds values marked personal, still to be encrypted."""
 
-def encode(value: object, *, field: str = "data") -> str:
+
+def _pending(value: object) -> Any:
+    """orjson's hook for the one non-JSON value :func:`validate` lets through: a
+    value marked personal, encoded as ``{"conduit.pending": [subject, value]}``
+    until the store encrypts it (:mod:`conduit.core.sealing`)."""
+    if type(value) is Personal:
+        return {PENDING_KEY: [value.subject, value.value]}
+    raise TypeError  # pragma: no cover - validate() refused it already
+
+
+def encode(value: object, *, field: str = "data", personal: bool = False) -> str:
     """Validate a JSON object and return its JSON text.
+
+    ``personal``: the object may hold values marked personal
+    (:func:`conduit.personal`), an event's data; they come out in their
+    pending form, for the store to encrypt.
 
     Raises:
         InvalidEvent: naming the field at fault.
@@ -45,9 +62,14 @@ def encode(value: object, *, field: str = "data") -> str:
         return _EMPTY
     validate(value, field)
     try:
-        text = orjson.dumps(value)
+        text = orjson.dumps(value, default=_pending)
     except orjson.JSONEncodeError as exc:  # lone surrogates: not valid UTF-8
         raise InvalidEvent(f"{field}: cannot be encoded as JSON ({exc})", field=field) from None
+    if not personal and b'"conduit.pending"' in text:
+        raise InvalidEvent(
+            f"{field}: only an event's data may hold personal values (conduit.personal)",
+            field=field,
+        )
     if len(text) > MAX_EVENT_BYTES:
         raise InvalidEvent(
             f"{field}: {len(text):,} bytes of JSON, more than the {MAX_EVENT_BYTES:,} "
@@ -102,6 +124,12 @@ def _check_key(key: object, path: str) -> None:
         )
     if "\x00" in key:
         raise InvalidEvent(f"{path}: key {key!r} holds a NUL character", field=path)
+    if key == PENDING_KEY:
+        raise InvalidEvent(
+            f"{path}: the key {PENDING_KEY!r} is Conduit's own; mark personal values with "
+            "conduit.personal(value)",
+            field=path,
+        )
     if not key.isascii() and not _utf8(key):
         raise InvalidEvent(f"{path}: key {key!r} holds a lone surrogate", field=path)
     if len(_good_keys) < _GOOD_KEYS_MAX and len(key) <= 100:
@@ -132,6 +160,10 @@ def _check_value(item: object, path: str, depth: int) -> None:
         _check_object(item, path, depth + 1)  # type: ignore[arg-type]
     elif t is list:
         _check_array(item, path, depth + 1)  # type: ignore[arg-type]
+    elif t is Forgotten:  # the placeholder of a forgotten value, written back as its text
+        pass
+    elif t is Personal:
+        _check_value(item.value, f"{path}.value", depth + 1)  # type: ignore[attr-defined]
     elif t is not bool and item is not None:
         raise InvalidEvent(
             f"{path}: {t.__name__} is not a JSON value (use dict, list, str, int, float, "

@@ -14,8 +14,10 @@
     │   │                           expected (``conflicts`` names every one)
     │   ├── AppendConditionFailed   an event matching the append's condition was
     │   │                           recorded after its ``after`` position
-    │   └── DuplicateEvent      an event id is already recorded, in another stream,
-    │                           in another batch or with other content
+    │   ├── DuplicateEvent      an event id is already recorded, in another stream,
+    │   │                       in another batch or with other content
+    │   └── SubjectForgotten    personal data of a subject the store forgot
+    │                           (``store.forget``) cannot be recorded again
     ├── EventDecodeError        a stored event no longer fits its registered class
     │                           (names the event id, the class and the field)
     ├── ReplayError             an event cannot be applied to an entity (no
@@ -56,6 +58,7 @@ __all__ = [
     "ReplayError",
     "SchemaError",
     "StoreUnavailable",
+    "SubjectForgotten",
     "WrongExpectedVersion",
 ]
 
@@ -220,6 +223,21 @@ class MissingDependency(ConfigurationError, ImportError):
         self.module = module
         self.name = module  # as ImportError.name: the module that could not be imported
         self.extra = extra
+
+
+class SubjectForgotten(Conflict):
+    """A push carries personal data of a subject whose key was destroyed (``store.forget``).
+
+    Forgetting is for good: the store refuses to record new personal data of
+    that subject (``subject`` names it), and nothing of the push is written.
+    """
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"subject {subject!r} was forgotten (store.forget): its personal data cannot be "
+            "recorded again"
+        )
+        self.subject = subject
 
 
 class BackendError(ConduitError):

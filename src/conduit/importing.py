@@ -29,6 +29,7 @@ EXTRAS = {
     "nats": "nats",
     "redis": "redis",
     "rstream": "rabbitmq",
+    "cryptography": "personal",
 }
 """Which extra installs each optional package Conduit imports (pyproject.toml lists them)."""
 

@@ -12,12 +12,15 @@ class's annotations; or what its ``to_snapshot()`` returns, given back to its
 
 from __future__ import annotations
 
+import contextlib
 import typing
 import warnings
 from typing import Any, TypeVar
 
 from conduit import codec
 from conduit.core.effects import Op
+from conduit.core.sealing import page_subjects
+from conduit.core.sealing_state import open_state, seal_state, sealed_state_subjects
 from conduit.errors import InvalidArgument
 from conduit.events import Snapshot, StreamId, stream_key
 from conduit.migration import snapshot_outdated
@@ -126,13 +129,55 @@ def _decode_attributes(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+_SUBJECTS = "_conduit_subjects"
+"""The attribute where an entity loaded or saved by a store keeps the subjects whose
+personal data its events held: its snapshots are sealed with their keys."""
+
+
+def _track(entity: object, subjects: set[str]) -> None:
+    with contextlib.suppress(AttributeError):  # __slots__: snapshots look subjects up
+        setattr(entity, _SUBJECTS, frozenset(subjects))
+
+
+def add_subjects(entity: object, events: Any) -> None:
+    """Note the subjects of events just recorded for ``entity``."""
+    known = getattr(entity, _SUBJECTS, None)
+    if known is not None:
+        _track(entity, set(known) | page_subjects(events))
+
+
+def _stream_subjects(core: Any, stream_id: StreamId, version: int) -> Op[set[str]]:
+    """The subjects of a stream's events up to ``version``, as stored."""
+    found: set[str] = set()
+    key = stream_key(stream_id)
+    start = 1
+    while start <= version:
+        page = yield from core.engine.read_stream(
+            key, start=start, backwards=False, since=None, limit=core.page_size
+        )
+        if not page:
+            break
+        found |= page_subjects(event for event in page if event.version <= version)
+        start = page[-1].version + 1
+    return found
+
+
 def take_snapshot(core: Any, stream_id: StreamId, entity: object, version: int) -> Op[None]:
     """Keep ``entity`` as the snapshot of ``stream_id`` at ``version``.
 
-    ``core`` is the store's :class:`~conduit.core.store_ops.StoreCore`.
+    ``core`` is the store's :class:`~conduit.core.store_ops.StoreCore`. When the
+    stream's events hold personal data, the state is sealed with the keys of
+    all their subjects, so that forgetting any one of them forgets the snapshot.
     """
     cls = type(entity)
-    snapshot = Snapshot(class_name(cls), version, snapshot_version(cls), encode_state(entity))
+    text = encode_state(entity)
+    subjects = getattr(entity, _SUBJECTS, None)
+    if subjects is None:
+        subjects = yield from _stream_subjects(core, stream_id, version)
+    if subjects:
+        keys = yield from core.engine.subject_keys(sorted(subjects))
+        text = seal_state(text, subjects, keys)
+    snapshot = Snapshot(class_name(cls), version, snapshot_version(cls), text)
     yield from core.engine.save_snapshot(stream_key(stream_id), snapshot)
 
 
@@ -163,9 +208,16 @@ def load(core: Any, stream_id: StreamId, onto: type[T], *, snapshots: bool = Tru
     kept = (yield from engine.load_snapshot(key, class_name(onto))) if snapshots else None
     if kept is not None and (yield from snapshot_outdated(engine, key, kept)):
         kept = None  # built from events migrate-events has rewritten since
-    if kept is not None and kept.snapshot_version == snapshot_version(onto):
+    subjects: set[str] = set()
+    state = None if kept is None else kept.data
+    sealed = None if state is None else sealed_state_subjects(state)
+    if sealed is not None and state is not None:
+        subjects.update(sealed)
+        state = open_state(state, (yield from engine.subject_keys(sealed)))
+        # None: a subject was forgotten, and the snapshot with it
+    if kept is not None and state is not None and kept.snapshot_version == snapshot_version(onto):
         try:
-            entity = decode_state(onto, kept.data)
+            entity = decode_state(onto, state)
             start = kept.version
         except Exception as exc:
             warnings.warn(
@@ -187,11 +239,13 @@ def load(core: Any, stream_id: StreamId, onto: type[T], *, snapshots: bool = Tru
     while (fetch := pages.next()) is not None:
         page = pages.feed((yield from fetch))
         if page:
+            subjects |= page_subjects(page)
             if aggregate:
                 entity._conduit_replay(page)  # type: ignore[attr-defined]
             else:
                 replay(page, onto=entity)
             last = page[-1].version
+    _track(entity, subjects)
     if snapshots:
         yield from maybe_snapshot(core, stream_id, entity, start, last)
     return entity

@@ -8,6 +8,7 @@ operations as coroutines.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -24,6 +25,7 @@ from conduit.core.writes import MAX_BATCH, PendingEvent
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
+from conduit.personal import SubjectKey
 from conduit.subscriptions.drivers import Subscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
 from conduit.subscriptions.projector import Projector
@@ -58,6 +60,10 @@ class EventStore:
             still gets its own events or its own error). ``None``, the default:
             on for SQLite and PostgreSQL, off for memory (which has no commit to
             share); ``False`` turns it off. See docs/design.md, group commit.
+        reveal_personal_data: decrypt personal values on reads (the default);
+            ``False``: reads give them in their stored, encrypted form
+            (``{"conduit.sealed": [subject, ciphertext]}``), as exports and
+            copies move them. See docs/personal-data.md.
         **options: passed to the engine opened from ``url`` (for example
             ``synchronous="normal"`` for SQLite, ``pool_size=8`` or
             ``schema="app"`` for PostgreSQL); not with a backend object.
@@ -76,6 +82,7 @@ class EventStore:
         types: TypeRegistry | Iterable[type] | None = None,
         snapshot_every: int | None = None,
         group_commit: bool | None = None,
+        reveal_personal_data: bool = True,
         **options: Any,
     ) -> None:
         registry = check_store_options(
@@ -95,6 +102,7 @@ class EventStore:
             page_size=page_size,
             snapshot_every=snapshot_every,
             group=opened.group,
+            reveal=bool(reveal_personal_data),
         )
         self._closed = False
 
@@ -361,6 +369,41 @@ class EventStore:
             limit: stop after this many streams.
         """
         return self._pages(self._core.streams_pages(prefix=prefix, after=after, limit=limit))
+
+    # -- personal data --------------------------------------------------------
+
+    def forget(self, subject: str | uuid.UUID, *, by: str | None = None) -> bool:
+        """Forget a subject's personal data: destroy its key (crypto-shredding).
+
+        From then on every read, on this store and any other on the same
+        database, gives :data:`conduit.FORGOTTEN` in place of the subject's
+        personal values, and snapshots holding them are ignored; pushing new
+        personal data of the subject raises :class:`~conduit.SubjectForgotten`.
+        A ``subject_forgotten`` event (``by`` in its metadata) is recorded in the
+        audit stream ``conduit.audit``. Returns True when a key was destroyed
+        (False: the subject had none, or was forgotten already).
+
+        Raises:
+            InvalidArgument: a subject that is not a non-empty string or UUID.
+        """
+        return self._runtime.run(self._core.forget(subject, by))
+
+    def subject_keys(self, *, limit: int | None = None) -> Iterator[SubjectKey]:
+        """Every subject's key, and the tombstones of forgotten ones, by subject.
+
+        For ``conduit export --with-keys`` and ``conduit copy``: whoever holds
+        the keys can read the personal data.
+        """
+        return self._pages(self._core.key_pages(limit=limit))
+
+    def add_subject_keys(self, keys: Iterable[SubjectKey]) -> None:
+        """Keep another store's keys (those of subjects this store has no key for) and
+        tombstones (which also destroy a key this store holds).
+
+        Raises:
+            InvalidArgument: not :class:`~conduit.SubjectKey` values, or keys not of 32 bytes.
+        """
+        self._runtime.run(self._core.add_keys(list(keys)))
 
     def head_position(self) -> int:
         """The position of the newest event in the global log (0 when empty)."""

@@ -68,7 +68,8 @@ def encode_typed(event: object, where: str = "") -> tuple[str, str, int | None]:
     """
     cls = type(event)
     data = to_json(event, f"{where}data")
-    return type_name(cls), codec.encode(data, field=f"{where}data"), type_version(cls)
+    text = codec.encode(data, field=f"{where}data", personal=True)
+    return type_name(cls), text, type_version(cls)
 
 
 @dataclass(frozen=True, slots=True)

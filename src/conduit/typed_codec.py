@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from conduit.errors import InvalidEvent
+from conduit.personal import FORGOTTEN, Forgotten, Personal, PersonalData, subject_text
 
 __all__ = ["Decoder", "Mismatch", "class_decoder", "is_typed", "to_json"]
 
@@ -122,6 +123,41 @@ class _Unsupported(InvalidEvent):
 _MINUTE = timedelta(minutes=1)
 _init_fields: dict[type, tuple[str, ...]] = {}
 """The fields a dataclass's ``__init__`` takes, by class: its data."""
+_personal_fields: dict[type, dict[str, PersonalData]] = {}
+"""The fields of a class marked ``Annotated[..., PersonalData()]``, by class."""
+
+
+def personal_fields(cls: type) -> dict[str, PersonalData]:
+    """The fields of a dataclass or pydantic model marked as personal data, by name."""
+    found = _personal_fields.get(cls)
+    if found is not None:
+        return found
+    found = {}
+    if is_model_class(cls):
+        for name, info in cls.model_fields.items():  # type: ignore[attr-defined]
+            for extra in info.metadata:
+                if isinstance(extra, PersonalData):
+                    found[name] = extra
+    else:
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except (NameError, TypeError):
+            hints = {}
+        for name, hint in hints.items():
+            if typing.get_origin(hint) is typing.Annotated:
+                for extra in hint.__metadata__:
+                    if isinstance(extra, PersonalData):
+                        found[name] = extra
+    _personal_fields[cls] = found
+    return found
+
+
+def _marked(obj: object, marker: PersonalData, value: Any, path: str) -> Personal:
+    """A field's JSON value marked as personal data of its subject."""
+    if marker.subject is None:
+        return Personal(value, None)
+    subject = _to_json(getattr(obj, marker.subject, None), f"{path}", False)
+    return Personal(value, subject_text(subject, f"{path} (its subject, {marker.subject})"))
 
 
 def _to_json(value: object, path: str, in_model: bool) -> Any:
@@ -129,6 +165,8 @@ def _to_json(value: object, path: str, in_model: bool) -> Any:
     t = type(value)
     if t is str or t is int or t is float or t is bool or value is None:
         return value
+    if t is Forgotten:
+        return str(value)
     if isinstance(value, enum.Enum):
         return _to_json(value.value, path, in_model)
     if isinstance(value, datetime):
@@ -165,7 +203,17 @@ def _to_json(value: object, path: str, in_model: bool) -> Any:
         names = _init_fields.get(t)
         if names is None:
             names = _init_fields[t] = tuple(f.name for f in dataclasses.fields(value) if f.init)
-        return {name: _to_json(getattr(value, name), f"{path}.{name}", in_model) for name in names}
+        marked = personal_fields(t)
+        if not marked:
+            return {
+                name: _to_json(getattr(value, name), f"{path}.{name}", in_model) for name in names
+            }
+        result = {}
+        for name in names:
+            item = _to_json(getattr(value, name), f"{path}.{name}", in_model)
+            marker = marked.get(name)
+            result[name] = item if marker is None else _marked(value, marker, item, path)
+        return result
     base = _base_model()
     if base is not None and isinstance(value, base):
         return _model_json(value, path)
@@ -211,10 +259,13 @@ def _model_json(value: Any, path: str) -> dict[str, Any]:
     """A pydantic model's fields, through this codec (not ``model_dump``, which
     lets naive datetimes through and drops the seconds of UTC offsets)."""
     result: dict[str, Any] = {}
+    marked = personal_fields(type(value))
     for name, info in type(value).model_fields.items():
         if info.exclude:
             continue
-        result[name] = _model_field(value, name, getattr(value, name), f"{path}.{name}")
+        item = _model_field(value, name, getattr(value, name), f"{path}.{name}")
+        marker = marked.get(name)
+        result[name] = item if marker is None else _marked(value, marker, item, path)
     for name, item in (value.model_extra or {}).items():
         result[name] = _model_field(value, name, item, f"{path}.{name}")
     return result
@@ -290,12 +341,16 @@ def _compile_class(cls: type) -> Decoder:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__name__} is neither a dataclass nor a pydantic model")
     hints = typing.get_type_hints(cls)
+    marked = personal_fields(cls)
     plan: list[tuple[str, Decoder, bool]] = []
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        plan.append((f.name, decoder_for(hints.get(f.name, Any)), required))
+        field_decoder = decoder_for(hints.get(f.name, Any))
+        if f.name in marked:
+            field_decoder = _forgettable(field_decoder)
+        plan.append((f.name, field_decoder, required))
 
     def decode(raw: Any) -> Any:
         if type(raw) is not dict:
@@ -316,6 +371,15 @@ def _compile_class(cls: type) -> Decoder:
             raise Mismatch(f"{cls.__name__}(...) refused the data: {exc!r}") from None
 
     return decode
+
+
+def _forgettable(decode: Decoder) -> Decoder:
+    """A personal field's decoder: :data:`~conduit.personal.FORGOTTEN` stays itself."""
+
+    def decode_personal(raw: Any) -> Any:
+        return FORGOTTEN if raw is FORGOTTEN else decode(raw)
+
+    return decode_personal
 
 
 def _model_decoder(cls: type) -> Decoder:

@@ -3,7 +3,9 @@
 An engine appends validated, encoded batches (:class:`~conduit.events.NewEvent`)
 to one stream, and reads pages back as :class:`~conduit.events.Event` values.
 Iteration, validation and dispatch live above it, in the store, so that each
-engine is only its storage. Every engine must pass the contract kit in
+engine is only its storage. Every read builds new events, with ``data`` and
+``metadata`` dicts of their own: the store decrypts personal values in them
+in place (:mod:`conduit.core.sealing`). Every engine must pass the contract kit in
 :mod:`conduit.testing` unchanged.
 """
 
@@ -18,6 +20,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import ConduitError
 from conduit.events import Event, NewEvent, ParkedEvent, Snapshot, StreamInfo, StreamKey
+from conduit.personal import SubjectKey
 
 __all__ = [
     "Announcing",
@@ -303,6 +306,38 @@ class Backend(Protocol):
 
     def release_lease(self, name: str, owner: str) -> None:
         """Give up a lease taken with :meth:`try_lease`."""
+        ...
+
+    # -- subjects' keys (personal data, conduit.personal) --------------------
+
+    def subject_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:
+        """The keys of those ``subjects`` the store has a row for: the key, or ``None``
+        for a subject that was forgotten (its tombstone). Unknown subjects are absent."""
+        ...
+
+    def add_subject_keys(self, keys: Sequence[SubjectKey]) -> None:
+        """Keep the keys of subjects that have no row yet (an existing key wins, so two
+        writers making a subject's first key agree on one). A tombstone (``key``
+        ``None``) also replaces a live key: forgetting wins.
+
+        Raises:
+            BackendError: the engine failed.
+        """
+        ...
+
+    def forget_subject(self, subject: str) -> bool:
+        """Destroy a subject's key, leaving its tombstone (made if the subject had no
+        row), and scrub what the engine can of the old bytes (docs/personal-data.md).
+        Returns True when a key was destroyed.
+
+        Raises:
+            BackendError: the engine failed; the key may or may not be destroyed
+                (forget again).
+        """
+        ...
+
+    def subject_key_page(self, *, after: str | None, limit: int) -> list[SubjectKey]:
+        """A page of keys and tombstones, ordered by subject, after ``after``."""
         ...
 
     def close(self) -> None:

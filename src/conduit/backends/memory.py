@@ -19,6 +19,7 @@ from typing import NamedTuple
 from conduit import codec
 from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import resolve_retry
+from conduit.backends.memory_keys import MemorySubjectKeys
 from conduit.backends.memory_subscriptions import MemorySubscriptions
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import (
@@ -102,13 +103,14 @@ def _events(stored: list[_Stored]) -> list[Event]:
     ]
 
 
-class MemoryBackend(MemorySubscriptions):
+class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
     """Events held in this process's memory; safe to share between threads."""
 
     scheme = "memory"
 
     def __init__(self) -> None:
-        super().__init__()
+        MemorySubscriptions.__init__(self)
+        MemorySubjectKeys.__init__(self)
         self._lock = threading.Lock()
         self._log: list[_Stored] = []
         self._streams: dict[str, list[_Stored]] = {}

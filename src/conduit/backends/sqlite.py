@@ -23,6 +23,7 @@ from typing import Any
 from conduit.backends import sqlite_sql as sql
 from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
+from conduit.backends.sqlite_keys import SQLiteSubjectKeys
 from conduit.backends.sqlite_sql import (
     CAUSATION,
     CORRELATION,
@@ -66,7 +67,7 @@ class _Connection(sqlite3.Connection):
     per-thread connections, so that one dies (and closes) with its thread."""
 
 
-class SQLiteBackend(SQLiteSubscriptions):
+class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
     """Events in one SQLite file.
 
     Opening reads the file's schema version and writes nothing when the schema

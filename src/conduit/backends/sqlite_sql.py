@@ -19,6 +19,7 @@ from conduit.backends.common import (
     from_micros,
     to_micros,
 )
+from conduit.backends.sqlite_keys import SCHEMA_V7
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2
 from conduit.dcb import Query
 from conduit.events import Event, NewEvent, StreamKey, make_event, uuid_from_text
@@ -50,7 +51,7 @@ __all__ = [
 Statement = tuple[str, list[Any]]
 """A statement's text and its parameters."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 SCHEMA_V1 = """
@@ -136,7 +137,17 @@ CREATE TABLE IF NOT EXISTS event_tags (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5}
+# Version 6 is taken by work on another branch (deletions, retention); until it
+# lands, it migrates nothing. Version 7: subjects' keys (sqlite_keys.py).
+MIGRATIONS = {
+    1: SCHEMA_V1,
+    2: SCHEMA_V2,
+    3: SCHEMA_V3,
+    4: SCHEMA_V4,
+    5: SCHEMA_V5,
+    6: "",
+    7: SCHEMA_V7,
+}
 
 COLUMNS = (
     "id, stream_id, stream_is_uuid, name, data, metadata, version, position, recorded_at, tags"

@@ -58,15 +58,17 @@ def store_url(ctx: typer.Context) -> str:
 
 @contextmanager
 def open_store(
-    ctx: typer.Context, *, create: bool = False, read_only: bool = False
+    ctx: typer.Context, *, create: bool = False, read_only: bool = False, sealed: bool = False
 ) -> Iterator[EventStore]:
     """The store named by ``--store`` or ``CONDUIT_URL``, closed at the end of the block.
 
     A SQLite file that does not exist is an error unless ``create`` (a mistyped
-    path must not make an empty store); ``read_only`` opens it for reading only.
+    path must not make an empty store); ``read_only`` opens it for reading only;
+    ``sealed``: reads give personal values encrypted, as stored (exports).
     """
     url = store_url(ctx)
-    with EventStore(url, **file_options(url, create=create, read_only=read_only)) as store:
+    options = file_options(url, create=create, read_only=read_only)
+    with EventStore(url, reveal_personal_data=not sealed, **options) as store:
         yield store
 
 

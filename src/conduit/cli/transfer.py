@@ -25,10 +25,19 @@ import orjson
 import typer
 
 from conduit.cli.appending import Appender, Item, resume_position
-from conduit.cli.common import console, event_line, file_options, open_store, progress_bar
+from conduit.cli.common import (
+    console,
+    event_line,
+    file_options,
+    json_line,
+    open_store,
+    progress_bar,
+)
+from conduit.cli.personal import key_line, parse_key
 from conduit.errors import InvalidArgument
 from conduit.events import Event
 from conduit.masking import mask_password
+from conduit.personal import SubjectKey
 from conduit.store import EventStore
 
 __all__ = ["copy", "export", "import_", "register"]
@@ -84,25 +93,41 @@ def export(
         ),
     ] = 0,
     progress: ProgressOption = None,
+    with_keys: Annotated[
+        bool,
+        typer.Option(
+            "--with-keys",
+            help="Also write the subjects' keys, which decrypt their personal data: "
+            "whoever holds the file can read it. Without it, personal values stay "
+            "encrypted, and only forgotten subjects' tombstones are written.",
+        ),
+    ] = False,
 ) -> None:
     """Write every event, in global-log order, as JSON lines: one event per line.
 
     Each line holds the event's id, stream_id, stream_id_is_uuid, version,
     position, name, recorded_at (ISO 8601, UTC), data, metadata and tags; `conduit
-    import` reads it back. A FILE appears only once complete.
+    import` reads it back. A FILE appears only once complete. Personal values
+    are written encrypted, as stored; first come lines of subjects' keys
+    (with --with-keys) and tombstones of forgotten subjects.
 
     Examples:
 
     conduit export events.jsonl
     conduit export --after 1200 | gzip > newer-events.jsonl.gz
+    conduit export --with-keys backup.jsonl
     """
-    with open_store(ctx) as store:
+    with open_store(ctx, sealed=True) as store:
         total = max(store.head_position() - after, 0)
         count = 0
         with (
             _output(file) as out,
             progress_bar("Exporting", total, progress, every=REDRAW_EVERY) as advance,
         ):
+            for key in store.subject_keys():
+                if with_keys or key.key is None:
+                    out.write(json_line(key_line(key)))
+                    out.write("\n")
             for event in store.read_all(after=after):
                 out.write(event_line(event))
                 out.write("\n")
@@ -166,7 +191,9 @@ def import_(
         ):
             for number, line in enumerate(lines, 1):
                 done += len(line)
-                if line.strip():
+                if line.startswith(b'{"subject_key"'):
+                    store.add_subject_keys([_parse_key(line, f"{name} line {number}")])
+                elif line.strip():
                     try:
                         item = _parse(line, f"{name} line {number}")
                     except InvalidArgument:
@@ -200,6 +227,13 @@ def _input(file: str) -> Iterator[tuple[Iterator[bytes], int | None]]:
 
 
 _REQUIRED = ("id", "stream_id", "version", "name", "recorded_at", "data")
+
+
+def _parse_key(line: bytes, where: str) -> SubjectKey:
+    try:
+        return parse_key(orjson.loads(line))
+    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"{where}: not a subject's key ({exc})") from None
 
 
 def _parse(line: bytes, where: str) -> Item:
@@ -280,8 +314,10 @@ def copy(
     Event ids, versions, names, data, metadata, recorded times and the order
     of the global log are kept. An interrupted copy resumes where the target's
     copy of the log ends; events already copied are never appended twice.
-    Subscriptions' checkpoints and parked events are not copied: positions
-    differ between stores, so rebuild projections on the target.
+    Subjects' keys (and forgotten subjects' tombstones) are copied first, and
+    personal values stay encrypted on the way. Subscriptions' checkpoints and
+    parked events are not copied: positions differ between stores, so rebuild
+    projections on the target.
 
     Examples:
 
@@ -290,9 +326,20 @@ def copy(
     """
     read = 0
     with (
-        EventStore(source_url, **file_options(source_url, create=False)) as source,
-        EventStore(target_url, **file_options(target_url, create=True)) as target,
+        EventStore(
+            source_url, reveal_personal_data=False, **file_options(source_url, create=False)
+        ) as source,
+        EventStore(
+            target_url, reveal_personal_data=False, **file_options(target_url, create=True)
+        ) as target,
     ):
+        keys: list[SubjectKey] = []
+        for key in source.subject_keys():
+            keys.append(key)
+            if len(keys) == batch_size:
+                target.add_subject_keys(keys)
+                keys = []
+        target.add_subject_keys(keys)
         start = 0 if from_start else resume_position(source, target)
         total = max(source.head_position() - start, 0)
         appender = Appender(target, batch_size, target.head_position())

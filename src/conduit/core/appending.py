@@ -18,6 +18,8 @@ from conduit.core.effects import Op
 from conduit.core.group import Join
 from conduit.core.paging import Pages
 from conduit.core.reads import check_limit, check_position
+from conduit.core.sealing import pushed_event
+from conduit.core.shredding import KeyCache, reveal, seal_batch
 from conduit.core.writes import (
     MAX_BATCH,
     PendingEvent,
@@ -31,7 +33,8 @@ from conduit.core.writes import (
 )
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import InvalidArgument, InvalidEvent, WrongExpectedVersion
-from conduit.events import Event, StreamId, StreamKey, stream_key
+from conduit.events import Event, NewEvent, StreamId, StreamKey, stream_key
+from conduit.reserved import refuse_reserved
 from conduit.subscriptions.dispatch import deliver
 from conduit.typed import TypeRegistry, is_typed
 
@@ -57,6 +60,8 @@ class Appending:
     listeners: tuple[object, ...]
     subscriptions: tuple[Notified, ...]
     followers: set[Any]
+    reveal: bool
+    key_cache: KeyCache
 
     def push(
         self,
@@ -67,8 +72,12 @@ class Appending:
         expected_version: int | None,
         event_id: Any,
         tags: object = None,
+        *,
+        internal: bool = False,
     ) -> Op[Event]:
-        """``EventStore.push``."""
+        """``EventStore.push``; ``internal``: the store's own event, to a reserved stream."""
+        if not internal:
+            refuse_reserved(stream_id)
         key = stream_key(stream_id)
         new = new_event(name, data, metadata, event_id, "", self.types)
         if tags is not None:
@@ -108,6 +117,7 @@ class Appending:
             raise InvalidArgument("push_many(stream_id, events): no events", field="events")
         key = stream_key(stream_id)
         batch, items = new_batch(stream_id, events, self.types, call_tags)
+        _refuse_new_reserved(stream_id, batch)
         check_expected_version(expected_version)
         if not batch:
             actual = yield from self.engine.stream_version(key)
@@ -139,6 +149,7 @@ class Appending:
                 )
             seen.add(key.text)
             batch, items = new_batch(stream_id, events, self.types, tags, len(pushed))
+            _refuse_new_reserved(stream_id, batch)
             if not batch:
                 raise InvalidEvent(
                     f"streams[{stream_id!r}]: no events; give each stream at least one",
@@ -195,6 +206,7 @@ class Appending:
                 key = StreamKey(DCB_STREAM_PREFIX + str(batch[0].id), False)
                 version: int | None = 0
             else:
+                _refuse_new_reserved(key.text, batch)
                 version = expected.pop(text, None) if text is not None else None
             parts.append(StreamAppend(key, tuple(batch), version))
             pushed.extend(group)
@@ -214,14 +226,41 @@ class Appending:
         if condition is None:
             recorded = yield from self._append(request)
         else:  # never grouped: the check and the insert are one step under its locks
+            request, keys = yield from self._seal(request)
             parts = yield from self.engine.append_request(request, condition)
-            recorded = [event for part in parts for event in part]
+            recorded = self._revealed([event for part in parts for event in part], keys)
         if self.types is not None or any(is_typed(item) for item in pushed):
             recorded = typed_results(recorded, pushed, self.types)
         yield from self._after_push(recorded)
         return recorded
 
+    def _seal(self, request: AppendRequest) -> Op[tuple[AppendRequest, list[Any] | None]]:
+        """The request with its personal values sealed, and each event's data as pushed
+        (``None``: the request holds no personal value)."""
+        plains: list[Any] = []
+        parts = []
+        personal = False
+        for part in request:
+            sealed, plain = yield from seal_batch(
+                self.engine, self.key_cache, part.stream.text, part.events
+            )
+            if plain is None:
+                plains.extend([None] * len(part.events))
+            else:
+                personal = True
+                plains.extend(plain)
+                part = StreamAppend(part.stream, tuple(sealed), part.expected)
+            parts.append(part)
+        return (tuple(parts), plains) if personal else (request, None)
+
+    def _revealed(self, recorded: list[Event], plains: list[Any] | None) -> list[Event]:
+        """What a push returns: its personal values as pushed."""
+        if plains is None or not self.reveal:
+            return recorded
+        return [pushed_event(event, plain) for event, plain in zip(recorded, plains, strict=True)]
+
     def _append(self, request: AppendRequest) -> Op[list[Event]]:
+        request, keys = yield from self._seal(request)
         group = self.group
         if group is None:
             if len(request) == 1:
@@ -229,11 +268,11 @@ class Appending:
                 recorded: list[Event] = yield from self.engine.append(
                     part.stream, part.events, part.expected
                 )
-                return recorded
+                return self._revealed(recorded, keys)
             parts = yield from self.engine.append_request(request, None)
         else:
             parts = yield Join(group, request)
-        return [event for part in parts for event in part]
+        return self._revealed([event for part in parts for event in part], keys)
 
     def _after_push(self, recorded: list[Event]) -> Op[None]:
         """Followers, listeners, then subscriptions: never undoing the push, whatever they
@@ -261,8 +300,10 @@ class Appending:
         engine = self.engine
         types = self.types
 
-        def fetch(after: int, size: int) -> Op[list[Event]]:
-            page: list[Event] = yield from engine.read_query(query, after=after, limit=size)
+        def fetch(after: int, size: int) -> Op[Sequence[Event]]:
+            page: Sequence[Event] = yield from engine.read_query(query, after=after, limit=size)
+            if self.reveal:
+                page = yield from reveal(engine, page)
             return page if types is None else list(map(types.decode, page))
 
         return Pages(fetch, position, _position, limit=remaining, page_size=self.page_size)
@@ -275,14 +316,23 @@ class Appending:
             raise InvalidArgument("query: a Query", field="query")
         position = check_position(after)
         check_limit(limit)
-        page: list[Event] = yield from self.engine.read_query(
+        page: Sequence[Event] = yield from self.engine.read_query(
             query, after=position, limit=limit, backwards=True
         )
-        return page if self.types is None else list(map(self.types.decode, page))
+        if self.reveal:
+            page = yield from reveal(self.engine, page)
+        return list(page) if self.types is None else list(map(self.types.decode, page))
 
 
 def _position(event: Event) -> int:
     return event.position
+
+
+def _refuse_new_reserved(stream_id: object, batch: Sequence[NewEvent]) -> None:
+    """New events (without a recorded time) cannot go to a reserved stream; copies and
+    imports carry recorded ones."""
+    if any(new.recorded_at is None for new in batch):
+        refuse_reserved(stream_id)
 
 
 def _expected_versions(given: Mapping[StreamId, int] | None) -> dict[str, int]:

@@ -48,6 +48,11 @@ OPERATIONS = frozenset(
         # leases
         "try_lease",
         "release_lease",
+        # subjects' keys (personal data)
+        "subject_keys",
+        "add_subject_keys",
+        "forget_subject",
+        "subject_key_page",
     }
 )
 """The engine methods that return operations."""

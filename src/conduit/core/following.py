@@ -77,6 +77,7 @@ class Follow:
             return []
         self.position = raw[-1].position
         self._delay = self.poll_interval
+        raw = yield from self.core.revealed(raw)  # type: ignore[attr-defined]
         events = raw if self.keep is None else self.keep(raw)
         prefix = self.stream_prefix
         if prefix is None:

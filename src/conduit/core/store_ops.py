@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from conduit import snapshots
+from conduit.core import shredding
 from conduit.core.appending import Appending
 from conduit.core.effects import Op
 from conduit.core.group import Group
@@ -30,6 +31,7 @@ from conduit.core.reads import (
     check_related,
     check_since,
 )
+from conduit.core.shredding import KeyCache, reveal
 from conduit.errors import InvalidArgument
 from conduit.events import (
     Event,
@@ -40,6 +42,8 @@ from conduit.events import (
     event_uuid,
     stream_key,
 )
+from conduit.personal import SubjectKey
+from conduit.reserved import RESERVED_PREFIX
 from conduit.subscriptions.driving import Driver, SubscriptionStatus
 from conduit.subscriptions.lag import count_after
 from conduit.typed import TypeRegistry
@@ -56,9 +60,9 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 500
 """How many events a read fetches from the engine at a time."""
 
-RESERVED_PREFIX = "conduit."
-"""Checkpoint names Conduit keeps for itself (``conduit.migrate-events``): no
-subscription may take one, and subscription status does not list them."""
+# RESERVED_PREFIX (conduit.reserved): checkpoint names Conduit keeps for itself
+# (``conduit.migrate-events``): no subscription may take one, and subscription
+# status does not list them; nor may applications push to such streams.
 
 
 class Notified(Protocol):
@@ -96,6 +100,7 @@ class StoreCore(Appending):
         page_size: int,
         snapshot_every: int | None = None,
         group: Group[Any] | None = None,
+        reveal: bool = True,
     ) -> None:
         if type(page_size) is not int or page_size < 1:
             raise InvalidArgument("page_size must be at least 1", field="page_size")
@@ -104,6 +109,10 @@ class StoreCore(Appending):
         self.page_size = page_size
         self.snapshot_every = snapshot_every
         self.group = group
+        self.reveal = reveal
+        """Whether reads decrypt personal values (False: their stored, sealed form,
+        for exports and copies)."""
+        self.key_cache = KeyCache()
         self.listeners: tuple[object, ...] = ()
         self.subscriptions: tuple[Notified, ...] = ()
         self.followers: set[Any] = set()
@@ -141,6 +150,8 @@ class StoreCore(Appending):
             page = yield from engine.read_stream(
                 key, start=start, backwards=backwards, since=since, limit=size
             )
+            if self.reveal:
+                page = yield from reveal(engine, page)
             return page if types is None else list(map(types.decode, page))
 
         def advance(event: Event) -> int | None:
@@ -188,6 +199,8 @@ class StoreCore(Appending):
             page: Sequence[Event] = yield from engine.read_all(
                 after=after, names=stored, limit=size, wait=wait, before=below, **related
             )
+            if self.reveal:
+                page = yield from reveal(engine, page)
             return page
 
         def fetch_back(top: int | None, size: int) -> Op[Sequence[Event]]:
@@ -290,9 +303,32 @@ class StoreCore(Appending):
     def read_event(self, event_id: Any) -> Op[Event | None]:
         """``EventStore.read_event``."""
         event: Event | None = yield from self.engine.read_event(event_uuid(event_id))
+        if event is not None and self.reveal:
+            event = (yield from reveal(self.engine, [event]))[0]
         if event is None or self.types is None:
             return event
         return self.types.decode(event)
+
+    def revealed(self, page: Sequence[Event]) -> Op[Sequence[Event]]:
+        """A page read from the engine as this store's reads give it (subscriptions,
+        followers): personal values decrypted, unless the store keeps them sealed."""
+        if not self.reveal:
+            return page
+        return (yield from reveal(self.engine, page))
+
+    # -- personal data -------------------------------------------------------------
+
+    def forget(self, subject: object, by: str | None) -> Op[bool]:
+        """``EventStore.forget``."""
+        return (yield from shredding.forget(self, subject, by))
+
+    def key_pages(self, *, limit: int | None) -> Pages[str | None, SubjectKey]:
+        """``EventStore.subject_keys``: every key and tombstone, by subject."""
+        return shredding.key_pages(self, limit=check_limit(limit))
+
+    def add_keys(self, keys: Sequence[SubjectKey]) -> Op[None]:
+        """``EventStore.add_subject_keys``: keys and tombstones of another store."""
+        yield from shredding.add_keys(self, keys)
 
     # -- parked events -----------------------------------------------------------
 
@@ -347,6 +383,7 @@ class StoreCore(Appending):
         before = entity.version
         recorded = yield from self.push_many(entity.id, pending, before)
         entity._conduit_saved(recorded[-1].version)
+        snapshots.add_subjects(entity, recorded)
         yield from snapshots.maybe_snapshot(self, entity.id, entity, before, recorded[-1].version)
         return recorded
 

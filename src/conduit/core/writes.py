@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conduit import codec
+from conduit.core.sealing import plain_text
 from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent
 from conduit.events import (
     Event,
@@ -133,9 +134,9 @@ def new_event(
         return _new_typed_event(name, data, metadata, event_id, where, types)
     new_id = event_uuid(event_id)
     stored_name = event_name(name)
-    text = codec.encode(data, field=f"{where}data")
+    text = codec.encode(data, field=f"{where}data", personal=True)
     if types is not None and (metadata is None or type(metadata) is dict):
-        meta = types.check(stored_name, text, metadata, where)
+        meta = types.check(stored_name, plain_text(text), metadata, where)
     else:
         meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
     return make_new_event(new_id, stored_name, text, meta)
@@ -162,7 +163,7 @@ def _new_typed_event(
     meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
     if types is not None:
         # Reads will decode it: refuse now what they could not give back, equal.
-        types.refuse_unreadable(name, text, metadata, where, event)  # type: ignore[arg-type]
+        types.refuse_unreadable(name, plain_text(text), metadata, where, event)  # type: ignore[arg-type]
     return make_new_event(new_id, name, text, meta)
 
 

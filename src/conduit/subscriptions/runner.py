@@ -232,6 +232,7 @@ class Runner:
                 raw = yield from self.engine.read_all(
                     after=position, names=stored, limit=self.page_size
                 )
+                raw = yield from self.core.revealed(raw)
         except Exception as exc:
             if not self.transient(exc):
                 raise

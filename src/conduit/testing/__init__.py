@@ -19,7 +19,10 @@ tests named after the one behaviour they pin:
 - :mod:`conduit.testing.lint_leases` — ``try_lease`` and ``release_lease``.
 - :mod:`conduit.testing.lint_snapshots` — ``save_snapshot`` and
   ``load_snapshot``.
-- :mod:`conduit.testing.contract` — all four.
+- :mod:`conduit.testing.lint_personal` — subjects' keys (``subject_keys``,
+  ``add_subject_keys``, ``forget_subject``, ``subject_key_page``): personal
+  data stored sealed, read back, and forgotten.
+- :mod:`conduit.testing.contract` — all five.
 
 How to use it, in your engine's test suite:
 
@@ -98,10 +101,12 @@ pytest.register_assert_rewrite(
     "conduit.testing.contract_parking",
     "conduit.testing.contract_leases",
     "conduit.testing.contract_snapshots",
+    "conduit.testing.contract_forget",
     "conduit.testing.lint_log",
     "conduit.testing.lint_subscriptions",
     "conduit.testing.lint_leases",
     "conduit.testing.lint_snapshots",
+    "conduit.testing.lint_personal",
     "conduit.testing.support",
     "conduit.testing.waits",
 )

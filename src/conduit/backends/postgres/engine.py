@@ -40,6 +40,7 @@ from conduit.backends.postgres.errors import CONDITION_FAILED, UNIQUE_VIOLATION,
 from conduit.backends.postgres.keys import condition_keys, condition_params
 from conduit.backends.postgres.reads import Reads
 from conduit.backends.postgres.sql import MAX_KEYS, SCHEMA_VERSION, Statements, migrations
+from conduit.backends.postgres.subject_key_ops import SubjectKeyOps
 from conduit.backends.postgres.subscription_ops import SubscriptionOps
 from conduit.core.effects import Op
 from conduit.dcb import AppendCondition
@@ -58,7 +59,7 @@ __all__ = ["PostgresEngine"]
 log = logging.getLogger("conduit.postgres")
 
 
-class PostgresEngine(SubscriptionOps, Reads):
+class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
     """The operations of a store in one PostgreSQL schema (see the module docstring).
 
     One engine serves one face (``EventStore`` or ``AsyncEventStore``); its

@@ -28,7 +28,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 10
 
 KEY_LOCK_CLASS = LOCK_CLASS + 2
 """The class id of the DCB keys' advisory locks (name x tag, docs/dcb.md)."""

@@ -1,0 +1,135 @@
+"""Personal data (issue 17): appends and reads of events whose personal fields are sealed
+(AES-GCM, a key per subject), against the same events unencrypted, in the same run.
+
+The event is the benchmarks' usual body (``benchmarks.common.event_data``) with its three
+personal fields — first name, last name, email — marked ``conduit.personal``; the
+subject is the stream, and each stream (a person) gets ten events, so that one push
+in ten makes a new subject's key. Contenders alternate within each round; the best
+round counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Row, Section, Target, event_data, fresh_database, rate, read_rate
+from conduit import EventStore, personal
+
+__all__ = ["DATABASE", "run"]
+
+DATABASE = "conduit_bench_personal"
+SEALED = "personal (encrypted)"
+PLAIN = "plain"
+PER_PERSON = 10
+PERSONAL_FIELDS = ("first_name", "last_name", "email")
+Log = Callable[[str], None]
+
+
+def _data(index: int, sealed: bool) -> dict[str, Any]:
+    data = event_data(index)
+    if sealed:
+        for name in PERSONAL_FIELDS:
+            data[name] = personal(data[name])
+    return data
+
+
+def _appends(store: EventStore, prefix: str, sealed: bool, duration: float) -> float:
+    """Single-event pushes per second for ``duration`` s."""
+    count = 0
+    start = time.perf_counter()
+    while True:
+        store.push("person_registered", f"{prefix}-{count // PER_PERSON}", _data(count, sealed))
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= duration:
+            return rate(count, elapsed)
+
+
+def _batches(store: EventStore, prefix: str, sealed: bool, duration: float) -> float:
+    """Events per second pushed 100 at a time (one stream, one subject, per batch)."""
+    count = 0
+    start = time.perf_counter()
+    while True:
+        batch = [("person_registered", _data(count + i, sealed)) for i in range(100)]
+        store.push_many(f"{prefix}-{count // 100}", batch)
+        count += 100
+        elapsed = time.perf_counter() - start
+        if elapsed >= duration:
+            return rate(count, elapsed)
+
+
+def _engine(url: str, engine: str, quick: bool, log: Log) -> dict[str, dict[str, float]]:
+    duration = 0.5 if quick else 2.0
+    rounds = 1 if quick else 2
+    stream_events = 2_000 if quick else 10_000
+    found: dict[str, dict[str, float]] = {SEALED: {}, PLAIN: {}}
+    with EventStore(url) as store:
+        store.setup()
+        for round_number in range(rounds):
+            order = [SEALED, PLAIN] if round_number % 2 == 0 else [PLAIN, SEALED]
+            for contender in order:
+                sealed = contender == SEALED
+                prefix = f"{'s' if sealed else 'p'}{round_number}"
+                for label, measure in (("appends", _appends), ("batches", _batches)):
+                    figure = measure(store, f"{prefix}{label[0]}", sealed, duration)
+                    found[contender][label] = max(found[contender].get(label, 0.0), figure)
+        log(f"{engine}: personal-data appends measured")
+        for contender, stream in ((SEALED, "long-sealed"), (PLAIN, "long-plain")):
+            sealed = contender == SEALED
+            for start in range(0, stream_events, 500):
+                store.push_many(
+                    stream,
+                    [("person_registered", _data(start + i, sealed)) for i in range(500)],
+                )
+        for _ in range(rounds + 1):
+            for contender, stream in ((SEALED, "long-sealed"), (PLAIN, "long-plain")):
+                figure = read_rate(duration, lambda s=stream: sum(1 for _ in store.read(s)))  # type: ignore[misc]
+                found[contender]["stream"] = max(found[contender].get("stream", 0.0), figure)
+        log(f"{engine}: personal-data reads measured")
+    return found
+
+
+def _rows(section: Section, engine: str, found: dict[str, dict[str, float]]) -> None:
+    labels = {
+        "appends": ("appends, one event per push", "events/s"),
+        "batches": ("appends, batches of 100", "events/s"),
+        "stream": ("stream read", "events/s"),
+    }
+    for key, (label, unit) in labels.items():
+        section.rows.append(
+            Row(
+                f"{label} ({engine})",
+                unit,
+                {SEALED: found[SEALED][key], PLAIN: found[PLAIN][key]},
+            )
+        )
+        section.targets.append(
+            Target(
+                f"{engine}, {label}: encrypted / plain",
+                found[SEALED][key] / found[PLAIN][key],
+                0.7,
+            )
+        )
+
+
+def run(quick: bool, workdir: Path, postgres_url: str, log: Log) -> Section:
+    """Both engines' figures, as one section."""
+    section = Section("Personal data (issue 17)", [SEALED, PLAIN])
+    _rows(section, "SQLite", _engine(f"sqlite:///{workdir / 'personal.db'}", "SQLite", quick, log))
+    with fresh_database(postgres_url, DATABASE) as url:
+        _rows(section, "PostgreSQL", _engine(url, "PostgreSQL", quick, log))
+    section.notes += [
+        "Each event is the benchmarks' usual body (about 120 bytes of JSON) with its "
+        "first name, last name and email marked `conduit.personal`, of one subject (the "
+        "stream): one AES-256-GCM message per event, sealed on append and opened on "
+        "read. Each person's stream gets ten single-event pushes, so one push in ten "
+        "first makes the subject's key (an insert in a transaction of its own, which "
+        "does not wait for the disk); a batch of 100 is one new person, so each batch "
+        "makes a key.",
+        "Reads look up the keys of each page's subjects once (one query per page of "
+        "500 events); pushes of a known subject use the store's cache of keys.",
+    ]
+    return section

@@ -1,0 +1,360 @@
+"""Encrypting and decrypting personal values: pure functions, given the keys.
+
+A value marked personal (:mod:`conduit.personal`) leaves the codec in its
+*pending* form, ``{"conduit.pending": [subject or null, value]}``. Sealing
+an event takes each out of its data, leaving a reference
+``{"conduit.sealed": [subject, index]}``, and puts in its metadata, under
+``"conduit.sealed"``, one message per subject: the AES-256-GCM encryption of
+the JSON list of that subject's values under its key (base64 of a random
+96-bit nonce, the ciphertext and its tag; the subject's name is the
+associated data, so no message can pass for another subject's). One message
+per event and subject, not per value: a decryption is the costly step of a
+read. Revealing does the reverse — in place, on the fresh events an engine
+read — with :data:`~conduit.personal.FORGOTTEN` for the values whose key is
+gone, and ``"conduit.subjects"`` (their names) in the metadata. Which keys
+exist is the caller's business (an effect): nothing here reads or writes
+anything but its arguments.
+
+``cryptography`` (the ``personal`` extra) is imported on first use, so that
+stores without personal data never load it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import orjson
+
+from conduit.codec import PENDING_MARK
+from conduit.errors import InvalidEvent
+from conduit.events import Event, NewEvent, make_event, make_new_event
+from conduit.importing import needs_extra
+from conduit.personal import (
+    FORGOTTEN,
+    PENDING_KEY,
+    SEALED_KEY,
+    SUBJECTS_KEY,
+)
+
+__all__ = [
+    "KEY_BYTES",
+    "Keys",
+    "Prepared",
+    "event_subjects",
+    "forget_cipher",
+    "new_key",
+    "page_subjects",
+    "plain_text",
+    "prepare",
+    "pushed_event",
+    "reveal_event",
+    "reveal_page",
+    "revealed_metadata",
+    "seal_event",
+]
+
+KEY_BYTES = 32
+"""AES-256."""
+_NONCE_BYTES = 12
+
+Keys = Mapping[str, bytes | None]
+"""Subjects' keys by subject; ``None`` or absent: forgotten (or never known)."""
+
+
+def new_key() -> bytes:
+    """A fresh random key for a subject."""
+    return os.urandom(KEY_BYTES)
+
+
+def _aead(key: bytes) -> Any:
+    with needs_extra("personal data (conduit.personal)"):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    return AESGCM(key)
+
+
+_ciphers: dict[bytes, Any] = {}
+"""AESGCM objects by key: making one costs more than sealing a short value. Bounded."""
+
+
+def _cipher(key: bytes) -> Any:
+    found = _ciphers.get(key)
+    if found is None:
+        if len(_ciphers) > 1024:
+            _ciphers.clear()
+        found = _ciphers[key] = _aead(key)
+    return found
+
+
+def forget_cipher(key: bytes | None) -> None:
+    """Drop the cached cipher of a destroyed key."""
+    if key is not None:
+        _ciphers.pop(key, None)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
+
+
+_aads: dict[str, bytes] = {}
+
+
+def _aad(subject: str) -> bytes:
+    """The associated data of a subject's values: its name (so none can pass for another's)."""
+    found = _aads.get(subject)
+    if found is None:
+        if len(_aads) > 10_000:
+            _aads.clear()
+        found = _aads[subject] = b"conduit.personal:" + subject.encode()
+    return found
+
+
+# -- events being pushed -------------------------------------------------------------
+
+
+class Prepared(NamedTuple):
+    """An event's personal values taken out of its data, before their encryption."""
+
+    data: dict[str, Any]
+    """The data with a reference ``{"conduit.sealed": [subject, index]}`` in place of each."""
+    values: dict[str, list[Any]]
+    """The values of each subject, in the order of their references' indexes."""
+    plain: dict[str, Any]
+    """The data as reads will give it."""
+
+
+def prepare(new: NewEvent, stream: str) -> Prepared | None:
+    """``new``'s personal values, ready to seal; ``None`` when it holds none (the common
+    case, told by one substring search)."""
+    if PENDING_MARK not in new.data:
+        return None
+    values: dict[str, list[Any]] = {}
+    data, plain = _take(orjson.loads(new.data), stream, values)
+    return Prepared(data, values, plain)
+
+
+def _take(value: Any, stream: str, values: dict[str, list[Any]]) -> tuple[Any, Any]:
+    """``value`` with references in place of its pending values, and with the values:
+    the same objects where nothing was pending (most of an event's data)."""
+    t = type(value)
+    if t is dict:
+        if len(value) == 1 and PENDING_KEY in value:
+            subject, item = value[PENDING_KEY]
+            found = values.setdefault(stream if subject is None else subject, [])
+            found.append(item)
+            return {SEALED_KEY: [stream if subject is None else subject, len(found) - 1]}, item
+        data = plain = None
+        for key, item in value.items():
+            kind = type(item)
+            if kind is dict or kind is list:
+                taken, given = _take(item, stream, values)
+                if taken is not item:
+                    if data is None or plain is None:
+                        data, plain = dict(value), dict(value)
+                    data[key] = taken
+                    plain[key] = given
+        return (value, value) if data is None else (data, plain)
+    if t is list:
+        changed = False
+        pairs = []
+        for item in value:
+            kind = type(item)
+            if kind is dict or kind is list:
+                pair = _take(item, stream, values)
+                changed = changed or pair[0] is not item
+                pairs.append(pair)
+            else:
+                pairs.append((item, item))
+        if not changed:
+            return value, value
+        return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
+    return value, value
+
+
+def seal_event(new: NewEvent, prepared: Prepared, keys: Keys) -> NewEvent:
+    """``new`` with its personal values encrypted: one AES-GCM message per subject, in its
+    metadata (``"conduit.sealed": {subject: base64}``), referenced from its data.
+
+    Raises:
+        InvalidEvent: the event already holds sealed values of one of those subjects
+            (a copied event given new personal values).
+    """
+    metadata = orjson.loads(new.metadata)
+    sealed = metadata.get(SEALED_KEY)
+    if not isinstance(sealed, dict):
+        sealed = {}
+    for subject, found in prepared.values.items():
+        if subject in sealed:
+            raise InvalidEvent(
+                f"data: already holds sealed values of {subject!r}; give new personal "
+                "values of that subject in an event of their own",
+                field="data",
+            )
+        key = keys[subject]
+        assert key is not None, "a forgotten subject's data is refused before sealing"
+        sealed[subject] = _seal_text(key, subject, found)
+    metadata[SEALED_KEY] = sealed
+    metadata.pop(SUBJECTS_KEY, None)
+    made = make_new_event(
+        new.id, new.name, orjson.dumps(prepared.data).decode(), orjson.dumps(metadata).decode()
+    )
+    if new.recorded_at is not None:
+        made = replace(made, recorded_at=new.recorded_at)
+    return made
+
+
+def _seal_text(key: bytes, subject: str, value: Any) -> str:
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = _cipher(key).encrypt(nonce, orjson.dumps(value), _aad(subject))
+    return base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def _open_text(key: bytes | None, subject: str, text: object) -> Any:
+    """The value sealed in ``text``, or ``_GONE`` (no key, or not what the key sealed)."""
+    if key is None or type(text) is not str:
+        return _GONE
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+        plain = _cipher(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(subject))
+    except (binascii.Error, ValueError):
+        return _GONE
+    except _invalid_tag():  # sealed under another key, or altered
+        return _GONE
+    return orjson.loads(plain)
+
+
+_GONE = object()
+
+
+def plain_text(text: str) -> str:
+    """Data text with each pending value in place of its marker: what reads will give
+    (for the typed checks a push makes before anything is written)."""
+    if PENDING_MARK not in text:
+        return text
+    return orjson.dumps(_take(orjson.loads(text), "", {})[1]).decode()
+
+
+def revealed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as reads give it: the subjects' names in place of their sealed values."""
+    sealed = metadata.get(SEALED_KEY)
+    if not isinstance(sealed, dict):
+        return metadata
+    shown = {k: v for k, v in metadata.items() if k != SEALED_KEY}
+    shown[SUBJECTS_KEY] = sorted(sealed)
+    return shown
+
+
+def pushed_event(event: Event, plain: dict[str, Any] | None) -> Event:
+    """A recorded event as its push returns it: ``plain`` is the data it was pushed with."""
+    if plain is None:
+        return event
+    return make_event(
+        event.id,
+        event.stream_id,
+        event.name,
+        plain,
+        revealed_metadata(event.metadata),
+        event.version,
+        event.position,
+        event.recorded_at,
+    )
+
+
+# -- events being read ---------------------------------------------------------------
+
+
+def event_subjects(event: Event) -> list[str]:
+    """The subjects an event holds personal data of (its metadata says, sealed or read)."""
+    metadata = event.metadata
+    sealed = metadata.get(SEALED_KEY)
+    if isinstance(sealed, dict):
+        return [subject for subject in sealed if type(subject) is str]
+    found = metadata.get(SUBJECTS_KEY)
+    if type(found) is not list:
+        return []
+    return [subject for subject in found if type(subject) is str]
+
+
+def page_subjects(page: Iterable[Event]) -> set[str]:
+    """The subjects a page of events holds personal data of."""
+    found: set[str] = set()
+    for event in page:
+        metadata = event.metadata
+        if metadata:
+            sealed = metadata.get(SEALED_KEY)
+            if type(sealed) is dict:
+                found.update(sealed)
+            elif SUBJECTS_KEY in metadata:
+                found.update(event_subjects(event))
+    return found
+
+
+def reveal_event(event: Event, keys: Keys) -> Event:
+    """``event`` with its sealed values decrypted (or :data:`FORGOTTEN`).
+
+    In place: an engine builds fresh dicts for every event it reads (the
+    :class:`~conduit.backends.base.Backend` contract), which only this read holds.
+    """
+    metadata = event.metadata
+    sealed = metadata.get(SEALED_KEY)
+    if type(sealed) is not dict:
+        return event
+    values = {
+        subject: _open_text(keys.get(subject), subject, text) for subject, text in sealed.items()
+    }
+    _open_object(event.data, values)
+    del metadata[SEALED_KEY]
+    metadata[SUBJECTS_KEY] = sorted(sealed)
+    return event
+
+
+def reveal_page(page: Sequence[Event], keys: Keys) -> Sequence[Event]:
+    """Every event of a page revealed, in place (see :func:`reveal_event`)."""
+    for event in page:
+        if SEALED_KEY in event.metadata:
+            reveal_event(event, keys)
+    return page
+
+
+def _value(values: dict[str, Any], ref: Any) -> Any:
+    if type(ref) is not list or len(ref) != 2:
+        return FORGOTTEN
+    found = values.get(ref[0], _GONE)
+    index = ref[1]
+    if found is _GONE or type(found) is not list or type(index) is not int:
+        return FORGOTTEN
+    return found[index] if 0 <= index < len(found) else FORGOTTEN
+
+
+def _open_object(value: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, item in value.items():
+        t = type(item)
+        if t is dict:
+            if len(item) == 1 and SEALED_KEY in item:
+                ref = item[SEALED_KEY]
+                try:  # the common case, inline: [subject, index] of a value opened
+                    value[key] = values[ref[0]][ref[1]]
+                except (KeyError, IndexError, TypeError):
+                    value[key] = _value(values, ref)
+            else:
+                _open_object(item, values)
+        elif t is list:
+            _open_list(item, values)
+
+
+def _open_list(value: list[Any], values: dict[str, Any]) -> None:
+    for index, item in enumerate(value):
+        t = type(item)
+        if t is dict:
+            if len(item) == 1 and SEALED_KEY in item:
+                value[index] = _value(values, item[SEALED_KEY])
+            else:
+                _open_object(item, values)
+        elif t is list:
+            _open_list(item, values)
