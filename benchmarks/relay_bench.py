@@ -87,7 +87,9 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     section.extra.append(
         Row(f"push to NATS consumer, p99 ({samples} events)", "ms", {CONDUIT: p99})
     )
-    section.targets.append(Target("push-to-consumer p99 over NATS", p99, 50.0, at_most=True, unit="ms"))
+    section.targets.append(
+        Target("push-to-consumer p99 over NATS", p99, 50.0, at_most=True, unit="ms")
+    )
     load_end = os.getloadavg()
     section.notes.append(
         f"Store: SQLite (WAL), {events:,} events over {STREAMS} streams, batches of {BATCH}. "
