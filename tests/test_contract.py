@@ -12,13 +12,14 @@ import conduit.testing
 from conduit.testing import (
     contract,
     lint_leases,
+    lint_lifecycle,
     lint_log,
     lint_snapshots,
     lint_subscriptions,
 )
 from conduit.testing.contract import *  # noqa: F403
 
-LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots]
+LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots, lint_lifecycle]
 
 
 def _tests_defined_in(module: ModuleType) -> set[str]:

@@ -24,9 +24,11 @@ from conduit.errors import (
     ReplayError,
     SchemaError,
     StoreUnavailable,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from conduit.events import Event, StreamId, StreamInfo, TypedEvent, new_id
+from conduit.lifecycle import ScavengeReport, StreamMetadata
 from conduit.replay import replay
 from conduit.snapshots import SnapshotWarning
 from conduit.store import EventStore, PendingEvent
@@ -55,11 +57,14 @@ __all__ = [
     "Query",
     "QueryItem",
     "ReplayError",
+    "ScavengeReport",
     "SchemaError",
     "SnapshotWarning",
     "StoreUnavailable",
+    "StreamDeleted",
     "StreamId",
     "StreamInfo",
+    "StreamMetadata",
     "TypeRegistry",
     "TypedEvent",
     "Upcasters",

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from conduit.backends.base import announcer
 from conduit.core.effects import AsyncRuntime
 from conduit.core.following import Follow
+from conduit.core.lifecycle import check_retention
 from conduit.core.opening import check_store_options, open_async
 from conduit.core.paging import Pages
 from conduit.core.store_ops import DEFAULT_PAGE_SIZE, StoreCore
@@ -29,6 +30,7 @@ from conduit.core.writes import PendingEvent
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
+from conduit.lifecycle_faces import AsyncStoreLifecycle
 from conduit.subscriptions.aio import AsyncSubscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
 from conduit.typed import TypeRegistry
@@ -42,7 +44,7 @@ __all__ = ["AsyncEventStore"]
 T = TypeVar("T")
 
 
-class AsyncEventStore:
+class AsyncEventStore(AsyncStoreLifecycle):
     """An event store for asyncio: push events, read them back, subscribe, follow.
 
     Takes the arguments of :class:`~conduit.EventStore` (the same URLs and
@@ -64,6 +66,7 @@ class AsyncEventStore:
         types: TypeRegistry | Iterable[type] | None = None,
         snapshot_every: int | None = None,
         group_commit: bool | None = None,
+        retention: timedelta | None = None,
         **options: Any,
     ) -> None:
         registry = check_store_options(
@@ -86,6 +89,7 @@ class AsyncEventStore:
             page_size=page_size,
             snapshot_every=snapshot_every,
             group=opened.group,
+            retention=check_retention(retention),
         )
         self._closed = False
 

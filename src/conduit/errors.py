@@ -14,8 +14,10 @@
     │   │                           expected (``conflicts`` names every one)
     │   ├── AppendConditionFailed   an event matching the append's condition was
     │   │                           recorded after its ``after`` position
-    │   └── DuplicateEvent      an event id is already recorded, in another stream,
-    │                           in another batch or with other content
+    │   ├── DuplicateEvent      an event id is already recorded, in another stream,
+    │   │                       in another batch or with other content
+    │   └── StreamDeleted       the stream was deleted for good (``hard=True``): its
+    │                           id is a tombstone, nothing can be written to it
     ├── EventDecodeError        a stored event no longer fits its registered class
     │                           (names the event id, the class and the field)
     ├── ReplayError             an event cannot be applied to an entity (no
@@ -56,6 +58,7 @@ __all__ = [
     "ReplayError",
     "SchemaError",
     "StoreUnavailable",
+    "StreamDeleted",
     "WrongExpectedVersion",
 ]
 
@@ -178,6 +181,20 @@ class DuplicateEvent(Conflict):
         self.event_id = event_id
         self.stream_id = stream_id
         self.reason = reason
+
+
+class StreamDeleted(Conflict):
+    """The stream was deleted with ``hard=True``: its id stays a tombstone, forever.
+
+    A push, a truncation, new stream metadata or another deletion of it raises
+    this; nothing is written. ``stream_id`` names the stream.
+    """
+
+    def __init__(self, stream_id: object) -> None:
+        super().__init__(
+            f"Stream {stream_id} is deleted (hard): its id is a tombstone and takes no more events"
+        )
+        self.stream_id = stream_id
 
 
 class ReplayError(ConduitError):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from conduit.backends.base import Backend, announcer
 from conduit.core.effects import SyncRuntime
 from conduit.core.following import Follow
+from conduit.core.lifecycle import check_retention
 from conduit.core.opening import check_store_options, open_sync
 from conduit.core.paging import Pages
 from conduit.core.store_ops import DEFAULT_PAGE_SIZE, RESERVED_PREFIX, StoreCore
@@ -24,6 +25,7 @@ from conduit.core.writes import MAX_BATCH, PendingEvent
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
+from conduit.lifecycle_faces import StoreLifecycle
 from conduit.subscriptions.drivers import Subscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
 from conduit.subscriptions.projector import Projector
@@ -39,7 +41,7 @@ T = TypeVar("T")
 L = TypeVar("L")
 
 
-class EventStore:
+class EventStore(StoreLifecycle):
     """An event store: push events to streams, read them back, subscribe.
 
     Args:
@@ -58,6 +60,9 @@ class EventStore:
             still gets its own events or its own error). ``None``, the default:
             on for SQLite and PostgreSQL, off for memory (which has no commit to
             share); ``False`` turns it off. See docs/design.md, group commit.
+        retention: the store-wide maximum age of events: reads of a stream
+            return none older, and :meth:`scavenge` removes them (Conduit's own
+            ``conduit.`` streams excepted). See docs/lifecycle.md.
         **options: passed to the engine opened from ``url`` (for example
             ``synchronous="normal"`` for SQLite, ``pool_size=8`` or
             ``schema="app"`` for PostgreSQL); not with a backend object.
@@ -76,6 +81,7 @@ class EventStore:
         types: TypeRegistry | Iterable[type] | None = None,
         snapshot_every: int | None = None,
         group_commit: bool | None = None,
+        retention: timedelta | None = None,
         **options: Any,
     ) -> None:
         registry = check_store_options(
@@ -95,6 +101,7 @@ class EventStore:
             page_size=page_size,
             snapshot_every=snapshot_every,
             group=opened.group,
+            retention=check_retention(retention),
         )
         self._closed = False
 
