@@ -19,7 +19,9 @@ from conduit.testing.waits import eventually
 def _sqlite_v3(path: Path, events: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     for version in (1, 2, 3):
-        for statement in sqlite_engine._MIGRATIONS[version].split(";"):
+        script = sqlite_engine._MIGRATIONS[version]
+        assert isinstance(script, str)
+        for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
     conn.execute("PRAGMA user_version=3")
@@ -43,7 +45,9 @@ def test_a_sqlite_store_of_schema_3_is_migrated_with_its_events_and_positions(
             (i, i * 10, {"i": i}) for i in range(1, 6)
         ]
         assert store.push("thing_happened", "s", {}).position == 51
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (5,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (
+        sqlite_engine.SCHEMA_VERSION,
+    )
 
 
 def test_sqlite_positions_are_never_reused_once_the_last_events_are_gone(

@@ -54,7 +54,7 @@ class StoreLifecycle:
             InvalidArgument: a ``conduit.`` stream, or a bad argument.
         """
         return self._runtime.run(  # type: ignore[no-any-return]
-            ops.delete_stream(self._core.engine, stream_id, expected_version, hard, by)
+            ops.delete_stream(self._core, stream_id, expected_version, hard, by)
         )
 
     def truncate_stream(
@@ -72,7 +72,7 @@ class StoreLifecycle:
                 or a ``conduit.`` stream.
         """
         return self._runtime.run(  # type: ignore[no-any-return]
-            ops.truncate_stream(self._core.engine, stream_id, before_version, by)
+            ops.truncate_stream(self._core, stream_id, before_version, by)
         )
 
     def set_stream_metadata(
@@ -93,7 +93,7 @@ class StoreLifecycle:
             InvalidArgument: a limit that is not positive, or a ``conduit.`` stream.
         """
         return self._runtime.run(  # type: ignore[no-any-return]
-            ops.set_stream_metadata(self._core.engine, stream_id, max_age, max_count, by)
+            ops.set_stream_metadata(self._core, stream_id, max_age, max_count, by)
         )
 
     def stream_metadata(self, stream_id: StreamId) -> StreamMetadata | None:
@@ -128,8 +128,7 @@ class StoreLifecycle:
         """
         return self._runtime.run(  # type: ignore[no-any-return]
             ops.scavenge(
-                self._core.engine,
-                retention=self._core.retention,
+                self._core,
                 batch_size=batch_size,
                 max_batches=max_batches,
                 pause=pause,
@@ -156,7 +155,7 @@ class AsyncStoreLifecycle:
     ) -> Event:
         """As :meth:`StoreLifecycle.delete_stream`."""
         return await self._runtime.run(  # type: ignore[no-any-return]
-            ops.delete_stream(self._core.engine, stream_id, expected_version, hard, by)
+            ops.delete_stream(self._core, stream_id, expected_version, hard, by)
         )
 
     async def truncate_stream(
@@ -164,7 +163,7 @@ class AsyncStoreLifecycle:
     ) -> Event:
         """As :meth:`StoreLifecycle.truncate_stream`."""
         return await self._runtime.run(  # type: ignore[no-any-return]
-            ops.truncate_stream(self._core.engine, stream_id, before_version, by)
+            ops.truncate_stream(self._core, stream_id, before_version, by)
         )
 
     async def set_stream_metadata(
@@ -177,7 +176,7 @@ class AsyncStoreLifecycle:
     ) -> Event:
         """As :meth:`StoreLifecycle.set_stream_metadata`."""
         return await self._runtime.run(  # type: ignore[no-any-return]
-            ops.set_stream_metadata(self._core.engine, stream_id, max_age, max_count, by)
+            ops.set_stream_metadata(self._core, stream_id, max_age, max_count, by)
         )
 
     async def stream_metadata(self, stream_id: StreamId) -> StreamMetadata | None:
@@ -206,8 +205,7 @@ class AsyncStoreLifecycle:
         """As :meth:`StoreLifecycle.scavenge` (``progress`` may be ``async def``)."""
         return await self._runtime.run(  # type: ignore[no-any-return]
             ops.scavenge(
-                self._core.engine,
-                retention=self._core.retention,
+                self._core,
                 batch_size=batch_size,
                 max_batches=max_batches,
                 pause=pause,

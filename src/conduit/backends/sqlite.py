@@ -23,6 +23,7 @@ from typing import Any
 from conduit.backends import sqlite_sql as sql
 from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
+from conduit.backends.sqlite_lifecycle import SQLiteLifecycle, tombstoned
 from conduit.backends.sqlite_sql import (
     CAUSATION,
     CORRELATION,
@@ -39,6 +40,7 @@ from conduit.errors import (
     ConfigurationError,
     DuplicateEvent,
     SchemaError,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
@@ -61,12 +63,20 @@ class _Refused(Exception):
         self.actual = actual
 
 
+class _Deleted(Exception):
+    """An append to a hard-deleted stream, refused inside a transaction."""
+
+    def __init__(self, part: StreamAppend) -> None:
+        super().__init__(part.stream.text)
+        self.part = part
+
+
 class _Connection(sqlite3.Connection):
     """A connection that can be referenced weakly: the engine keeps a weak set of the
     per-thread connections, so that one dies (and closes) with its thread."""
 
 
-class SQLiteBackend(SQLiteSubscriptions):
+class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions):
     """Events in one SQLite file.
 
     Opening reads the file's schema version and writes nothing when the schema
@@ -235,6 +245,9 @@ class SQLiteBackend(SQLiteSubscriptions):
             except _Refused as refused:
                 conn.execute("ROLLBACK")
                 return self._resolve(conn, (refused.part,), refused)[0]
+            except _Deleted:
+                conn.execute("ROLLBACK")
+                raise StreamDeleted(stream.stream_id()) from None
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -276,6 +289,11 @@ class SQLiteBackend(SQLiteSubscriptions):
                             outcomes.append(self._resolve(conn, request, refused))
                         except ConduitError as exc:
                             outcomes.append(exc)
+                        continue
+                    except _Deleted as deleted:
+                        conn.execute("ROLLBACK TO conduit_append")
+                        conn.execute("RELEASE conduit_append")
+                        outcomes.append(StreamDeleted(deleted.part.stream.stream_id()))
                         continue
                     conn.execute("RELEASE conduit_append")
                     outcomes.append(recorded)
@@ -322,6 +340,9 @@ class SQLiteBackend(SQLiteSubscriptions):
             except _Refused as refused:
                 conn.execute("ROLLBACK")
                 return self._resolve(conn, request, refused)
+            except _Deleted as deleted:
+                conn.execute("ROLLBACK")
+                raise StreamDeleted(deleted.part.stream.stream_id()) from None
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -361,10 +382,15 @@ class SQLiteBackend(SQLiteSubscriptions):
         stream, events = part.stream, part.events
         count = len(events)
         if RETURNING:
-            version, is_uuid, now = conn.execute(
-                sql.ADVANCE_STREAM,
-                (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
-            ).fetchone()
+            try:
+                version, is_uuid, now = conn.execute(
+                    sql.ADVANCE_STREAM,
+                    (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
+                ).fetchone()
+            except sqlite3.IntegrityError as exc:
+                if tombstoned(exc):
+                    raise _Deleted(part) from None
+                raise
             version -= count
         else:
             version, is_uuid, now = self._stream_row(conn, stream)
@@ -381,7 +407,12 @@ class SQLiteBackend(SQLiteSubscriptions):
         except sqlite3.IntegrityError:
             raise _Refused(part, None) from None
         if not RETURNING:
-            conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
+            try:
+                conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
+            except sqlite3.IntegrityError as exc:
+                if tombstoned(exc):
+                    raise _Deleted(part) from None
+                raise
         first_position = last_position - count
         if any(new.tags for new in events):
             conn.executemany(sql.INSERT_TAG, sql.tag_rows(first_position, events))
@@ -398,6 +429,10 @@ class SQLiteBackend(SQLiteSubscriptions):
             return retried
         if refused.actual is not None:
             assert part.expected is not None
+            for other in request:
+                state = conn.execute(sql.STREAM_STATE, (other.stream.text,)).fetchone()
+                if state is not None and state[1] == 2:
+                    raise StreamDeleted(other.stream.stream_id())
             conflicts: list[tuple[object, int, int]] = []
             for other in request:
                 actual = refused.actual if other is part else self._version(conn, other.stream)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conduit.core.effects import Call, Op, Sleep
 from conduit.core.writes import check_expected_version, new_event
@@ -25,6 +25,9 @@ from conduit.lifecycle import (
     ScavengeReport,
     StreamMetadata,
 )
+
+if TYPE_CHECKING:
+    from conduit.core.store_ops import StoreCore
 
 __all__ = [
     "DEFAULT_SCAVENGE_BATCH",
@@ -96,7 +99,7 @@ def _check_stream(key: StreamKey, _exc: StreamDeleted) -> StreamDeleted:
 
 
 def delete_stream(
-    engine: Any, stream_id: StreamId, expected_version: int | None, hard: bool, by: str | None
+    core: StoreCore, stream_id: StreamId, expected_version: int | None, hard: bool, by: str | None
 ) -> Op[Event]:
     """``EventStore.delete_stream``: returns the ``stream_deleted`` audit event."""
     key = _key(stream_id)
@@ -105,14 +108,15 @@ def delete_stream(
         raise InvalidArgument("hard must be True or False", field="hard")
     audit = _audit("stream_deleted", {"stream_id": key.text, "hard": hard}, _by(by))
     try:
-        event: Event = yield from engine.delete_stream(key, expected_version, hard, audit)
+        event: Event = yield from core.engine.delete_stream(key, expected_version, hard, audit)
     except StreamDeleted as exc:
         raise _check_stream(key, exc) from exc
+    yield from core._after_push([event])
     return event
 
 
 def truncate_stream(
-    engine: Any, stream_id: StreamId, before_version: int, by: str | None
+    core: StoreCore, stream_id: StreamId, before_version: int, by: str | None
 ) -> Op[Event]:
     """``EventStore.truncate_stream``: returns the ``stream_truncated`` audit event."""
     key = _key(stream_id)
@@ -124,14 +128,15 @@ def truncate_stream(
         "stream_truncated", {"stream_id": key.text, "before_version": before_version}, _by(by)
     )
     try:
-        event: Event = yield from engine.truncate_stream(key, before_version, audit)
+        event: Event = yield from core.engine.truncate_stream(key, before_version, audit)
     except StreamDeleted as exc:
         raise _check_stream(key, exc) from exc
+    yield from core._after_push([event])
     return event
 
 
 def set_stream_metadata(
-    engine: Any,
+    core: StoreCore,
     stream_id: StreamId,
     max_age: timedelta | None,
     max_count: int | None,
@@ -152,9 +157,10 @@ def set_stream_metadata(
     }
     audit = _audit("stream_metadata_set", data, _by(by))
     try:
-        event: Event = yield from engine.set_stream_metadata(key, max_age, max_count, audit)
+        event: Event = yield from core.engine.set_stream_metadata(key, max_age, max_count, audit)
     except StreamDeleted as exc:
         raise _check_stream(key, exc) from exc
+    yield from core._after_push([event])
     return event
 
 
@@ -166,9 +172,8 @@ def stream_metadata(engine: Any, stream_id: StreamId) -> Op[StreamMetadata | Non
 
 
 def scavenge(
-    engine: Any,
+    core: StoreCore,
     *,
-    retention: timedelta | None,
     batch_size: int,
     max_batches: int | None,
     pause: float,
@@ -190,6 +195,8 @@ def scavenge(
     if isinstance(pause, bool) or not isinstance(pause, int | float) or pause < 0:
         raise InvalidArgument("pause must be a number of seconds, 0 or more", field="pause")
     who = _by(by)
+    engine = core.engine
+    retention = core.retention
     started = datetime.now(UTC)
     stored: int | None = yield from engine.load_checkpoint(SCAVENGE_CHECKPOINT)
     cursor = stored or 0
@@ -228,5 +235,6 @@ def scavenge(
             {"user": who},
             None,
         )
-        yield from engine.append(stream_key(AUDIT_STREAM), (audit,), None)
+        recorded = yield from engine.append(stream_key(AUDIT_STREAM), (audit,), None)
+        yield from core._after_push(recorded)
     return ScavengeReport(examined, removed, cursor, finished, started, datetime.now(UTC))
