@@ -6,10 +6,10 @@ import psycopg
 import psycopg.errors
 
 from conduit.backends.postgres.policy import lost_server
-from conduit.errors import BackendError, ConduitError, SchemaError, StoreUnavailable
+from conduit.errors import BackendError, ConduitError, SchemaError, StoreUnavailable, StreamDeleted
 from conduit.masking import hide_passwords
 
-__all__ = ["CONDITION_FAILED", "UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
+__all__ = ["CONDITION_FAILED", "STREAM_DELETED", "UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
 
 WRONG_VERSION = "CD409"
 """Raised by the append functions, with the stream's actual version as its detail."""
@@ -17,6 +17,10 @@ WRONG_VERSION = "CD409"
 CONDITION_FAILED = "CD412"
 """Raised by ``append_conditional``, with the first matching event's position as its
 detail."""
+
+STREAM_DELETED = "CD404"
+"""Raised by the streams row's trigger when an append would move a hard-deleted stream,
+with the stream id as its detail."""
 
 UNIQUE_VIOLATION = "23505"
 """An event id already recorded."""
@@ -35,6 +39,8 @@ def translate(
     malformed one): the password of ``conninfo`` never reaches the message.
     """
     text = hide_passwords(str(exc), [conninfo]) if conninfo else str(exc)
+    if exc.sqlstate == STREAM_DELETED:
+        return StreamDeleted(exc.diag.message_detail)
     if isinstance(
         exc,
         psycopg.errors.UndefinedTable
