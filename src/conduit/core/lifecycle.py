@@ -200,9 +200,7 @@ def scavenge(
     started = datetime.now(UTC)
     stored: int | None = yield from engine.load_checkpoint(SCAVENGE_CHECKPOINT)
     cursor = stored or 0
-    # Waits (bounded) until this store's own last writes are below PostgreSQL's reader
-    # horizon: a batch never examines past it (it could pass an event yet to commit).
-    head: int = yield from engine.head_position(wait=True)
+    head: int = yield from engine.head_position(wait=False)
     examined = removed = batches = 0
     finished = False
     while True:
