@@ -81,3 +81,11 @@ def test_scavenge_stopped_early_says_the_next_run_resumes(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     with EventStore(url) as store:
         assert store.get("long") == []
+
+
+def test_each_command_is_documented_with_an_example_in_docs_cli() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    for command in ("delete-stream", "truncate", "limit", "scavenge"):
+        assert re.search(rf"^conduit( --store \S+)? {command}\b", text, re.M), command
