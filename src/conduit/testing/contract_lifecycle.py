@@ -22,6 +22,7 @@ PERSON = "app.people.Person"
 __all__ = [
     "test_a_push_after_a_soft_delete_continues_at_the_next_version",
     "test_a_push_to_a_hard_deleted_stream_raises_stream_deleted",
+    "test_a_push_to_several_streams_one_of_them_hard_deleted_writes_nothing",
     "test_a_scavenge_stopped_early_resumes_where_it_stopped",
     "test_conduit_streams_cannot_be_deleted_truncated_or_limited",
     "test_delete_with_a_stale_expected_version_raises_and_deletes_nothing",
@@ -98,6 +99,20 @@ def test_a_push_to_a_hard_deleted_stream_raises_stream_deleted(store: EventStore
         store.push_many("gone", [("noted", {}), ("noted", {})])
     assert store.head_position() == head
     assert store.get("gone") == []
+
+
+def test_a_push_to_several_streams_one_of_them_hard_deleted_writes_nothing(
+    store: EventStore,
+) -> None:
+    _fill(store, "gone", 1)
+    store.delete_stream("gone", hard=True)
+    head = store.head_position()
+    with pytest.raises(StreamDeleted):
+        store.push_many({"alive": [("noted", {})], "gone": [("noted", {})]})
+    with pytest.raises(StreamDeleted):
+        store.push_many({"gone": [("noted", {})], "alive": [("noted", {})]})
+    assert store.head_position() == head
+    assert store.get("alive") == []
 
 
 def test_writes_to_a_hard_deleted_stream_raise_stream_deleted(store: EventStore) -> None:

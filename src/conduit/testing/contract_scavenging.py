@@ -121,10 +121,10 @@ def test_scavenging_while_writers_append_and_a_reader_follows_the_log(
         assert capped == [EVENTS_PER_WRITER - 5, EVENTS_PER_WRITER - 3, EVENTS_PER_WRITER - 1]
         # The scavenger removed the rest (PostgreSQL: the log's last events are read
         # once no transaction elsewhere on the server holds the reader horizon back).
-        eventually(
-            lambda stream=f"capped-{index}": (
-                len([e for e in tailer.read_all() if e.stream_id == stream]) == 3
-            ),
-            f"capped-{index} keeps its 3 last events in the log",
-        )
+        stream = f"capped-{index}"
+
+        def kept_three(stream: str = stream) -> bool:
+            return len([e for e in tailer.read_all() if e.stream_id == stream]) == 3
+
+        eventually(kept_three, f"{stream} keeps its 3 last events in the log")
     assert passes[0] >= 1

@@ -192,19 +192,18 @@ class PostgresEngine(LifecycleOps, SubscriptionOps, Reads):
         params = rows.group_params(requests, self.config.notify)
         try:
             found = yield Query(self.sql.append_groups, params, "all", expect=(UNIQUE_VIOLATION,))
-        except (psycopg.DatabaseError, StreamDeleted):
+        except StreamDeleted as exc:
+            if len(requests) == 1:  # this request's own stream is a tombstone
+                return [exc]
+            # A stream of one of them is a tombstone: nothing was written; take
+            # the requests one by one, each with its own outcome.
+            return (yield from self._one_by_one(requests))
+        except psycopg.DatabaseError:
             # An id recorded meanwhile by another call (a retry racing its
-            # first try), or a stream of the group is a tombstone: nothing was
-            # written; take the requests one by one.
-            outcomes: list[GroupOutcome] = []
-            for request in requests:
-                try:
-                    outcomes.append((yield from self._append_request(request)))
-                except ConduitError as exc:
-                    outcomes.append(exc)
-            return outcomes
+            # first try): nothing was written; take the requests one by one.
+            return (yield from self._one_by_one(requests))
         self._remember_xid(found[0][5] >> 20)
-        outcomes = []
+        outcomes: list[GroupOutcome] = []
         for request, own, settled in rows.group_outcomes(requests, found):
             if settled is None:  # a retry or a conflict: resolved alone
                 try:
@@ -213,6 +212,15 @@ class PostgresEngine(LifecycleOps, SubscriptionOps, Reads):
                     outcomes.append(exc)
             else:
                 outcomes.append(settled)
+        return outcomes
+
+    def _one_by_one(self, requests: Sequence[AppendRequest]) -> Op[list[GroupOutcome]]:
+        outcomes: list[GroupOutcome] = []
+        for request in requests:
+            try:
+                outcomes.append((yield from self._append_request(request)))
+            except ConduitError as exc:
+                outcomes.append(exc)
         return outcomes
 
     def append_request(
