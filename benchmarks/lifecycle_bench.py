@@ -45,7 +45,7 @@ class LifecycleSettings:
     batch: int = 1000
     writers: int = 4
     baseline_seconds: float = 15.0
-    scavenge_batch: int = 5000
+    scavenge_batch: int = 2000
 
     @classmethod
     def quick(cls) -> LifecycleSettings:

@@ -52,14 +52,14 @@ class LifecycleOps:
         return LifecycleStatements(self.sql.schema)
 
     def _locked_state(self, stream: StreamKey, *, removes: bool) -> Op[int]:
-        """Lock the stream (and share the removals' lock), then its version, its row made
-        if it had none.
+        """Lock the stream and the audit stream (and share the removals' lock), then the
+        stream's version, its row made if it had none.
 
         Raises:
             StreamDeleted: the stream is a tombstone.
         """
         sql = self.lifecycle_sql
-        yield Query(sql.lock_stream, (stream.text,))
+        yield Query(sql.lock_streams, ([stream.text, _AUDIT.text],))
         if removes:
             yield Query(sql.share_removals)
         row = yield Query(sql.state, (stream.text,))

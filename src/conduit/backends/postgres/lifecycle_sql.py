@@ -39,8 +39,15 @@ class LifecycleStatements:
         return f"DELETE FROM {self.q}.events AS e WHERE {where} RETURNING e.position"
 
     @property
-    def lock_stream(self) -> str:
-        return f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(%s))"
+    def lock_streams(self) -> str:
+        """The locks of the stream changed and of the audit stream, in key order, as
+        appends to several streams take theirs (so that neither can deadlock the other).
+
+        One parameter: the two stream ids."""
+        return (
+            f"SELECT count(pg_advisory_xact_lock({LOCK_CLASS}, k)) FROM"
+            " (SELECT DISTINCT hashtext(s) AS k FROM unnest(%s::text[]) AS s ORDER BY k) AS keys"
+        )
 
     @property
     def share_removals(self) -> str:
