@@ -105,3 +105,15 @@ def test_a_projection_learns_of_a_deletion_from_the_log() -> None:
     store.push("registered", "person-2", {"name": "Bob"})
     store.delete_stream("person-1", hard=True)
     assert people == {"person-2": "Bob"}
+
+
+def test_a_scavenge_may_leave_writers_a_share_of_the_time(tmp_path: Path) -> None:
+    with EventStore(f"sqlite:///{tmp_path / 'share.db'}") as store:
+        for n in range(6):
+            store.push("noted", "capped", {"n": n})
+        store.set_stream_metadata("capped", max_count=1)
+        report = store.scavenge(batch_size=2, leave_to_writers=0.5)
+        assert (report.finished, report.removed) == (True, 5)
+        for bad in (1, 1.5, -0.1, True):
+            with pytest.raises(InvalidArgument):
+                store.scavenge(leave_to_writers=bad)

@@ -79,6 +79,9 @@ class ScavengeBatch:
     last_position: int
     examined: int
     removed: int
+    held: float = 0.0
+    """Seconds the batch held the engine's writer (SQLite) or its rows (PostgreSQL),
+    waiting for it excluded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,7 @@ class StoreLifecycle:
         batch_size: int = ops.DEFAULT_SCAVENGE_BATCH,
         max_batches: int | None = None,
         pause: float = 0.0,
+        leave_to_writers: float = 0.0,
         progress: Progress | None = None,
         by: str | None = None,
     ) -> ScavengeReport:
@@ -123,8 +124,11 @@ class StoreLifecycle:
         One pass over the global log, in short transactions of ``batch_size``
         events each (writers keep appending meanwhile), resumable: a pass
         stopped by ``max_batches`` or a crash goes on from its place next
-        time. ``pause`` seconds between batches leave writers more room;
-        ``progress(batch, head)`` is called after each batch.
+        time. ``pause`` seconds between batches leave writers more room, and
+        so does ``leave_to_writers``: the share of the time (0 to 1) the pass
+        leaves free between its batches (0.7: after a batch of 30 ms, a pause
+        of 70 ms), which SQLite's single writer needs for writers to keep their
+        pace. ``progress(batch, head)`` is called after each batch.
         """
         return self._runtime.run(  # type: ignore[no-any-return]
             ops.scavenge(
@@ -134,6 +138,7 @@ class StoreLifecycle:
                 pause=pause,
                 progress=progress,
                 by=by,
+                leave_to_writers=leave_to_writers,
             )
         )
 
@@ -199,6 +204,7 @@ class AsyncStoreLifecycle:
         batch_size: int = ops.DEFAULT_SCAVENGE_BATCH,
         max_batches: int | None = None,
         pause: float = 0.0,
+        leave_to_writers: float = 0.0,
         progress: Progress | None = None,
         by: str | None = None,
     ) -> ScavengeReport:
@@ -211,5 +217,6 @@ class AsyncStoreLifecycle:
                 pause=pause,
                 progress=progress,
                 by=by,
+                leave_to_writers=leave_to_writers,
             )
         )

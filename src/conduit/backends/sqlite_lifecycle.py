@@ -13,6 +13,7 @@ events were removed and the file vacuumed.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -123,6 +124,7 @@ class SQLiteLifecycle:
     ) -> ScavengeBatch:
         """See :class:`~conduit.backends.base.Backend`."""
         with self._write() as conn:
+            began = time.monotonic()  # the writer is ours from here
             upto, examined = conn.execute(sql.SCAVENGE_WINDOW, (after, limit)).fetchone()
             if not examined:
                 return ScavengeBatch(after, 0, 0)
@@ -131,7 +133,8 @@ class SQLiteLifecycle:
             removed = conn.execute(
                 sql.SCAVENGE_EXPIRED, (after, upto, now, kept, None if kept is None else now - kept)
             ).rowcount
-            return ScavengeBatch(int(upto), int(examined), max(removed, 0))
+            held = time.monotonic() - began
+            return ScavengeBatch(int(upto), int(examined), max(removed, 0), held)
 
 
 def tombstoned(exc: sqlite3.Error) -> bool:

@@ -149,6 +149,16 @@ def scavenge(
             "--pause", metavar="SECONDS", min=0, help="Wait between batches: room for writers."
         ),
     ] = 0.0,
+    leave_to_writers: Annotated[
+        float,
+        typer.Option(
+            "--leave-to-writers",
+            metavar="SHARE",
+            min=0,
+            max=0.99,
+            help="Leave writers this share of the time between batches (SQLite: 0.7).",
+        ),
+    ] = 0.0,
     retention: Annotated[
         float | None,
         typer.Option(
@@ -178,6 +188,7 @@ def scavenge(
 
     conduit scavenge
     conduit scavenge --retention 2592000 --batch-size 5000 --pause 0.01
+    conduit scavenge --leave-to-writers 0.7
     """
     from conduit.store import EventStore
 
@@ -201,6 +212,7 @@ def scavenge(
                     batch_size=batch_size,
                     max_batches=max_batches,
                     pause=pause,
+                    leave_to_writers=leave_to_writers,
                     progress=track,
                     by=by,
                 )

@@ -179,6 +179,7 @@ def scavenge(
     pause: float,
     progress: Progress | None,
     by: str | None,
+    leave_to_writers: float = 0.0,
 ) -> Op[ScavengeReport]:
     """``EventStore.scavenge``: one pass over the log, batch after batch, resumable.
 
@@ -194,6 +195,18 @@ def scavenge(
         raise InvalidArgument("max_batches must be None or at least 1", field="max_batches")
     if isinstance(pause, bool) or not isinstance(pause, int | float) or pause < 0:
         raise InvalidArgument("pause must be a number of seconds, 0 or more", field="pause")
+    if (
+        isinstance(leave_to_writers, bool)
+        or not isinstance(leave_to_writers, int | float)
+        or not 0 <= leave_to_writers < 1
+    ):
+        raise InvalidArgument(
+            "leave_to_writers must be a share of the time, from 0 up to (not including) 1",
+            field="leave_to_writers",
+        )
+    # After a batch that held the writer t seconds, wait t * share / (1 - share): the
+    # batches then hold it at most (1 - share) of the time (waiting for it excluded).
+    stretch = leave_to_writers / (1 - leave_to_writers)
     who = _by(by)
     engine = core.engine
     retention = core.retention
@@ -226,8 +239,8 @@ def scavenge(
             yield Call(progress, batch, head)
         if finished or (max_batches is not None and batches >= max_batches):
             break
-        if pause:
-            yield Sleep(pause)
+        if pause or stretch:
+            yield Sleep(pause + batch.held * stretch)
     if finished:
         audit = new_event(
             "events_scavenged",

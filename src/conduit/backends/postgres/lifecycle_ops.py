@@ -16,6 +16,7 @@ the reader horizon of the global log is untouched (docs/lifecycle.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -179,11 +180,13 @@ class LifecycleOps:
     def _scavenge(self, after: int, limit: int, retention: timedelta | None) -> Op[ScavengeBatch]:
         sql = self.lifecycle_sql
         yield Query(sql.lock_removals)
+        began = time.monotonic()
         row = yield Query(sql.scavenge, (after, limit, after, retention, retention))
+        held = time.monotonic() - began
         upto, examined, removed = (int(value) for value in row)
         if not examined:
             return ScavengeBatch(after, 0, 0)
-        return ScavengeBatch(upto, examined, removed)
+        return ScavengeBatch(upto, examined, removed, held)
 
 
 def _metadata(found: list[Any]) -> list[StreamMetadata]:
