@@ -199,7 +199,9 @@ MERGED_NAMES = 64
 
 STREAM_VERSION = "SELECT version FROM streams WHERE stream_id = ?"
 STREAM_ROW = "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?"
-STREAM_TOTALS = "SELECT count(*), coalesce(sum(version), 0) FROM streams"
+STREAM_TOTALS = (
+    "SELECT count(*), coalesce(sum(version), 0) FROM streams WHERE deleted = 0 AND version > 0"
+)
 HEAD_POSITION = "SELECT max(position) FROM events"
 FIRST_POSITION_SINCE = "SELECT min(position) FROM events WHERE recorded_at >= ?"
 READ_EVENT = f"SELECT {COLUMNS} FROM events WHERE id = ?"

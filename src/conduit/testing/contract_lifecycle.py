@@ -61,6 +61,7 @@ def test_soft_delete_hides_the_stream_and_leaves_its_events_in_the_log(
     assert [info.stream_id for info in store.streams()] == [AUDIT_STREAM, "kept"]
     assert store.stream_version("doomed") == 3
     assert _log_of(store, "doomed") == [1, 2, 3]  # until a scavenge
+    assert store.backend.stream_totals() == (2, 1 + 1)  # kept and the audit stream
 
 
 def test_a_push_after_a_soft_delete_continues_at_the_next_version(store: EventStore) -> None:

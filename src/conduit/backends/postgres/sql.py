@@ -308,7 +308,10 @@ class Statements:
 
     @property
     def stream_totals(self) -> str:
-        return f"SELECT count(*), coalesce(sum(version), 0) FROM {self.q}.streams"
+        return (
+            f"SELECT count(*), coalesce(sum(version), 0) FROM {self.q}.streams"
+            " WHERE deleted = 0 AND version > 0"
+        )
 
     @property
     def head_position(self) -> str:
