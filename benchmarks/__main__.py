@@ -31,6 +31,7 @@ from benchmarks import (
     costs,
     dcb_bench,
     entities_bench,
+    lifecycle_bench,
     personal_bench,
     postgres_bench,
     projections_bench,
@@ -110,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             "dcb",
             "scale",
             "replicas",
+            "lifecycle",
         ),
-        help="run one section (scale, ~1 hour, and replicas: only this way)",
+        help="run one section (scale, ~1 hour, replicas and lifecycle: only this way)",
     )
     parser.add_argument(
         "--quick",
@@ -145,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return _scale(args)
     if args.only == "replicas":
         return _replicas(args)
+    if args.only == "lifecycle":
+        return _lifecycle(args, argv)
     settings = Settings.quick() if args.quick else Settings()
     if args.memory_events:
         short = min(settings.memory_short, max(1, args.memory_events // 10))
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write.exists():  # the scale figures come from their own run: keep them
             old = args.write.read_text(encoding="utf-8")
             text = replicas_bench.keep_block(old, scale_report.keep_block(old, text))
+            text = lifecycle_bench.keep_block(old, text)
         args.write.write_text(text, encoding="utf-8")
         log(f"wrote {args.write}")
     return 1 if failed else 0
@@ -271,6 +276,33 @@ def _replicas(args: argparse.Namespace) -> int:
         args.write.write_text(replicas_bench.replace_block(old, block), encoding="utf-8")
         log(f"wrote {args.write}")
     return 0 if all(target.passed for target in section.targets) else 1
+
+
+def _lifecycle(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--only lifecycle``: scavenging a large store while writers append (issue 17)."""
+    settings = (
+        lifecycle_bench.LifecycleSettings.quick()
+        if args.quick
+        else lifecycle_bench.LifecycleSettings()
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="conduit-lifecycle-", dir=args.workdir))
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    try:
+        result = lifecycle_bench.run(settings, workdir, args.postgres_url, log)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(lifecycle_bench.console(result), flush=True)
+    if args.write:
+        command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+        block = lifecycle_bench.markdown(result, command)
+        old = args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
+        args.write.write_text(lifecycle_bench.replace_block(old, block), encoding="utf-8")
+        log(f"wrote {args.write}")
+    return 1 if result.skipped else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import conduit.testing
 from conduit.testing import (
     contract,
     lint_leases,
+    lint_lifecycle,
     lint_log,
     lint_personal,
     lint_snapshots,
@@ -19,7 +20,7 @@ from conduit.testing import (
 )
 from conduit.testing.contract import *  # noqa: F403
 
-LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots, lint_personal]
+LINTS = [lint_log, lint_subscriptions, lint_leases, lint_snapshots, lint_personal, lint_lifecycle]
 
 
 def _tests_defined_in(module: ModuleType) -> set[str]:

@@ -19,7 +19,9 @@ from conduit.testing.waits import eventually
 def _sqlite_v3(path: Path, events: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     for version in (1, 2, 3):
-        for statement in sqlite_engine._MIGRATIONS[version].split(";"):
+        script = sqlite_engine._MIGRATIONS[version]
+        assert isinstance(script, str)
+        for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
     conn.execute("PRAGMA user_version=3")

@@ -24,10 +24,12 @@ from conduit.errors import (
     ReplayError,
     SchemaError,
     StoreUnavailable,
+    StreamDeleted,
     SubjectForgotten,
     WrongExpectedVersion,
 )
 from conduit.events import Event, StreamId, StreamInfo, TypedEvent, new_id
+from conduit.lifecycle import ScavengeReport, StreamMetadata
 from conduit.personal import FORGOTTEN, Forgotten, PersonalData, SubjectKey, personal
 from conduit.replay import replay
 from conduit.snapshots import SnapshotWarning
@@ -60,11 +62,14 @@ __all__ = [
     "Query",
     "QueryItem",
     "ReplayError",
+    "ScavengeReport",
     "SchemaError",
     "SnapshotWarning",
     "StoreUnavailable",
+    "StreamDeleted",
     "StreamId",
     "StreamInfo",
+    "StreamMetadata",
     "SubjectForgotten",
     "SubjectKey",
     "TypeRegistry",

@@ -15,13 +15,14 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from conduit.backends.base import announcer
 from conduit.core.effects import AsyncRuntime
 from conduit.core.following import Follow
+from conduit.core.lifecycle import check_retention
 from conduit.core.opening import check_store_options, open_async
 from conduit.core.paging import Pages
 from conduit.core.store_ops import DEFAULT_PAGE_SIZE, StoreCore
@@ -30,6 +31,7 @@ from conduit.core.writes import PendingEvent
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
+from conduit.lifecycle_faces import AsyncStoreLifecycle
 from conduit.personal import SubjectKey
 from conduit.subscriptions.aio import AsyncSubscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
@@ -44,7 +46,7 @@ __all__ = ["AsyncEventStore"]
 T = TypeVar("T")
 
 
-class AsyncEventStore:
+class AsyncEventStore(AsyncStoreLifecycle):
     """An event store for asyncio: push events, read them back, subscribe, follow.
 
     Takes the arguments of :class:`~conduit.EventStore` (the same URLs and
@@ -67,6 +69,7 @@ class AsyncEventStore:
         snapshot_every: int | None = None,
         group_commit: bool | None = None,
         reveal_personal_data: bool = True,
+        retention: timedelta | None = None,
         **options: Any,
     ) -> None:
         registry = check_store_options(
@@ -90,6 +93,7 @@ class AsyncEventStore:
             snapshot_every=snapshot_every,
             group=opened.group,
             reveal=bool(reveal_personal_data),
+            retention=check_retention(retention),
         )
         self._closed = False
 

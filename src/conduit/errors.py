@@ -16,8 +16,10 @@
     │   │                           recorded after its ``after`` position
     │   ├── DuplicateEvent      an event id is already recorded, in another stream,
     │   │                       in another batch or with other content
-    │   └── SubjectForgotten    personal data of a subject the store forgot
-    │                           (``store.forget``) cannot be recorded again
+    │   ├── SubjectForgotten    personal data of a subject the store forgot
+    │   │                       (``store.forget``) cannot be recorded again
+    │   └── StreamDeleted       the stream was deleted for good (``hard=True``): its
+    │                           id is a tombstone, nothing can be written to it
     ├── EventDecodeError        a stored event no longer fits its registered class
     │                           (names the event id, the class and the field)
     ├── ReplayError             an event cannot be applied to an entity (no
@@ -58,6 +60,7 @@ __all__ = [
     "ReplayError",
     "SchemaError",
     "StoreUnavailable",
+    "StreamDeleted",
     "SubjectForgotten",
     "WrongExpectedVersion",
 ]
@@ -181,6 +184,20 @@ class DuplicateEvent(Conflict):
         self.event_id = event_id
         self.stream_id = stream_id
         self.reason = reason
+
+
+class StreamDeleted(Conflict):
+    """The stream was deleted with ``hard=True``: its id stays a tombstone, forever.
+
+    A push, a truncation, new stream metadata or another deletion of it raises
+    this; nothing is written. ``stream_id`` names the stream.
+    """
+
+    def __init__(self, stream_id: object) -> None:
+        super().__init__(
+            f"Stream {stream_id} is deleted (hard): its id is a tombstone and takes no more events"
+        )
+        self.stream_id = stream_id
 
 
 class ReplayError(ConduitError):

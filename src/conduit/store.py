@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from conduit.backends.base import Backend, announcer
 from conduit.core.effects import SyncRuntime
 from conduit.core.following import Follow
+from conduit.core.lifecycle import check_retention
 from conduit.core.opening import check_store_options, open_sync
 from conduit.core.paging import Pages
 from conduit.core.store_ops import DEFAULT_PAGE_SIZE, RESERVED_PREFIX, StoreCore
@@ -25,6 +26,7 @@ from conduit.core.writes import MAX_BATCH, PendingEvent
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
+from conduit.lifecycle_faces import StoreLifecycle
 from conduit.personal import SubjectKey
 from conduit.subscriptions.drivers import Subscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
@@ -41,7 +43,7 @@ T = TypeVar("T")
 L = TypeVar("L")
 
 
-class EventStore:
+class EventStore(StoreLifecycle):
     """An event store: push events to streams, read them back, subscribe.
 
     Args:
@@ -64,6 +66,9 @@ class EventStore:
             ``False``: reads give them in their stored, encrypted form
             (``{"conduit.sealed": [subject, ciphertext]}``), as exports and
             copies move them. See docs/personal-data.md.
+        retention: the store-wide maximum age of events: reads of a stream
+            return none older, and :meth:`scavenge` removes them (Conduit's own
+            ``conduit.`` streams excepted). See docs/lifecycle.md.
         **options: passed to the engine opened from ``url`` (for example
             ``synchronous="normal"`` for SQLite, ``pool_size=8`` or
             ``schema="app"`` for PostgreSQL); not with a backend object.
@@ -83,6 +88,7 @@ class EventStore:
         snapshot_every: int | None = None,
         group_commit: bool | None = None,
         reveal_personal_data: bool = True,
+        retention: timedelta | None = None,
         **options: Any,
     ) -> None:
         registry = check_store_options(
@@ -103,6 +109,7 @@ class EventStore:
             snapshot_every=snapshot_every,
             group=opened.group,
             reveal=bool(reveal_personal_data),
+            retention=check_retention(retention),
         )
         self._closed = False
 

@@ -20,12 +20,14 @@ from conduit import codec
 from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import resolve_retry
 from conduit.backends.memory_keys import MemorySubjectKeys
+from conduit.backends.memory_lifecycle import HARD, MemoryLifecycle, StreamState
 from conduit.backends.memory_subscriptions import MemorySubscriptions
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import (
     AppendConditionFailed,
     ConduitError,
     DuplicateEvent,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from conduit.events import (
@@ -103,7 +105,7 @@ def _events(stored: list[_Stored]) -> list[Event]:
     ]
 
 
-class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
+class MemoryBackend(MemoryLifecycle, MemorySubscriptions, MemorySubjectKeys):
     """Events held in this process's memory; safe to share between threads."""
 
     scheme = "memory"
@@ -112,8 +114,15 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
         MemorySubscriptions.__init__(self)
         MemorySubjectKeys.__init__(self)
         self._lock = threading.Lock()
+        # The log and each stream, as kept: removals leave holes, so positions
+        # (and versions) are looked up (by bisection, or in _at), never used as
+        # indexes.
         self._log: list[_Stored] = []
+        self._positions: list[int] = []
+        self._at: dict[int, _Stored] = {}
+        self._last_position = 0  # the last position given: never given again
         self._streams: dict[str, list[_Stored]] = {}
+        self._meta: dict[str, StreamState] = {}
         self._sorted_ids: list[str] = []
         self._by_id: dict[object, _Stored] = {}
         self._by_name: dict[str, list[int]] = {}
@@ -150,12 +159,17 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
                 return retried
             first = retried[0][0]
             raise DuplicateEvent(first.id, first.stream_id, reason="while other streams are new")
+        for part in request:
+            state = self._meta.get(part.stream.text)
+            if state is not None and state.deleted == HARD:
+                raise StreamDeleted(part.stream.stream_id())
         conflicts: list[tuple[object, int, int]] = []
         versions: dict[str, int] = {}
         for part in request:
             version = versions.get(part.stream.text)
             if version is None:
-                version = len(self._streams.get(part.stream.text, ()))
+                state = self._meta.get(part.stream.text)
+                version = 0 if state is None else state.version
             if part.expected is not None and part.expected != version:
                 conflicts.append((part.stream.stream_id(), part.expected, version))
             versions[part.stream.text] = version + len(part.events)
@@ -170,10 +184,12 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
         outcome = []
         for part in request:
             stream, events = part.stream, part.events
-            recorded = self._streams.get(stream.text, [])
-            version = len(recorded)
-            stream_id = recorded[0].stream_id if recorded else stream.stream_id()
-            position = len(self._log)
+            state = self._meta.get(stream.text)
+            if state is None:
+                state = self._meta[stream.text] = StreamState(stream.stream_id())
+            version = state.version
+            stream_id = state.stream_id
+            position = self._last_position
             result = [
                 _Stored(
                     new.id,
@@ -188,13 +204,20 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
                 )
                 for i, new in enumerate(events, 1)
             ]
-            if not recorded:
-                self._streams[stream.text] = recorded
+            recorded = self._streams.get(stream.text)
+            if recorded is None:
+                recorded = self._streams[stream.text] = []
+            if version == 0:
                 bisect.insort(self._sorted_ids, stream.text)
+            state.version = version + len(result)
+            state.deleted = 0  # a push after a soft delete brings the stream back
+            self._last_position = position + len(result)
             recorded.extend(result)
             self._log.extend(result)
+            self._positions.extend(record.position for record in result)
             for record in result:
                 by_id[record.id] = record
+                self._at[record.position] = record
                 self._by_name.setdefault(record.name, []).append(record.position)
                 for tag in record.tags:
                     self._by_tag.setdefault(tag, []).append(record.position)
@@ -224,8 +247,9 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
     ) -> list[_Stored]:
         """The events of ``query`` after ``after``, from the name and tag indexes."""
         log = self._log
+        at = self._at
         if query.matches_all:
-            page = log[max(0, after) :]
+            page = log[bisect.bisect_right(self._positions, after) :]
             return (page[::-1] if backwards else page)[:limit]
         positions: set[int] = set()
         for item in query.items:
@@ -235,11 +259,11 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
                 lists = [self._by_name.get(name, []) for name in item.names]
             for candidates in lists:
                 for position in candidates[bisect.bisect_right(candidates, after) :]:
-                    record = log[position - 1]
+                    record = at[position]
                     if item.matches(record.name, record.tags):
                         positions.add(position)
         ordered = sorted(positions, reverse=backwards)[:limit]
-        return [log[position - 1] for position in ordered]
+        return [at[position] for position in ordered]
 
     def read_stream(
         self,
@@ -251,16 +275,31 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
         limit: int,
     ) -> list[Event]:
         with self._lock:
-            recorded = self._streams.get(stream.text, [])
+            recorded = self._visible(stream.text)
             if backwards:
-                end = len(recorded) if start is None else max(0, min(start, len(recorded)))
+                end = bisect.bisect_right(recorded, start, key=_version) if start else None
                 page = recorded[:end][::-1]
             else:
-                page = recorded[max(0, (start or 1) - 1) :]
+                page = recorded[bisect.bisect_left(recorded, start or 1, key=_version) :]
             if since is not None:
                 page = [e for e in page if e.recorded_at >= since]
             page = page[:limit]
         return _events(page)
+
+    def _visible(self, text: str) -> list[_Stored]:
+        """The stream's events a read may return (under the lock): none of a soft-deleted
+        or truncated part, none beyond its limits."""
+        recorded = self._streams.get(text, [])
+        state = self._meta.get(text)
+        if state is None or not recorded:
+            return recorded
+        first = state.first_visible()
+        if first > recorded[0].version:
+            recorded = recorded[bisect.bisect_left(recorded, first, key=_version) :]
+        if state.max_age is not None:
+            oldest = datetime.now(UTC) - state.max_age
+            recorded = [e for e in recorded if e.recorded_at >= oldest]
+        return recorded
 
     def read_all(
         self,
@@ -275,10 +314,9 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
         backwards: bool = False,
     ) -> list[Event]:
         with self._lock:
-            # positions are 1, 2, 3…: the event at position p is self._log[p - 1]
-            low = max(0, after)
-            high = len(self._log) if before is None else max(low, min(before - 1, len(self._log)))
-            records = self._log[low:high]
+            low = bisect.bisect_right(self._positions, after)
+            high = len(self._log) if before is None else bisect.bisect_left(self._positions, before)
+            records = self._log[low : max(low, high)]
             if backwards:
                 records.reverse()
             if names is None and correlation_id is None and causation_id is None:
@@ -299,7 +337,8 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
 
     def stream_version(self, stream: StreamKey) -> int:
         with self._lock:
-            return len(self._streams.get(stream.text, ()))
+            state = self._meta.get(stream.text)
+            return 0 if state is None else state.version
 
     def streams(self, *, after: str | None, prefix: str | None, limit: int) -> list[StreamInfo]:
         with self._lock:
@@ -311,19 +350,22 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
             for text in ids[index:]:
                 if prefix is not None and not text.startswith(prefix):
                     break
-                recorded = self._streams[text]
-                page.append(StreamInfo(recorded[0].stream_id, len(recorded)))
+                state = self._meta[text]
+                if state.deleted:
+                    continue
+                page.append(StreamInfo(state.stream_id, state.version))
                 if len(page) == limit:
                     break
             return page
 
     def stream_totals(self) -> tuple[int, int]:
         with self._lock:
-            return len(self._streams), sum(len(events) for events in self._streams.values())
+            live = [state for state in self._meta.values() if state.version and not state.deleted]
+            return len(live), sum(state.version for state in live)
 
     def head_position(self, *, wait: bool = True) -> int:
         with self._lock:
-            return len(self._log)
+            return self._log[-1].position if self._log else 0
 
     def count_after(
         self,
@@ -334,7 +376,7 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
         wait: bool = True,
     ) -> int:
         with self._lock:
-            tail = self._log[max(0, position) :]
+            tail = self._log[bisect.bisect_right(self._positions, position) :]
             count = len(tail) if names is None else sum(1 for e in tail if e.name in names)
         return count if limit is None else min(count, limit)
 
@@ -373,10 +415,16 @@ class MemoryBackend(MemorySubscriptions, MemorySubjectKeys):
                     self._by_name[old.name].remove(old.position)
                     bisect.insort(self._by_name.setdefault(new.name, []), new.position)
                 self._by_id[new.id] = new
-                self._log[new.position - 1] = new
-                self._streams[str(new.stream_id)][new.version - 1] = new
+                self._log[bisect.bisect_left(self._positions, new.position)] = new
+                self._at[new.position] = new
+                recorded = self._streams[str(new.stream_id)]
+                recorded[bisect.bisect_left(recorded, new.version, key=_version)] = new
                 count += 1
             return count
+
+
+def _version(record: _Stored) -> int:
+    return record.version
 
 
 def _matches(record: _Stored, key: str, wanted: str | None) -> bool:

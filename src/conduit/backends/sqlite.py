@@ -24,6 +24,7 @@ from conduit.backends import sqlite_sql as sql
 from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
 from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
 from conduit.backends.sqlite_keys import SQLiteSubjectKeys
+from conduit.backends.sqlite_lifecycle import SQLiteLifecycle, tombstoned
 from conduit.backends.sqlite_sql import (
     CAUSATION,
     CORRELATION,
@@ -40,6 +41,7 @@ from conduit.errors import (
     ConfigurationError,
     DuplicateEvent,
     SchemaError,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
@@ -62,12 +64,20 @@ class _Refused(Exception):
         self.actual = actual
 
 
+class _Deleted(Exception):
+    """An append to a hard-deleted stream, refused inside a transaction."""
+
+    def __init__(self, part: StreamAppend) -> None:
+        super().__init__(part.stream.text)
+        self.part = part
+
+
 class _Connection(sqlite3.Connection):
     """A connection that can be referenced weakly: the engine keeps a weak set of the
     per-thread connections, so that one dies (and closes) with its thread."""
 
 
-class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
+class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
     """Events in one SQLite file.
 
     Opening reads the file's schema version and writes nothing when the schema
@@ -236,6 +246,9 @@ class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
             except _Refused as refused:
                 conn.execute("ROLLBACK")
                 return self._resolve(conn, (refused.part,), refused)[0]
+            except _Deleted:
+                conn.execute("ROLLBACK")
+                raise StreamDeleted(stream.stream_id()) from None
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -277,6 +290,11 @@ class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
                             outcomes.append(self._resolve(conn, request, refused))
                         except ConduitError as exc:
                             outcomes.append(exc)
+                        continue
+                    except _Deleted as deleted:
+                        conn.execute("ROLLBACK TO conduit_append")
+                        conn.execute("RELEASE conduit_append")
+                        outcomes.append(StreamDeleted(deleted.part.stream.stream_id()))
                         continue
                     conn.execute("RELEASE conduit_append")
                     outcomes.append(recorded)
@@ -323,6 +341,9 @@ class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
             except _Refused as refused:
                 conn.execute("ROLLBACK")
                 return self._resolve(conn, request, refused)
+            except _Deleted as deleted:
+                conn.execute("ROLLBACK")
+                raise StreamDeleted(deleted.part.stream.stream_id()) from None
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -362,10 +383,15 @@ class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
         stream, events = part.stream, part.events
         count = len(events)
         if RETURNING:
-            version, is_uuid, now = conn.execute(
-                sql.ADVANCE_STREAM,
-                (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
-            ).fetchone()
+            try:
+                version, is_uuid, now = conn.execute(
+                    sql.ADVANCE_STREAM,
+                    (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
+                ).fetchone()
+            except sqlite3.IntegrityError as exc:
+                if tombstoned(exc):
+                    raise _Deleted(part) from None
+                raise
             version -= count
         else:
             version, is_uuid, now = self._stream_row(conn, stream)
@@ -382,7 +408,12 @@ class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
         except sqlite3.IntegrityError:
             raise _Refused(part, None) from None
         if not RETURNING:
-            conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
+            try:
+                conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
+            except sqlite3.IntegrityError as exc:
+                if tombstoned(exc):
+                    raise _Deleted(part) from None
+                raise
         first_position = last_position - count
         if any(new.tags for new in events):
             conn.executemany(sql.INSERT_TAG, sql.tag_rows(first_position, events))
@@ -399,6 +430,10 @@ class SQLiteBackend(SQLiteSubscriptions, SQLiteSubjectKeys):
             return retried
         if refused.actual is not None:
             assert part.expected is not None
+            for other in request:
+                state = conn.execute(sql.STREAM_STATE, (other.stream.text,)).fetchone()
+                if state is not None and state[1] == 2:
+                    raise StreamDeleted(other.stream.stream_id())
             conflicts: list[tuple[object, int, int]] = []
             for other in request:
                 actual = refused.actual if other is part else self._version(conn, other.stream)

@@ -7,6 +7,7 @@ text of every statement can be read (and tested) apart from the I/O.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -137,16 +138,39 @@ CREATE TABLE IF NOT EXISTS event_tags (
 ) WITHOUT ROWID;
 """
 
-# Version 6 is taken by work on another branch (deletions, retention); until it
-# lands, it migrates nothing. Version 7: subjects' keys (sqlite_keys.py).
-MIGRATIONS = {
+TOMBSTONE = "conduit: stream deleted"
+"""The message of the trigger that refuses an append to a hard-deleted stream."""
+
+# Version 6: streams over the years (docs/lifecycle.md). What a store keeps
+# about a stream beside its events, as columns of its row; two triggers leave
+# the append path as it is: one refuses to move a hard-deleted stream's version
+# (an append to a tombstone aborts), the other brings a soft-deleted stream
+# back at its next append; a third removes a removed event's tags. A list of
+# statements, not a script: the triggers' bodies hold semicolons.
+SCHEMA_V6 = (
+    "ALTER TABLE streams ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",  # 1 soft, 2 hard
+    "ALTER TABLE streams ADD COLUMN truncated_before INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN max_age INTEGER",  # microseconds
+    "ALTER TABLE streams ADD COLUMN max_count INTEGER",
+    "CREATE TRIGGER streams_tombstone BEFORE UPDATE OF version ON streams"
+    " WHEN OLD.deleted = 2 AND NEW.version <> OLD.version"
+    f" BEGIN SELECT RAISE(ABORT, '{TOMBSTONE}'); END",
+    "CREATE TRIGGER streams_undelete AFTER UPDATE OF version ON streams"
+    " WHEN OLD.deleted = 1 AND NEW.version > OLD.version"
+    " BEGIN UPDATE streams SET deleted = 0 WHERE stream_id = NEW.stream_id; END",
+    "CREATE TRIGGER events_removed AFTER DELETE ON events WHEN OLD.tags <> '[]'"
+    " BEGIN DELETE FROM event_tags WHERE position = OLD.position"
+    " AND tag IN (SELECT value FROM json_each(OLD.tags)); END",
+)
+
+MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     1: SCHEMA_V1,
     2: SCHEMA_V2,
     3: SCHEMA_V3,
     4: SCHEMA_V4,
     5: SCHEMA_V5,
-    6: "",
-    7: SCHEMA_V7,
+    6: SCHEMA_V6,
+    7: SCHEMA_V7,  # subjects' keys (sqlite_keys.py)
 }
 
 COLUMNS = (
@@ -177,7 +201,9 @@ MERGED_NAMES = 64
 
 STREAM_VERSION = "SELECT version FROM streams WHERE stream_id = ?"
 STREAM_ROW = "SELECT version, is_uuid, recorded_at FROM streams WHERE stream_id = ?"
-STREAM_TOTALS = "SELECT count(*), coalesce(sum(version), 0) FROM streams"
+STREAM_TOTALS = (
+    "SELECT count(*), coalesce(sum(version), 0) FROM streams WHERE deleted = 0 AND version > 0"
+)
 HEAD_POSITION = "SELECT max(position) FROM events"
 FIRST_POSITION_SINCE = "SELECT min(position) FROM events WHERE recorded_at >= ?"
 READ_EVENT = f"SELECT {COLUMNS} FROM events WHERE id = ?"
@@ -200,7 +226,9 @@ LOAD_SNAPSHOT = (
 
 def migration_statements(version: int) -> list[str]:
     """The statements that take a file from ``version - 1`` to ``version``."""
-    return [statement for statement in MIGRATIONS[version].split(";") if statement.strip()]
+    migration = MIGRATIONS[version]
+    statements = migration.split(";") if isinstance(migration, str) else migration
+    return [statement for statement in statements if statement.strip()]
 
 
 def events_by_id(count: int) -> str:
@@ -226,11 +254,27 @@ def read_stream(
         where.append("recorded_at >= ?")
         params.append(to_micros(since))
     order = "DESC" if backwards else "ASC"
-    params.append(limit)
+    params.extend((stream.text, now_micros(), stream.text, limit))
     sql = (
-        f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY version {order} LIMIT ?"
+        f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)}{VISIBLE}"
+        f" ORDER BY version {order} LIMIT ?"
     )
     return sql, params
+
+
+VISIBLE = (
+    " AND version >= (SELECT max(truncated_before, CASE WHEN max_count IS NULL THEN 0"
+    " ELSE version - max_count + 1 END) FROM streams WHERE stream_id = ?)"
+    " AND recorded_at >= (SELECT CASE WHEN max_age IS NULL THEN -9223372036854775807"
+    " ELSE ? - max_age END FROM streams WHERE stream_id = ?)"
+)
+"""What a stream read hides, as its row says: truncated, soft-deleted or beyond its
+limits. Parameters: the stream id, now (microseconds), the stream id."""
+
+
+def now_micros() -> int:
+    """The time now, in microseconds since the epoch."""
+    return time.time_ns() // 1000
 
 
 def read_all(
@@ -293,7 +337,8 @@ def streams(*, after: str | None, prefix: str | None, limit: int) -> Statement:
         params.append(prefix)
         where.append("substr(stream_id, 1, ?) = ?")
         params.extend((len(prefix), prefix))
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    where.append("deleted = 0 AND version > 0")  # deleted ones are tombstones()
+    clause = f"WHERE {' AND '.join(where)}"
     params.append(limit)
     sql = f"SELECT stream_id, is_uuid, version FROM streams {clause} ORDER BY stream_id LIMIT ?"
     return sql, params
@@ -442,3 +487,42 @@ def read_query(query: Query, *, after: int, limit: int, backwards: bool) -> Stat
     order = "DESC" if backwards else "ASC"
     sql = f"SELECT {COLUMNS} FROM events WHERE position IN ({inner}) ORDER BY position {order}"
     return sql, params
+
+
+# -- streams over the years (docs/lifecycle.md) ---------------------------------
+
+STREAM_STATE = "SELECT version, deleted FROM streams WHERE stream_id = ?"
+MAKE_STREAM_ROW = (
+    "INSERT INTO streams (stream_id, is_uuid, version, recorded_at) VALUES (?, ?, 0, 0)"
+)
+MARK_DELETED = "UPDATE streams SET deleted = ?, truncated_before = version + 1 WHERE stream_id = ?"
+DROP_SNAPSHOTS = "DELETE FROM snapshots WHERE stream_id = ?"
+REMOVE_STREAM = "DELETE FROM events WHERE stream_id = ?"
+TRUNCATE = "UPDATE streams SET truncated_before = max(truncated_before, ?) WHERE stream_id = ?"
+REMOVE_TRUNCATED = (
+    "DELETE FROM events WHERE stream_id = ? AND version <"
+    " (SELECT truncated_before FROM streams WHERE stream_id = ?)"
+)
+SET_LIMITS = "UPDATE streams SET max_age = ?, max_count = ? WHERE stream_id = ?"
+METADATA = (
+    "SELECT stream_id, is_uuid, version, deleted, truncated_before, max_age, max_count FROM streams"
+)
+STREAM_METADATA = f"{METADATA} WHERE stream_id = ?"
+TOMBSTONES = f"{METADATA} WHERE deleted <> 0 AND stream_id > ? ORDER BY stream_id LIMIT ?"
+
+# One batch of the scavenger: its window (the next `limit` positions), then what
+# is expired in it. Parameters: after, limit / after, upto, now, retention,
+# now - retention (microseconds).
+SCAVENGE_WINDOW = (
+    "SELECT max(position), count(*) FROM"
+    " (SELECT position FROM events WHERE position > ? ORDER BY position LIMIT ?)"
+)
+SCAVENGE_EXPIRED = (
+    "DELETE FROM events WHERE position IN (SELECT e.position FROM events AS e"
+    " JOIN streams AS s ON s.stream_id = e.stream_id"
+    " WHERE e.position > ? AND e.position <= ? AND ("
+    " e.version < s.truncated_before"
+    " OR (s.max_count IS NOT NULL AND e.version <= s.version - s.max_count)"
+    " OR (s.max_age IS NOT NULL AND e.recorded_at < ? - s.max_age)"
+    " OR (? IS NOT NULL AND substr(e.stream_id, 1, 8) <> 'conduit.' AND e.recorded_at < ?)))"
+)

@@ -24,6 +24,7 @@ from conduit.cli import (
     demo,
     events,
     init,
+    lifecycle,
     migrate,
     personal,
     projections,
@@ -124,7 +125,7 @@ app.command(name="init")(init.init)
 app.command(name="demo")(demo.demo)
 app.command(name="run")(run.run)
 app.command(name="serve")(serve.serve)
-for _group in (events, streams, transfer, personal, projections, migrate, relay):
+for _group in (events, streams, transfer, personal, projections, migrate, relay, lifecycle):
     _group.register(app)
 
 

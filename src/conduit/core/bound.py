@@ -34,6 +34,13 @@ OPERATIONS = frozenset(
         "first_position_since",
         "read_event",
         "rewrite_events",
+        # deletion, truncation, limits, scavenging
+        "delete_stream",
+        "truncate_stream",
+        "set_stream_metadata",
+        "stream_metadata",
+        "tombstones",
+        "scavenge_batch",
         # snapshots
         "save_snapshot",
         "load_snapshot",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from conduit import snapshots
@@ -101,6 +101,7 @@ class StoreCore(Appending):
         snapshot_every: int | None = None,
         group: Group[Any] | None = None,
         reveal: bool = True,
+        retention: timedelta | None = None,
     ) -> None:
         if type(page_size) is not int or page_size < 1:
             raise InvalidArgument("page_size must be at least 1", field="page_size")
@@ -113,6 +114,8 @@ class StoreCore(Appending):
         """Whether reads decrypt personal values (False: their stored, sealed form,
         for exports and copies)."""
         self.key_cache = KeyCache()
+        self.retention = retention
+        """The store-wide maximum age of events (``None``: kept until removed)."""
         self.listeners: tuple[object, ...] = ()
         self.subscriptions: tuple[Notified, ...] = ()
         self.followers: set[Any] = set()
@@ -145,10 +148,17 @@ class StoreCore(Appending):
         check_from_version(from_version)
         engine = self.engine
         types = self.types
+        retention = self.retention
+        if retention is not None and key.text.startswith(RESERVED_PREFIX):
+            retention = None  # Conduit's own streams (the audit) never expire
 
         def fetch(start: int | None, size: int) -> Op[Sequence[Event]]:
+            oldest = since
+            if retention is not None:
+                cutoff = datetime.now(UTC) - retention
+                oldest = cutoff if since is None else max(since, cutoff)
             page = yield from engine.read_stream(
-                key, start=start, backwards=backwards, since=since, limit=size
+                key, start=start, backwards=backwards, since=oldest, limit=size
             )
             if self.reveal:
                 page = yield from reveal(engine, page)

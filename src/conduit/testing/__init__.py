@@ -22,7 +22,12 @@ tests named after the one behaviour they pin:
 - :mod:`conduit.testing.lint_personal` — subjects' keys (``subject_keys``,
   ``add_subject_keys``, ``forget_subject``, ``subject_key_page``): personal
   data stored sealed, read back, and forgotten.
-- :mod:`conduit.testing.contract` — all five.
+- :mod:`conduit.testing.lint_lifecycle` — ``delete_stream``,
+  ``truncate_stream``, ``set_stream_metadata``, ``stream_metadata``,
+  ``tombstones`` and ``scavenge_batch``: soft and hard deletes, tombstones,
+  limits, the audit stream, scavenging while writers append and a reader
+  follows the log, positions never given twice.
+- :mod:`conduit.testing.contract` — all six.
 
 How to use it, in your engine's test suite:
 
@@ -102,11 +107,14 @@ pytest.register_assert_rewrite(
     "conduit.testing.contract_leases",
     "conduit.testing.contract_snapshots",
     "conduit.testing.contract_forget",
+    "conduit.testing.contract_lifecycle",
+    "conduit.testing.contract_scavenging",
     "conduit.testing.lint_log",
     "conduit.testing.lint_subscriptions",
     "conduit.testing.lint_leases",
     "conduit.testing.lint_snapshots",
     "conduit.testing.lint_personal",
+    "conduit.testing.lint_lifecycle",
     "conduit.testing.support",
     "conduit.testing.waits",
 )

@@ -87,7 +87,8 @@ async def stream(request: Request) -> Response:
     from_version = params.integer(query, "from_version", minimum=1)
     backwards = params.boolean(query, "backwards")
     version = await store.stream_version(stream_id)
-    if version == 0:
+    metadata = await store.stream_metadata(stream_id)
+    if version == 0 and metadata is None:
         return _missing(request, f"The stream {stream_id!r} has no events.")
     events = store.read(
         stream_id, from_version=from_version, backwards=backwards, limit=PAGE_SIZE + 1
@@ -112,11 +113,33 @@ async def stream(request: Request) -> Response:
             "title": f"Stream {stream_id}",
             "stream_id": stream_id,
             "version": version,
+            "metadata": metadata,
             "events": shown,
             "older": older,
             "newer": newer,
             "oldest": href if older else None,
             "newest": with_query(href, backwards="true") if newer else None,
+        },
+    )
+
+
+async def tombstones(request: Request) -> Response:
+    """Deleted streams (soft and hard), by id, paged by the last id shown. The browser
+    only shows them: deleting is for the CLI and the API of the store."""
+    after = params.text(request.query_params, "after")
+    found = await store_of(request).tombstones(after=after, limit=PAGE_SIZE + 1)
+    shown = found[:PAGE_SIZE]
+    following = None
+    if len(found) > PAGE_SIZE:
+        following = with_query("/deleted-streams", after=str(shown[-1].stream_id))
+    return page(
+        request,
+        "tombstones.html",
+        {
+            "title": "Deleted streams",
+            "tombstones": shown,
+            "first": "/deleted-streams" if after else None,
+            "following": following,
         },
     )
 
@@ -294,6 +317,7 @@ def _missing(request: Request, message: str) -> Response:
 routes: list[BaseRoute] = [
     Route("/", overview, methods=["GET"]),
     Route("/streams", streams, methods=["GET"]),
+    Route("/deleted-streams", tombstones, methods=["GET"]),
     Route("/streams/{stream_id:stream_id}", stream, methods=["GET"]),
     Route("/events/{event_id}", event, methods=["GET"]),
     Route("/log", log, methods=["GET"]),

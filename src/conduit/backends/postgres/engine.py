@@ -38,6 +38,7 @@ from conduit.backends.postgres.config import PostgresConfig
 from conduit.backends.postgres.effects import Atomic, Query
 from conduit.backends.postgres.errors import CONDITION_FAILED, UNIQUE_VIOLATION, WRONG_VERSION
 from conduit.backends.postgres.keys import condition_keys, condition_params
+from conduit.backends.postgres.lifecycle_ops import LifecycleOps
 from conduit.backends.postgres.reads import Reads
 from conduit.backends.postgres.sql import MAX_KEYS, SCHEMA_VERSION, Statements, migrations
 from conduit.backends.postgres.subject_key_ops import SubjectKeyOps
@@ -50,6 +51,7 @@ from conduit.errors import (
     ConduitError,
     DuplicateEvent,
     SchemaError,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from conduit.events import Event, NewEvent, Snapshot, StreamKey
@@ -59,7 +61,7 @@ __all__ = ["PostgresEngine"]
 log = logging.getLogger("conduit.postgres")
 
 
-class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
+class PostgresEngine(LifecycleOps, SubscriptionOps, Reads, SubjectKeyOps):
     """The operations of a store in one PostgreSQL schema (see the module docstring).
 
     One engine serves one face (``EventStore`` or ``AsyncEventStore``); its
@@ -95,9 +97,11 @@ class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
                 f"the Conduit schema {self.schema!r} does not exist in this database; "
                 "create it with `conduit init URL` or EventStore.setup()"
             )
-        row = yield Query(self.sql.schema_version, check=False)
-        found = int(row[0]) if row else 0
-        if found < SCHEMA_VERSION:
+        row = yield Query(self.sql.applied_versions, check=False)
+        applied = set(row[0] or ()) if row else set()
+        found = max(applied, default=0)
+        missing = {version for version, _ in migrations(self.schema)} - applied
+        if missing:
             raise SchemaError(
                 f"the Conduit schema {self.schema!r} is at version {found}, older than this "
                 f"release's {SCHEMA_VERSION}; migrate it with `conduit init URL` or "
@@ -123,11 +127,13 @@ class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
         yield Query("SET LOCAL statement_timeout = 0", fetch="none", check=False, binary=False)
         yield Query(self.sql.setup_lock, (f"setup:{self.schema}",), check=False)
         yield Query(self.sql.create_version_table, fetch="none", check=False, binary=False)
-        row = yield Query(self.sql.schema_version, check=False)
-        current = int(row[0]) if row else 0
-        self._refuse_newer(current)
+        row = yield Query(self.sql.applied_versions, check=False)
+        applied = set(row[0] or ()) if row else set()
+        self._refuse_newer(max(applied, default=0))
+        # Every migration not applied yet, even one numbered below the newest
+        # applied (branches merged out of order each bring their own).
         for version, text in migrations(self.schema):
-            if version > current:
+            if version not in applied:
                 yield Query(text, fetch="none", check=False, binary=False)
                 yield Query(self.sql.record_version, (version,), fetch="none", check=False)
 
@@ -189,18 +195,18 @@ class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
         params = rows.group_params(requests, self.config.notify)
         try:
             found = yield Query(self.sql.append_groups, params, "all", expect=(UNIQUE_VIOLATION,))
+        except StreamDeleted as exc:
+            if len(requests) == 1:  # this request's own stream is a tombstone
+                return [exc]
+            # A stream of one of them is a tombstone: nothing was written; take
+            # the requests one by one, each with its own outcome.
+            return (yield from self._one_by_one(requests))
         except psycopg.DatabaseError:
             # An id recorded meanwhile by another call (a retry racing its
             # first try): nothing was written; take the requests one by one.
-            outcomes: list[GroupOutcome] = []
-            for request in requests:
-                try:
-                    outcomes.append((yield from self._append_request(request)))
-                except ConduitError as exc:
-                    outcomes.append(exc)
-            return outcomes
+            return (yield from self._one_by_one(requests))
         self._remember_xid(found[0][5] >> 20)
-        outcomes = []
+        outcomes: list[GroupOutcome] = []
         for request, own, settled in rows.group_outcomes(requests, found):
             if settled is None:  # a retry or a conflict: resolved alone
                 try:
@@ -209,6 +215,15 @@ class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
                     outcomes.append(exc)
             else:
                 outcomes.append(settled)
+        return outcomes
+
+    def _one_by_one(self, requests: Sequence[AppendRequest]) -> Op[list[GroupOutcome]]:
+        outcomes: list[GroupOutcome] = []
+        for request in requests:
+            try:
+                outcomes.append((yield from self._append_request(request)))
+            except ConduitError as exc:
+                outcomes.append(exc)
         return outcomes
 
     def append_request(
@@ -305,6 +320,9 @@ class PostgresEngine(SubscriptionOps, Reads, SubjectKeyOps):
             return retried
         if actual is not None:
             assert expected_version is not None
+            state = yield Query(self.lifecycle_sql.state, (stream.text,))
+            if state is not None and state[1] == 2:
+                raise StreamDeleted(stream.stream_id())
             raise WrongExpectedVersion(stream.stream_id(), expected_version, int(actual or 0))
         raise BackendError(
             f"an append to stream {stream.text!r} broke a unique constraint, "

@@ -6,10 +6,10 @@ import psycopg
 import psycopg.errors
 
 from conduit.backends.postgres.policy import lost_server
-from conduit.errors import BackendError, ConduitError, SchemaError, StoreUnavailable
+from conduit.errors import BackendError, ConduitError, SchemaError, StoreUnavailable, StreamDeleted
 from conduit.masking import hide_passwords
 
-__all__ = ["CONDITION_FAILED", "UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
+__all__ = ["CONDITION_FAILED", "STREAM_DELETED", "UNIQUE_VIOLATION", "WRONG_VERSION", "translate"]
 
 WRONG_VERSION = "CD409"
 """Raised by the append functions, with the stream's actual version as its detail."""
@@ -20,6 +20,9 @@ detail."""
 
 READ_ONLY = "25006"
 """A write on a hot standby (or a primary being demoted)."""
+STREAM_DELETED = "CD404"
+"""Raised by the streams row's trigger when an append would move a hard-deleted stream,
+with the stream id as its detail."""
 
 UNIQUE_VIOLATION = "23505"
 """An event id already recorded."""
@@ -38,6 +41,8 @@ def translate(
     malformed one): the password of ``conninfo`` never reaches the message.
     """
     text = hide_passwords(str(exc), [conninfo]) if conninfo else str(exc)
+    if exc.sqlstate == STREAM_DELETED:
+        return StreamDeleted(exc.diag.message_detail)
     if isinstance(
         exc,
         psycopg.errors.UndefinedTable

@@ -62,7 +62,8 @@ class Reads(Routing):
             params.append(start)
         if since is not None:
             params.append(since)
-        params.append(limit)
+        # The stream's row hides what is truncated, deleted or beyond its limits.
+        params.extend((stream.text, stream.text, limit))
         return rows.events((yield from self._fetch(sql, params, "all")))
 
     def read_all(

@@ -22,6 +22,7 @@ __all__ = [
     "migrations",
     "quote_ident",
     "quote_literal",
+    "visible_clause",
 ]
 
 LOCK_CLASS = 0x436F6E64
@@ -29,6 +30,8 @@ LOCK_CLASS = 0x436F6E64
 collide with the application's own advisory locks."""
 
 SCHEMA_VERSION = 10
+"""The schema version this release creates and uses (no migration 008: a number kept
+for partitions, which needed none)."""
 
 KEY_LOCK_CLASS = LOCK_CLASS + 2
 """The class id of the DCB keys' advisory locks (name x tag, docs/dcb.md)."""
@@ -39,7 +42,6 @@ one with more keys than :data:`MAX_KEYS`."""
 
 MAX_KEYS = 256
 """The most DCB keys one append locks one by one; past it, the bulk lock."""
-"""The schema version this release creates and uses."""
 
 _COLUMNS = (
     "id, stream_id, stream_is_uuid, name, data::text, metadata::text, version, position,"
@@ -49,6 +51,20 @@ _COLUMNS = (
 # Rows below the oldest transaction still running: every transaction below it
 # has finished, so no event can ever appear behind a reader that stops there.
 _HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+
+
+def visible_clause(q: str) -> str:
+    """Conditions of a stream read hiding what its row says is gone or expired.
+
+    One parameter: the stream id, twice.
+    """
+    return (
+        " AND version >= (SELECT greatest(s.truncated_before, CASE WHEN s.max_count IS NULL"
+        f" THEN 0 ELSE s.version - s.max_count + 1 END) FROM {q}.streams AS s"
+        " WHERE s.stream_id = %s)"
+        " AND recorded_at >= coalesce((SELECT clock_timestamp() - s.max_age"
+        f" FROM {q}.streams AS s WHERE s.stream_id = %s), '-infinity')"
+    )
 
 
 def quote_ident(name: str) -> str:
@@ -197,9 +213,11 @@ class Statements:
         if since:
             where.append("recorded_at >= %s")
         order = "ASC" if forwards else "DESC"
+        # What the stream's row says is truncated, deleted or beyond its limits is
+        # hidden (docs/lifecycle.md): two more parameters, the stream id twice.
         return (
             f"SELECT {_COLUMNS} FROM {self.q}.events WHERE {' AND '.join(where)}"
-            f" ORDER BY version {order} LIMIT %s"
+            f"{visible_clause(self.q)} ORDER BY version {order} LIMIT %s"
         )
 
     def read_all(
@@ -278,12 +296,12 @@ class Statements:
         return f"SELECT version FROM {self.q}.streams WHERE stream_id = %s"
 
     def streams(self, *, after: bool, prefix: bool) -> str:
-        where = []
+        where = ["deleted = 0", "version > 0"]
         if after:
             where.append("stream_id > %s")
         if prefix:
             where.append("stream_id >= %s AND starts_with(stream_id, %s)")
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause = f" WHERE {' AND '.join(where)}"
         return (
             f"SELECT stream_id, is_uuid, version FROM {self.q}.streams{clause}"
             " ORDER BY stream_id LIMIT %s"
@@ -291,7 +309,10 @@ class Statements:
 
     @property
     def stream_totals(self) -> str:
-        return f"SELECT count(*), coalesce(sum(version), 0) FROM {self.q}.streams"
+        return (
+            f"SELECT count(*), coalesce(sum(version), 0) FROM {self.q}.streams"
+            " WHERE deleted = 0 AND version > 0"
+        )
 
     @property
     def head_position(self) -> str:
@@ -328,6 +349,10 @@ class Statements:
     @property
     def schema_version(self) -> str:
         return f"SELECT coalesce(max(version), 0) FROM {self.q}.schema_version"
+
+    @property
+    def applied_versions(self) -> str:
+        return f"SELECT array_agg(version) FROM {self.q}.schema_version"
 
     @property
     def create_version_table(self) -> str:
