@@ -36,6 +36,7 @@ from benchmarks import (
     scale,
     scale_report,
     sqlite_bench,
+    startup_bench,
 )
 from benchmarks.common import Settings
 from benchmarks.report import Run, console, markdown, section_markdown
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "entities",
             "async",
             "relay",
+            "startup",
             "scale",
             "replicas",
         ),
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             ("entities", entities_bench, "Entities (issue 6)"),
             ("async", async_bench, "Asyncio and group commit (issue 13)"),
             ("relay", relay_bench, "Relays (issue 15)"),
+            ("startup", startup_bench, "Start-up"),
         ):
             if args.only in (None, only):
                 try:
