@@ -40,6 +40,7 @@ from benchmarks import (
     scale,
     scale_report,
     sqlite_bench,
+    startup_bench,
 )
 from benchmarks.common import Settings
 from benchmarks.report import Run, console, markdown, section_markdown
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "async",
             "relay",
             "dcb",
+            "startup",
             "scale",
             "replicas",
             "lifecycle",
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             ("async", async_bench, "Asyncio and group commit (issue 13)"),
             ("relay", relay_bench, "Relays (issue 15)"),
             ("personal", personal_bench, "Personal data (issue 17)"),
+            ("startup", startup_bench, "Start-up"),
         ):
             if args.only in (None, only):
                 try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import statistics
 import time
 import uuid
@@ -159,6 +160,7 @@ def run(
     """Measure the issue's asyncio figures; returns the section. ``database`` is made
     on the server for the run and dropped after it."""
     settings = _settings(quick)
+    load = os.getloadavg()
     section = Section("Asyncio and group commit (issue 13)", [ASYNC, SYNC, RAW])
     rates: dict[str, list[float]] = {}
     p99s: list[float] = []
@@ -202,8 +204,20 @@ def run(
             ratios["sqlite"].append(rates["sqlite.async"][-1] / rates["sqlite.sync"][-1])
     _rows(section, rates, p99s, settings.stream)
     _targets(section, ratios, p99s, settings.stream)
+    section.notes.insert(0, _load_note(load, os.getloadavg()))
     section.notes += _notes(settings)
     return section
+
+
+def _load_note(start: tuple[float, ...], end: tuple[float, ...]) -> str:
+    def text(load: tuple[float, ...]) -> str:
+        return ", ".join(f"{x:.2f}" for x in load)
+
+    return (
+        f"Machine load (1, 5, 15 min load average) at the start of this section: {text(start)}; "
+        f"at its end: {text(end)} (2 cores, shared with other engineers' test runs: the "
+        "issue's figures are asked of an idle machine)."
+    )
 
 
 def _push_contenders(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,12 +16,16 @@ __all__ = [
     "CONDUIT",
     "EVENTSOURCING",
     "EVENT_NAME",
+    "ROUNDS_NOTE",
+    "Rounds",
     "Row",
     "Section",
     "Settings",
     "Target",
     "event_data",
+    "median",
     "rate",
+    "ratio_target",
     "read_rate",
     "run_for",
 ]
@@ -50,8 +55,8 @@ class Settings:
 
     duration: float = 2.0
     """Seconds each timed write measurement runs."""
-    rounds: int = 2
-    """Each measurement is repeated this many times, contenders interleaved; the best counts."""
+    rounds: int = 3
+    """Each measurement is repeated this many times, contenders interleaved; the median counts."""
     stream_events: int = 10_000
     global_events: int = 50_000
     memory_short: int = 100_000
@@ -127,6 +132,29 @@ class Section:
                     raise KeyError(f"{label!r} has no figure for {contender!r}")
                 return found
         raise KeyError(label)
+
+
+Rounds = dict[tuple[str, str], list[float]]
+"""(row label, contender) -> the figure of each round, in round order."""
+
+ROUNDS_NOTE = (
+    "Every figure is the median over {rounds} rounds, the contenders' order rotating from "
+    "round to round; a target's ratio is the median of the rounds' ratios (each round's "
+    "Conduit figure over the other's), with their lowest\u2013highest in brackets."
+)
+
+
+def median(values: list[float]) -> float:
+    """The median of a measurement's rounds."""
+    return statistics.median(values)
+
+
+def ratio_target(label: str, ours: list[float], theirs: list[float], required: float) -> Target:
+    """A target on the median of the rounds' ratios, its label showing their range."""
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True) if b]
+    low, high = min(ratios), max(ratios)
+    spread = f"{low:.2f}\u2013{high:.2f}x"
+    return Target(f"{label} (rounds: {spread})", statistics.median(ratios), required)
 
 
 def rate(count: int, seconds: float) -> float:

@@ -11,6 +11,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -18,11 +19,22 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from benchmarks.common import CONDUIT, EVENT_NAME, EVENTSOURCING
+from benchmarks.es_events import TOPIC, decoded
 from conduit import EventStore, new_id
 
-__all__ = ["PAGE", "RAW", "ConduitSQLite", "Contender", "EventsourcingSQLite", "RawSQLite"]
+__all__ = [
+    "PAGE",
+    "RAW",
+    "RAW_DECODED",
+    "ConduitSQLite",
+    "Contender",
+    "EventsourcingSQLite",
+    "RawDecodedSQLite",
+    "RawSQLite",
+]
 
 RAW = "raw sqlite3"
+RAW_DECODED = "raw sqlite3, decoded"
 PAGE = 500
 """Page size of global-log reads on every side (Conduit's default)."""
 
@@ -103,6 +115,8 @@ class RawSQLite:
     """
 
     name = RAW
+    decode = False
+    """Decode what reads fetch (:class:`RawDecodedSQLite`); else count undecoded tuples."""
 
     def __init__(self, path: str, synchronous: str) -> None:
         EventStore(f"sqlite:///{path}?synchronous={synchronous}").close()
@@ -135,7 +149,7 @@ class RawSQLite:
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version", (str(stream),)
         ).fetchall()
-        return len(rows)
+        return len(_decoded(rows) if self.decode else rows)
 
     def read_all(self) -> int:
         count = 0
@@ -145,7 +159,7 @@ class RawSQLite:
                 f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
                 (position, PAGE),
             ).fetchall()
-            count += len(rows)
+            count += len(_decoded(rows) if self.decode else rows)
             if len(rows) < PAGE:
                 return count
             position = rows[-1][7]
@@ -155,6 +169,22 @@ class RawSQLite:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RawDecodedSQLite(RawSQLite):
+    """Raw sqlite3 reading as :class:`RawSQLite`, each row decoded into a tuple of the
+    values an ``Event`` holds (a UUID, parsed data and metadata, an aware datetime)."""
+
+    name = RAW_DECODED
+    decode = True
+
+
+def _decoded(rows: list[Any]) -> list[tuple[Any, ...]]:
+    loads, uuid_of, moment = orjson.loads, uuid.UUID, datetime.fromtimestamp
+    return [
+        (uuid_of(i), s, n, loads(d), loads(m), v, p, moment(r / 1_000_000, UTC))
+        for i, s, _, n, d, m, v, p, r in rows
+    ]
 
 
 class EventsourcingSQLite:
@@ -188,7 +218,7 @@ class EventsourcingSQLite:
                 StoredEvent(
                     originator_id=stream,
                     originator_version=version + i,
-                    topic=EVENT_NAME,
+                    topic=TOPIC,
                     state=orjson.dumps(data),
                 )
                 for i, data in enumerate(batch, 1)
@@ -196,14 +226,14 @@ class EventsourcingSQLite:
         )
 
     def read_stream(self, stream: uuid.UUID) -> int:
-        return len(self.recorder.select_events(stream))
+        return len(decoded(self.recorder.select_events(stream)))
 
     def read_all(self) -> int:
         count = 0
         start = 0
         while True:
             page = self.recorder.select_notifications(start, PAGE, inclusive_of_start=False)
-            count += len(page)
+            count += len(decoded(page))
             if len(page) < PAGE:
                 return count
             start = page[-1].id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import random
 import select
@@ -10,15 +11,17 @@ import time
 import types
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 import conduit.events
-from conduit import InvalidEvent
+from conduit import EventStore, InvalidEvent
 from conduit.events import (
     MAX_NAME_LENGTH,
     MAX_STREAM_ID_LENGTH,
     Event,
+    GCPaused,
     StreamKey,
     event_name,
     event_uuid,
@@ -246,3 +249,29 @@ def test_events_are_immutable() -> None:
     event = Event(new_id(), "s", "thing_happened", {}, {}, 1, 1, datetime.now(UTC))
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.version = 2  # type: ignore[misc]
+
+
+def test_gc_paused_turns_the_collector_off_and_back_on() -> None:
+
+    assert gc.isenabled()
+    with GCPaused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_gc_paused_leaves_a_collector_the_application_turned_off_off() -> None:
+
+    gc.disable()
+    try:
+        with GCPaused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_reading_restores_the_collector(tmp_path: Path) -> None:
+    with EventStore(f"sqlite:///{tmp_path / 'gc.db'}") as store:
+        store.push_many("s", [("thing_happened", {"n": n}) for n in range(10)])
+        assert len(store.get("s")) == 10
+    assert gc.isenabled()

@@ -6,6 +6,7 @@ engine) shares the same validation.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import threading
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_STREAM_ID_LENGTH",
     "NO_TAGS",
     "Event",
+    "GCPaused",
     "NewEvent",
     "ParkedEvent",
     "Snapshot",
@@ -153,6 +155,31 @@ def make_event(
 
 
 _new_event_object = object.__new__
+
+
+class GCPaused:
+    """``with GCPaused():`` the cyclic garbage collector does not run meanwhile.
+
+    Decoding a page of rows makes thousands of objects (an event, its data and
+    metadata dicts) that live on: each 700 of them starts a collection that
+    walks every young object, about a sixth of a read's time, and finds no
+    cycle to free (decoded JSON has none). Engines decode a page inside this;
+    the collector runs again right after, when the page is handed out. A
+    collector the application turned off stays off.
+    """
+
+    __slots__ = ("_was_enabled",)
+
+    def __enter__(self) -> None:
+        self._was_enabled = gc.isenabled()
+        if self._was_enabled:
+            gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_enabled:
+            gc.enable()
+
+
 _set_payload = TypedEvent.__dict__["payload"].__set__
 
 

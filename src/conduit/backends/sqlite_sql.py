@@ -23,7 +23,7 @@ from conduit.backends.common import (
 from conduit.backends.sqlite_keys import SCHEMA_V7
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2
 from conduit.dcb import Query
-from conduit.events import Event, NewEvent, StreamKey, make_event, uuid_from_text
+from conduit.events import Event, GCPaused, NewEvent, StreamKey, make_event, uuid_from_text
 
 __all__ = [
     "ADVANCE_STREAM",
@@ -415,6 +415,11 @@ def events(rows: list[Any]) -> list[Event]:
     """Rows of :data:`COLUMNS` as events."""
     ids = StreamIds()
     decode = codec.decode
+    with GCPaused():
+        return _events(rows, ids, decode)
+
+
+def _events(rows: list[Any], ids: StreamIds, decode: Any) -> list[Event]:
     return [
         make_event(
             uuid_from_text(event_id),

@@ -182,7 +182,7 @@ SCHEMAS: dict[str, Any] = {
             "behind": {"type": "integer", "minimum": 0},
             "behind_capped": {
                 "type": "boolean",
-                "description": "The count stopped at 100,000: behind is at least that.",
+                "description": "The count stopped at 10,000: behind is at least that.",
             },
             "parked": {"type": "integer", "minimum": 0},
         },

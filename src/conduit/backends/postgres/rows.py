@@ -13,6 +13,7 @@ from conduit.backends.postgres.sql import MAX_KEYS
 from conduit.events import (
     NO_TAGS,
     Event,
+    GCPaused,
     NewEvent,
     ParkedEvent,
     StreamInfo,
@@ -36,6 +37,11 @@ def events(rows: Iterable[Sequence[Any]]) -> list[Event]:
     """Events from rows of the engine's event columns (see ``sql._COLUMNS``)."""
     ids = StreamIds()
     decode = codec.decode
+    with GCPaused():
+        return _events(rows, ids, decode)
+
+
+def _events(rows: Iterable[Sequence[Any]], ids: StreamIds, decode: Any) -> list[Event]:
     return [
         make_event(
             event_id,
