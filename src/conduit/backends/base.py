@@ -181,6 +181,13 @@ class Backend(Protocol):
         engine appended, wait (bounded) until its own events can be read
         (PostgreSQL's reader horizon); False for callers that only look
         (status, lag, the browser).
+
+        An engine with a class attribute ``partitioned_reads = True`` also
+        takes ``partition=`` (a :class:`~conduit.subscriptions.partitions.Partition`)
+        here and in :meth:`count_after`: only the events of that partition's
+        streams, ``limit`` of them (Conduit's engines filter in SQL where they
+        can). Partitioned subscriptions filter the pages of other engines
+        themselves.
         """
         ...
 

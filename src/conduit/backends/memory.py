@@ -36,6 +36,7 @@ from conduit.events import (
     StreamKey,
     make_event,
 )
+from conduit.subscriptions.partitions import Partition
 
 __all__ = ["MemoryBackend"]
 
@@ -106,6 +107,8 @@ class MemoryBackend(MemorySubscriptions):
     """Events held in this process's memory; safe to share between threads."""
 
     scheme = "memory"
+    partitioned_reads = True
+    """``read_all`` and ``count_after`` take ``partition=``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -271,9 +274,15 @@ class MemoryBackend(MemorySubscriptions):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> list[Event]:
         with self._lock:
-            if names is None and correlation_id is None and causation_id is None:
+            if (
+                names is None
+                and correlation_id is None
+                and causation_id is None
+                and partition is None
+            ):
                 page = self._log[max(0, after) : max(0, after) + limit]
             else:
                 wanted = None if names is None else set(names)
@@ -283,6 +292,7 @@ class MemoryBackend(MemorySubscriptions):
                         (wanted is None or record.name in wanted)
                         and _matches(record, "correlation_id", correlation_id)
                         and _matches(record, "causation_id", causation_id)
+                        and (partition is None or partition.keeps(record.stream_id))
                     ):
                         page.append(record)
                         if len(page) == limit:
@@ -320,9 +330,12 @@ class MemoryBackend(MemorySubscriptions):
         names: Sequence[str] | None,
         limit: int | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> int:
         with self._lock:
             tail = self._log[max(0, position) :]
+            if partition is not None:
+                tail = [e for e in tail if partition.keeps(e.stream_id)]
             count = len(tail) if names is None else sum(1 for e in tail if e.name in names)
         return count if limit is None else min(count, limit)
 

@@ -42,6 +42,7 @@ from conduit.errors import (
     WrongExpectedVersion,
 )
 from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.subscriptions.partitions import Partition, partition_of
 
 __all__ = ["CAUSATION", "CORRELATION", "SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
@@ -89,6 +90,8 @@ class SQLiteBackend(SQLiteSubscriptions):
     """
 
     scheme = "sqlite"
+    partitioned_reads = True
+    """``read_all`` and ``count_after`` take ``partition=`` (filtered in SQL)."""
 
     def __init__(
         self,
@@ -153,6 +156,7 @@ class SQLiteBackend(SQLiteSubscriptions):
             if not self.read_only:
                 made.execute("PRAGMA journal_mode=WAL")
             made.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            made.create_function(sql.PARTITION_FUNCTION, 2, partition_of, deterministic=True)
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open SQLite file {self.path!r}: {exc}") from exc
         with self._lock:
@@ -455,6 +459,7 @@ class SQLiteBackend(SQLiteSubscriptions):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> list[Event]:
         statement = sql.read_all(
             after=after,
@@ -462,6 +467,7 @@ class SQLiteBackend(SQLiteSubscriptions):
             limit=limit,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            partition=partition,
         )
         return sql.events(self._query(*statement))
 
@@ -485,8 +491,11 @@ class SQLiteBackend(SQLiteSubscriptions):
         names: Sequence[str] | None,
         limit: int | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> int:
-        rows = self._query(*sql.count_after(position, names=names, limit=limit))
+        rows = self._query(
+            *sql.count_after(position, names=names, limit=limit, partition=partition)
+        )
         return int(rows[0][0])
 
     def first_position_since(self, since: datetime) -> int | None:

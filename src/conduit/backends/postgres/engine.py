@@ -54,6 +54,7 @@ from conduit.errors import (
     WrongExpectedVersion,
 )
 from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.subscriptions.partitions import Partition
 
 __all__ = ["PostgresEngine"]
 
@@ -69,6 +70,8 @@ class PostgresEngine(SubscriptionOps):
     """
 
     scheme = "postgresql"
+    partitioned_reads = True
+    """``read_all`` and ``count_after`` take ``partition=`` (filtered in SQL)."""
 
     def __init__(self, config: PostgresConfig) -> None:
         super().__init__(config.schema)
@@ -376,6 +379,7 @@ class PostgresEngine(SubscriptionOps):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> Op[list[Event]]:
         """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
         if wait:
@@ -384,6 +388,7 @@ class PostgresEngine(SubscriptionOps):
             names=names is not None,
             correlation=correlation_id is not None,
             causation=causation_id is not None,
+            partition=None if partition is None else (partition.index, partition.count),
         )
         params: list[Any] = [after]
         params.extend(value for value in (correlation_id, causation_id) if value is not None)
@@ -457,12 +462,17 @@ class PostgresEngine(SubscriptionOps):
         names: Sequence[str] | None,
         limit: int | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> Op[int]:
-        """How many events of the log come after ``position`` (with those names; at
-        most ``limit``)."""
+        """How many events of the log come after ``position`` (with those names, of that
+        partition; at most ``limit``)."""
         if wait:
             yield from self._wait_for_own_writes()
-        sql = self.sql.count_after(names=names is not None, limit=limit is not None)
+        sql = self.sql.count_after(
+            names=names is not None,
+            limit=limit is not None,
+            partition=None if partition is None else (partition.index, partition.count),
+        )
         params: tuple[Any, ...] = (position,) if names is None else (position, list(names))
         if limit is not None:
             params = (*params, limit)

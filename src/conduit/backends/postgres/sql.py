@@ -20,6 +20,7 @@ __all__ = [
     "SubscriptionStatements",
     "channel",
     "migrations",
+    "partition_clause",
     "quote_ident",
     "quote_literal",
 ]
@@ -59,6 +60,16 @@ def quote_ident(name: str) -> str:
 def quote_literal(text: str) -> str:
     """Quote an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def partition_clause(index: int, count: int) -> str:
+    """The condition that keeps partition ``index`` of ``count``: the first four bytes of
+    the MD5 of the stream id's text, unsigned, modulo ``count`` (as
+    :func:`conduit.subscriptions.partitions.partition_of` computes it)."""
+    # Both numbers are validated integers: written into the SQL, no parameters to order.
+    return (
+        f"(('x' || substr(md5(stream_id), 1, 8))::bit(32)::bigint %% {int(count)}) = {int(index)}"
+    )
 
 
 def channel(schema: str) -> str:
@@ -202,10 +213,20 @@ class Statements:
             f" ORDER BY version {order} LIMIT %s"
         )
 
-    def read_all(self, *, names: bool, correlation: bool = False, causation: bool = False) -> str:
+    def read_all(
+        self,
+        *,
+        names: bool,
+        correlation: bool = False,
+        causation: bool = False,
+        partition: tuple[int, int] | None = None,
+    ) -> str:
         """A page of the log. Parameters: after, [correlation], [causation], limit; with
-        ``names``, the names array first and the limit once more at the end."""
+        ``names``, the names array first and the limit once more at the end.
+        ``partition`` (index, count) keeps one partition's streams."""
         where = ["position > %s", f"position < {_HORIZON}"]
+        if partition is not None:
+            where.append(partition_clause(*partition))
         if correlation:
             where.append("(metadata ->> 'correlation_id') = %s")
         if causation:
@@ -226,8 +247,12 @@ class Statements:
             " ORDER BY e.position LIMIT %s"
         )
 
-    def count_after(self, *, names: bool, limit: bool = False) -> str:
+    def count_after(
+        self, *, names: bool, limit: bool = False, partition: tuple[int, int] | None = None
+    ) -> str:
         by_name = " AND name = ANY(%s::text[])" if names else ""
+        if partition is not None:
+            by_name += f" AND {partition_clause(*partition)}"
         rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}{by_name}"
         if limit:  # count at most so many: a bounded index range, never the whole log
             return f"SELECT count(*) FROM (SELECT 1 {rows} LIMIT %s) AS counted"
