@@ -351,7 +351,9 @@ class Statements:
 
 
 LEADER_LOCK_CLASS = LOCK_CLASS + 1
-"""The class id of the session advisory locks that elect a subscription's driver."""
+"""The class id the session advisory locks that elect a subscription's driver had, with a
+32-bit ``hashtext`` of its name, before they took 64-bit keys (schema version 6 and
+earlier releases): two names could share a key, and one projection starve another."""
 
 PARKED_COLUMNS = (
     "id, subscription, event_id, position, error, traceback, attempts, parked_at, retry_requested"
@@ -424,8 +426,10 @@ class SubscriptionStatements:
 
     @property
     def try_leader_lock(self) -> str:
-        return f"SELECT pg_try_advisory_lock({LEADER_LOCK_CLASS}, hashtext(%s))"
+        # The one-key form: a 64-bit key (see SubscriptionOps.lease_key), in a space
+        # of its own, apart from the two-key stream locks.
+        return "SELECT pg_try_advisory_lock(%s::bigint)"
 
     @property
     def leader_unlock(self) -> str:
-        return f"SELECT pg_advisory_unlock({LEADER_LOCK_CLASS}, hashtext(%s))"
+        return "SELECT pg_advisory_unlock(%s::bigint)"
