@@ -25,6 +25,7 @@ from pathlib import Path
 from benchmarks import (
     costs,
     entities_bench,
+    partitions_bench,
     postgres_bench,
     projections_bench,
     scale,
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "projections", "entities", "scale"),
+        choices=("sqlite", "postgres", "projections", "entities", "partitions", "scale"),
         help="run one section (scale: only this way, ~1 hour)",
     )
     parser.add_argument(
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         for only, module, title in (
             ("projections", projections_bench, "Projections (issue 4)"),
             ("entities", entities_bench, "Entities (issue 6)"),
+            ("partitions", partitions_bench, "Partitions (issue 14)"),
         ):
             if args.only in (None, only):
                 try:
