@@ -7,10 +7,11 @@ On the sync face's engines (memory, SQLite, PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from conduit import EventStore
 from conduit.testing.waits import eventually
-from test_partitioned_subscriptions import WAIT, Seen, _push
+from test_partitioned_subscriptions import WAIT, Seen, Totals, _push, _rows
 
 ENGINES = ["memory", "sqlite", "postgres"]
 
@@ -72,3 +73,36 @@ def test_a_driver_that_stops_leaves_its_partitions_to_the_one_left(
     finally:
         first.stop()
         second.stop()
+
+
+def test_background_drivers_of_a_sql_read_model_each_hold_a_partition_of_their_own(
+    make_store: Callable[[], EventStore], tmp_path: Path
+) -> None:
+    projection = Totals(f"sqlite:///{tmp_path / 'read.db'}")
+    projection.setup()
+    drivers = [
+        make_store().subscribe(
+            Totals(projection.engine),
+            mode="background",
+            partitions=2,
+            poll_interval=0.01,
+            lease_ttl=2,
+        )
+        for _ in range(2)
+    ]
+    try:
+        # Each partition's lease is its own: both drivers drive at once.
+        eventually(
+            lambda: all(d.active for d in drivers),
+            timeout=WAIT,
+            what="both drivers to hold a partition's lease",
+        )
+        _push(make_store(), 6, 3)
+        eventually(
+            lambda: _rows(projection) == [(f"thing-{s}", 3, 3) for s in range(6)],
+            timeout=WAIT,
+            what="the read model to hold every event",
+        )
+    finally:
+        for driver in drivers:
+            driver.stop()

@@ -142,7 +142,10 @@ class Runner:
 
     @property
     def name(self) -> str:
-        return self.projector.name
+        """The name of the checkpoint and lease: the projector's (a partition's key, for a
+        read model split into partitions)."""
+        key: str = getattr(self.projector, "checkpoint_key", None) or self.projector.name
+        return key
 
     def check_retries_soon(self) -> None:
         """Look for parked events to retry on the next catch-up."""
