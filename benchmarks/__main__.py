@@ -32,6 +32,7 @@ from benchmarks import (
     dcb_bench,
     entities_bench,
     lifecycle_bench,
+    partitions_bench,
     personal_bench,
     postgres_bench,
     projections_bench,
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "relay",
             "dcb",
             "startup",
+            "partitions",
             "scale",
             "replicas",
             "lifecycle",
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             ("async", async_bench, "Asyncio and group commit (issue 13)"),
             ("relay", relay_bench, "Relays (issue 15)"),
             ("personal", personal_bench, "Personal data (issue 17)"),
+            ("partitions", partitions_bench, "Partitions (issue 14)"),
             ("startup", startup_bench, "Start-up"),
         ):
             if args.only in (None, only):

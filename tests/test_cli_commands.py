@@ -555,6 +555,29 @@ def test_projections_and_stats_show_a_subscriptions_lag(
     assert report["projections"][0]["behind"] == 3
 
 
+def test_projections_show_each_partition_of_a_partitioned_subscription(
+    url: str, open_store: Callable[[], EventStore]
+) -> None:
+    from conduit.subscriptions.partitions import partition_of
+
+    store = open_store()
+    store.subscribe(Recorder(), name="audit", partitions=2)
+    store.push("thing_happened", "s", {})
+    store.close()
+    with EventStore(url) as other:
+        later = [other.push("thing_happened", f"s-{n}", {}) for n in range(6)]
+        settled_log(other)
+    behind = [sum(1 for e in later if partition_of(e.stream_id, 2) == i) for i in range(2)]
+
+    found = json_lines(ok(conduit("projections", "--json", url=url)))
+    assert [(s["name"], s["partition"], s["behind"]) for s in found] == [
+        ("audit", "0/2", behind[0]),
+        ("audit", "1/2", behind[1]),
+    ]
+    table = ok(conduit("projections", url=url)).stdout
+    assert re.search(rf"audit\s+1/2\s+\d+\s+\d+\s+{behind[1]}\s+0\s+store", table)
+
+
 def test_projections_without_any_says_so(url: str) -> None:
     result = ok(conduit("projections", url=url))
     assert "No projections" in result.stderr

@@ -267,6 +267,46 @@ def test_a_released_lease_is_free_before_release_returns(
         assert other.backend.try_lease("ledger", "worker-b", 60) is True
 
 
+def _names_with_one_hashtext(url: str, schema: str) -> tuple[str, str]:
+    """Two subscription names whose leases shared one key before 64-bit keys: equal
+    ``hashtext`` of ``schema:name``, the 32-bit key earlier releases locked."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT min(n), max(n) FROM (SELECT 'projection-' || i AS n,"
+            " hashtext(%s || ':projection-' || i) AS h FROM generate_series(1, 400000) AS i)"
+            " AS named GROUP BY h HAVING count(*) > 1 LIMIT 1",
+            (schema,),
+        ).fetchone()
+    assert row is not None, "no two names of 400,000 share a 32-bit hashtext"
+    return str(row[0]), str(row[1])
+
+
+def test_two_names_whose_32_bit_hashtext_collides_are_leased_at_once(
+    postgres_url: str, pg_store: EventStore, schema: str
+) -> None:
+    first, second = _names_with_one_hashtext(postgres_url, schema)
+    with psycopg.connect(postgres_url) as conn:
+        hashes = conn.execute(
+            "SELECT hashtext(%s), hashtext(%s)", (f"{schema}:{first}", f"{schema}:{second}")
+        ).fetchone()
+        assert hashes is not None
+        assert hashes[0] == hashes[1]  # one key for both, until now
+    with EventStore(postgres_url, schema=schema) as other:
+        assert pg_store.backend.try_lease(first, "worker-a", 60) is True
+        # With the 32-bit key, the second projection never ran while the first did.
+        assert other.backend.try_lease(second, "worker-b", 60) is True
+        assert other.backend.try_lease(first, "worker-b", 60) is False
+
+
+def test_a_lease_key_is_64_bits_and_differs_by_schema_and_name() -> None:
+    from conduit.backends.postgres.subscription_ops import lease_key
+
+    keys = {lease_key(schema, name) for schema in ("a", "b") for name in ("x", "y", "a:x")}
+    assert len(keys) == 6
+    assert all(-(2**63) <= key < 2**63 for key in keys)
+    assert any(abs(key) >= 2**32 for key in keys)
+
+
 @contextmanager
 def an_older_writer_that_commits_once_the_store_waits(url: str) -> Iterator[threading.Event]:
     """A transaction with an id, open before what the block pushes, holding the

@@ -68,6 +68,16 @@ hits = sa.Table(
 )
 """Per event: how many times it was applied (exactly once: 1), and by which process."""
 
+versions = sa.Table(
+    "ledger_versions",
+    metadata,
+    sa.Column("stream_id", sa.String(100), primary_key=True),
+    sa.Column("last", sa.Integer, nullable=False),
+    sa.Column("out_of_order", sa.Integer, nullable=False),
+)
+"""Per stream: the last version applied, and how many events came out of stream order
+(filled by :class:`OrderedLedger` only)."""
+
 Totals = dict[str, tuple[int, int]]
 """Stream id to (number of events, sum of values)."""
 
@@ -93,6 +103,32 @@ class Ledger(SQLProjection):
         add_to_totals, count_hit = _upserts(session.get_bind().dialect.name)
         session.execute(add_to_totals, {"s": str(event.stream_id), "v": int(event.data["value"])})
         session.execute(count_hit, {"e": str(event.id), "p": self.pid})
+
+
+class OrderedLedger(Ledger):
+    """The ledger, also recording each stream's last version and events out of order."""
+
+    def on_amount_recorded(self, event: Event, session: Session) -> None:
+        super().on_amount_recorded(event, session)
+        stream = str(event.stream_id)
+        last = session.execute(
+            sa.select(versions.c.last).where(versions.c.stream_id == stream)
+        ).scalar_one_or_none()
+        if last is None:
+            session.execute(
+                versions.insert().values(
+                    stream_id=stream, last=event.version, out_of_order=int(event.version != 1)
+                )
+            )
+        else:
+            session.execute(
+                versions.update()
+                .where(versions.c.stream_id == stream)
+                .values(
+                    last=event.version,
+                    out_of_order=versions.c.out_of_order + int(event.version != last + 1),
+                )
+            )
 
 
 class Broken:
@@ -222,8 +258,10 @@ def main(
     schema: str | None = None,
     lease_ttl: float = 1.0,
     batch_size: int = 100,
+    partitions: int | None = None,
 ) -> None:
-    """Run the ledger projection as a worker until SIGTERM (or SIGKILL)."""
+    """Run the ledger projection as a worker until SIGTERM (or SIGKILL); with
+    ``partitions``, the :class:`OrderedLedger` split into that many."""
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
@@ -231,11 +269,13 @@ def main(
     )
     options: dict[str, Any] = {} if schema is None else {"schema": schema}
     store = EventStore(store_url, **options)
-    projection = Ledger(readmodel_url)
+    projection = Ledger(readmodel_url) if partitions is None else OrderedLedger(readmodel_url)
+    extra: dict[str, Any] = {} if partitions is None else {"partitions": partitions}
     run_worker(
         store,
         [projection],
         lease_ttl=lease_ttl,
         batch_size=batch_size,
         poll_interval=0.05,
+        **extra,
     )

@@ -417,6 +417,7 @@ class AsyncEventStore(AsyncStoreLifecycle):
         poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         lease_ttl: float | None = None,
+        partitions: int | None = None,
     ) -> Any:
         """See :meth:`EventStore.subscribe`: handlers may be ``async def`` (plain ``def``
         handlers work too); a ``background`` subscription runs as an asyncio task in
@@ -438,6 +439,7 @@ class AsyncEventStore(AsyncStoreLifecycle):
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
             lease_ttl=lease_ttl,
+            partitions=partitions,
         )
         if plan is None:
             core.add_listener(listener)

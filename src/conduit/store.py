@@ -498,6 +498,7 @@ class EventStore(StoreLifecycle):
         poll_interval: float = ...,
         max_poll_interval: float = ...,
         lease_ttl: float = 10.0,
+        partitions: int = 1,
     ) -> Subscription: ...
 
     @overload
@@ -516,6 +517,7 @@ class EventStore(StoreLifecycle):
         poll_interval: float = ...,
         max_poll_interval: float = ...,
         lease_ttl: float = 10.0,
+        partitions: int = 1,
     ) -> Subscription: ...
 
     @overload
@@ -536,6 +538,7 @@ class EventStore(StoreLifecycle):
         poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         lease_ttl: float | None = None,
+        partitions: int | None = None,
     ) -> object:
         """Notify ``listener`` of new events: a plain listener, or a named subscription.
 
@@ -585,13 +588,25 @@ class EventStore(StoreLifecycle):
             lease_ttl: seconds after which another driver may take over a dead
                 driver's lease (SQLite and memory; PostgreSQL takes over at
                 once, when the session ends).
+            partitions: split the subscription into this many partitions by
+                a stable hash of the stream id (see
+                :mod:`conduit.subscriptions.partitions`), each with its own
+                checkpoint and lease, so that up to that many background
+                drivers (``conduit run --partitions N`` workers) drive it at
+                once, sharing the partitions out among those alive. Order is
+                kept within each stream, not across streams. A projection
+                whose checkpoints were kept for another number of partitions
+                is refused (:class:`~conduit.subscriptions.partitions.PartitionsChanged`:
+                at once, inline; as the driver's ``error``, background)
+                until it is rebuilt with the new number.
 
         Raises:
             InvalidArgument: a bad or reserved name, a name already running
                 in this store, or a named subscription's option given for a
                 plain listener.
             ProjectionError: an inline subscription's first catch-up stopped
-                on a failing event (``on_failure="stop"``).
+                on a failing event (``on_failure="stop"``), or its checkpoints
+                were kept for another number of partitions.
         """
         core = self._core
         plan = plan_subscription(
@@ -608,6 +623,7 @@ class EventStore(StoreLifecycle):
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
             lease_ttl=lease_ttl,
+            partitions=partitions,
         )
         if plan is None:
             core.add_listener(listener)

@@ -189,6 +189,13 @@ class Backend(Protocol):
         (status, lag, the browser). ``backwards``: the page is the ``limit``
         events nearest ``before`` (or the end of the log), newest first, read
         down an index as a forward page is read up it.
+
+        An engine with a class attribute ``partitioned_reads = True`` also
+        takes ``partition=`` (a :class:`~conduit.subscriptions.partitions.Partition`)
+        here and in :meth:`count_after`: only the events of that partition's
+        streams, ``limit`` of them (Conduit's engines filter in SQL where they
+        can). Partitioned subscriptions filter the pages of other engines
+        themselves.
         """
         ...
 

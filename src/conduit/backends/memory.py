@@ -39,6 +39,7 @@ from conduit.events import (
     StreamKey,
     make_event,
 )
+from conduit.subscriptions.partitions import Partition
 
 __all__ = ["MemoryBackend"]
 
@@ -109,6 +110,8 @@ class MemoryBackend(MemoryLifecycle, MemorySubscriptions, MemorySubjectKeys):
     """Events held in this process's memory; safe to share between threads."""
 
     scheme = "memory"
+    partitioned_reads = True
+    """``read_all`` and ``count_after`` take ``partition=``."""
 
     def __init__(self) -> None:
         MemorySubscriptions.__init__(self)
@@ -312,6 +315,7 @@ class MemoryBackend(MemoryLifecycle, MemorySubscriptions, MemorySubjectKeys):
         wait: bool = True,
         before: int | None = None,
         backwards: bool = False,
+        partition: Partition | None = None,
     ) -> list[Event]:
         with self._lock:
             low = bisect.bisect_right(self._positions, after)
@@ -319,7 +323,12 @@ class MemoryBackend(MemoryLifecycle, MemorySubscriptions, MemorySubjectKeys):
             records = self._log[low : max(low, high)]
             if backwards:
                 records.reverse()
-            if names is None and correlation_id is None and causation_id is None:
+            if (
+                names is None
+                and correlation_id is None
+                and causation_id is None
+                and partition is None
+            ):
                 page = records[:limit]
             else:
                 wanted = None if names is None else set(names)
@@ -329,6 +338,7 @@ class MemoryBackend(MemoryLifecycle, MemorySubscriptions, MemorySubjectKeys):
                         (wanted is None or record.name in wanted)
                         and _matches(record, "correlation_id", correlation_id)
                         and _matches(record, "causation_id", causation_id)
+                        and (partition is None or partition.keeps(record.stream_id))
                     ):
                         page.append(record)
                         if len(page) == limit:
@@ -374,9 +384,12 @@ class MemoryBackend(MemoryLifecycle, MemorySubscriptions, MemorySubjectKeys):
         names: Sequence[str] | None,
         limit: int | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> int:
         with self._lock:
             tail = self._log[bisect.bisect_right(self._positions, position) :]
+            if partition is not None:
+                tail = [e for e in tail if partition.keeps(e.stream_id)]
             count = len(tail) if names is None else sum(1 for e in tail if e.name in names)
         return count if limit is None else min(count, limit)
 

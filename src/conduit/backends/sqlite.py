@@ -45,6 +45,7 @@ from conduit.errors import (
     WrongExpectedVersion,
 )
 from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.subscriptions.partitions import Partition, partition_of
 
 __all__ = ["CAUSATION", "CORRELATION", "SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
@@ -100,6 +101,8 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
     """
 
     scheme = "sqlite"
+    partitioned_reads = True
+    """``read_all`` and ``count_after`` take ``partition=`` (filtered in SQL)."""
 
     def __init__(
         self,
@@ -164,6 +167,7 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
             if not self.read_only:
                 made.execute("PRAGMA journal_mode=WAL")
             made.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            made.create_function(sql.PARTITION_FUNCTION, 2, partition_of, deterministic=True)
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open SQLite file {self.path!r}: {exc}") from exc
         with self._lock:
@@ -493,6 +497,7 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
         wait: bool = True,
         before: int | None = None,
         backwards: bool = False,
+        partition: Partition | None = None,
     ) -> list[Event]:
         statement = sql.read_all(
             after=after,
@@ -502,6 +507,7 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
             causation_id=causation_id,
             before=before,
             backwards=backwards,
+            partition=partition,
         )
         return sql.events(self._query(*statement))
 
@@ -529,8 +535,11 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
         names: Sequence[str] | None,
         limit: int | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> int:
-        rows = self._query(*sql.count_after(position, names=names, limit=limit))
+        rows = self._query(
+            *sql.count_after(position, names=names, limit=limit, partition=partition)
+        )
         return int(rows[0][0])
 
     def first_position_since(self, since: datetime) -> int | None:

@@ -24,6 +24,7 @@ from conduit.backends.sqlite_keys import SCHEMA_V7
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2
 from conduit.dcb import Query
 from conduit.events import Event, GCPaused, NewEvent, StreamKey, make_event, uuid_from_text
+from conduit.subscriptions.partitions import Partition
 
 __all__ = [
     "ADVANCE_STREAM",
@@ -34,12 +35,14 @@ __all__ = [
     "INSERT_TAG",
     "MERGED_NAMES",
     "MIGRATIONS",
+    "PARTITION_FUNCTION",
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
     "UPSERT_STREAM",
     "count_after",
     "event_rows",
     "events",
+    "partition_clause",
     "query_positions",
     "read_all",
     "read_query",
@@ -277,6 +280,17 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+PARTITION_FUNCTION = "conduit_partition"
+"""The SQL function (registered on each connection) that gives a stream id's partition:
+:func:`~conduit.subscriptions.partitions.partition_of`."""
+
+
+def partition_clause(partition: Partition) -> str:
+    """The condition that keeps one partition's streams."""
+    # Both numbers are validated integers: written into the SQL, no parameters to order.
+    return f"{PARTITION_FUNCTION}(stream_id, {int(partition.count)}) = {int(partition.index)}"
+
+
 def read_all(
     *,
     after: int,
@@ -286,6 +300,7 @@ def read_all(
     causation_id: str | None,
     before: int | None = None,
     backwards: bool = False,
+    partition: Partition | None = None,
 ) -> Statement:
     """A page of the global log after ``after`` (and below ``before``), filtered;
     ``backwards``: the page nearest ``before`` (or the end), newest first."""
@@ -294,6 +309,8 @@ def read_all(
     if before is not None:
         where.append("position < ?")
         params.append(before)
+    if partition is not None:
+        where.append(partition_clause(partition))
     if correlation_id is not None:
         where.append(f"{CORRELATION} = ?")
         params.append(correlation_id)
@@ -344,10 +361,19 @@ def streams(*, after: str | None, prefix: str | None, limit: int) -> Statement:
     return sql, params
 
 
-def count_after(position: int, *, names: Sequence[str] | None, limit: int | None) -> Statement:
-    """A count of the events after ``position`` (of ``names``), stopping at ``limit``."""
+def count_after(
+    position: int,
+    *,
+    names: Sequence[str] | None,
+    limit: int | None,
+    partition: Partition | None = None,
+) -> Statement:
+    """A count of the events after ``position`` (of ``names``, of ``partition``),
+    stopping at ``limit``."""
     where = "position > ?"
     params: list[Any] = [position]
+    if partition is not None:
+        where += f" AND {partition_clause(partition)}"
     if names is not None:
         where += f" AND name IN ({', '.join('?' * len(names))})"
         params.extend(names)

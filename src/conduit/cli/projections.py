@@ -76,11 +76,14 @@ class Lag:
     parked: int
     where: str
     capped: bool = False
+    partition: str | None = None
+    """``index/count`` for one partition of a partitioned projection."""
 
     def record(self) -> dict[str, Any]:
         """As a JSON object."""
         return {
             "name": self.name,
+            "partition": self.partition,
             "checkpoint": self.checkpoint,
             "head": self.head,
             "behind": self.behind,
@@ -94,7 +97,16 @@ def store_lags(store: EventStore) -> list[Lag]:
     """Every subscription whose checkpoint is in the store, from ``subscription_status()``."""
     parked = _parked_counts(store)
     return [
-        Lag(s.name, s.checkpoint, s.head, s.behind, parked.get(s.name, 0), "store", s.capped)
+        Lag(
+            s.name,
+            s.checkpoint,
+            s.head,
+            s.behind,
+            parked.get(s.name, 0),
+            "store",
+            s.capped,
+            s.partition,
+        )
         for s in store.subscription_status()
     ]
 
@@ -103,6 +115,9 @@ def lag_table(lags: list[Lag]) -> Table:
     """Projections as a table: checkpoint, head, how many events behind, parked events."""
     result = table("Projections")
     result.add_column("name", no_wrap=True)
+    partitioned = any(lag.partition for lag in lags)
+    if partitioned:
+        result.add_column("partition", no_wrap=True)
     result.add_column("checkpoint", justify="right", no_wrap=True)
     result.add_column("head", justify="right", no_wrap=True)
     result.add_column("behind", justify="right", no_wrap=True)
@@ -110,9 +125,10 @@ def lag_table(lags: list[Lag]) -> Table:
     result.add_column("checkpoint in", no_wrap=True)
     for lag in lags:
         behind = f"{lag.behind:,}" + ("+" if lag.capped else "")
-        result.add_row(
-            lag.name, str(lag.checkpoint), str(lag.head), behind, str(lag.parked), lag.where
-        )
+        cells = [str(lag.checkpoint), str(lag.head), behind, str(lag.parked), lag.where]
+        if partitioned:
+            cells.insert(0, lag.partition or "")
+        result.add_row(lag.name, *cells)
     return result
 
 
@@ -140,12 +156,16 @@ def projections(ctx: typer.Context, app: AppOption = None, as_json: JsonOption =
             from conduit.projections import SQLProjection
 
             parked = _parked_counts(store)
+            partitioned = {lag.name for lag in lags if lag.partition}
             exact = {
                 projection.name: _read_model_lag(store, projection, parked)
                 for projection in _load(app)
-                if isinstance(projection, SQLProjection)
+                if isinstance(projection, SQLProjection) and projection.name not in partitioned
             }
-            lags = [exact.pop(lag.name, lag) for lag in lags] + list(exact.values())
+            # A partitioned read model's partitions: as the store's copies show them.
+            lags = [lag if lag.partition else exact.pop(lag.name, lag) for lag in lags] + list(
+                exact.values()
+            )
     if as_json:
         for lag in lags:
             typer.echo(json_line(lag.record()))
@@ -180,6 +200,17 @@ def rebuild_command(
             show_default=False,
         ),
     ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            min=1,
+            max=1024,
+            help="The number of partitions the projection runs with from now on "
+            "(`conduit run --partitions N`): the rebuild leaves one checkpoint per partition.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Rebuild a SQL read model from the first event; readers never see it half built.
 
@@ -191,6 +222,7 @@ def rebuild_command(
     Examples:
 
     conduit projections rebuild people --app myapp.read_models:projections
+    conduit projections rebuild people --app myapp.read_models:projections --partitions 4
     """
     with needs_extra("conduit projections rebuild"):
         import sqlalchemy.exc
@@ -205,7 +237,7 @@ def rebuild_command(
         )
     with open_store(ctx) as store:
         try:
-            count = rebuild(store, projection, batch_size=batch_size)
+            count = rebuild(store, projection, batch_size=batch_size, partitions=partitions)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             raise ProjectionError(f"rebuilding {name!r} failed: {exc}") from exc
     console().print(f"Rebuilt {name} from {count:,} events.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,6 +68,17 @@ def run(
             "[default store: in memory].",
         ),
     ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            help="Split each projection into N partitions by a stable hash of the stream "
+            "id: up to N workers drive it at once, sharing the partitions among those "
+            "alive (order is kept per stream). A projection whose checkpoints were kept "
+            "for another N is refused until rebuilt with --partitions N.",
+            min=1,
+            max=1024,
+        ),
+    ] = None,
 ) -> None:
     """Run projections in this process until SIGTERM or Ctrl-C, resuming from their checkpoints.
 
@@ -80,6 +91,7 @@ def run(
 
     conduit --store sqlite:///events.db run myapp.read_models:projections
     CONDUIT_URL=postgresql://app@db/app conduit run myapp.read_models:people
+    conduit run myapp.read_models:people --partitions 4   # on up to 4 machines
 
     conduit run myapp.read_models:people --from nats://127.0.0.1:4222/ORDERS
     """
@@ -101,6 +113,7 @@ def run(
     names = ", ".join(str(getattr(p, "name", p)) for p in projections)
     console.print(f"Running {names} on {mask_password(url)}; Ctrl-C or SIGTERM stops.")
     store = EventStore(url, **file_options(url, create=False))
+    extra: dict[str, Any] = {} if partitions is None else {"partitions": partitions}
     try:
         run_worker(
             store,
@@ -109,6 +122,7 @@ def run(
             max_poll_interval=max_poll_interval,
             lease_ttl=lease_ttl,
             batch_size=batch_size,
+            **extra,
         )
     except WorkerFailed as failed:
         for name, error in failed.failures:

@@ -45,7 +45,10 @@ from conduit.events import (
 from conduit.personal import SubjectKey
 from conduit.reserved import RESERVED_PREFIX
 from conduit.subscriptions.driving import Driver, SubscriptionStatus
-from conduit.subscriptions.lag import count_after
+from conduit.subscriptions.lag import count_after, count_behind
+from conduit.subscriptions.partitioned import PartitionedDriver
+from conduit.subscriptions.partitions import Partition
+from conduit.subscriptions.runner import Filter
 from conduit.typed import TypeRegistry
 
 if TYPE_CHECKING:
@@ -72,7 +75,7 @@ class Notified(Protocol):
     def name(self) -> str: ...
 
     @property
-    def driver(self) -> Driver: ...
+    def driver(self) -> Driver | PartitionedDriver: ...
 
     def after_push(self) -> Op[None]:
         """What the subscription does once a push through this store committed: an
@@ -360,17 +363,32 @@ class StoreCore(Appending):
         running = {known.name: known for known in self.subscriptions}
         head = yield from self.engine.head_position(wait=False)
         stored = yield from self.engine.checkpoints()
-        found = {
-            name: position for name, position in stored if not name.startswith(RESERVED_PREFIX)
-        }
+        found: dict[str, int] = {}
+        partitions: dict[str, list[tuple[Partition, int]]] = {}
+        for key, position in stored:
+            parsed = Partition.of_key(key)
+            if parsed is not None:
+                partitions.setdefault(parsed[0], []).append((parsed[1], position))
+            elif not key.startswith(RESERVED_PREFIX):
+                found[key] = position
         statuses = []
-        for name in sorted(set(found) | set(running)):
+        for name in sorted(set(found) | set(running) | set(partitions)):
             if name in running:
-                statuses.append((yield from running[name].driver.status()))
-            else:
+                statuses.extend((yield from running[name].driver.statuses()))
+                continue
+            if name in found:
                 checkpoint = found[name]
                 behind, capped = yield from count_after(self, checkpoint)
                 statuses.append(SubscriptionStatus(name, checkpoint, head, behind, capped))
+            for partition, checkpoint in sorted(
+                partitions.get(name, ()), key=lambda item: (item[0].count, item[0].index)
+            ):
+                behind, capped = yield from count_behind(
+                    self, checkpoint, Filter(partition=partition)
+                )
+                statuses.append(
+                    SubscriptionStatus(name, checkpoint, head, behind, capped, str(partition))
+                )
         return statuses
 
     # -- entities and snapshots ----------------------------------------------------

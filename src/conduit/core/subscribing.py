@@ -11,13 +11,15 @@ are refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from conduit.core.effects import Call, Op, Signal
 from conduit.core.store_ops import RESERVED_PREFIX, Notified, StoreCore
 from conduit.errors import InvalidArgument
 from conduit.subscriptions.driving import MAX_POLL_INTERVAL, POLL_INTERVAL, Driver, Mode
+from conduit.subscriptions.partitioned import PartitionedDriver
+from conduit.subscriptions.partitions import Partition, check_count
 from conduit.subscriptions.projector import (
     Projector,
     StoreProjector,
@@ -50,16 +52,44 @@ class Plan:
     poll_interval: float
     max_poll_interval: float
     lease_ttl: float
+    partitions: int = 1
 
-    def driver(self, core: StoreCore, *, stopped: Signal, wake: Signal) -> Driver:
+    def driver(
+        self, core: StoreCore, *, stopped: Signal, wake: Signal
+    ) -> Driver | PartitionedDriver:
         """The subscription's driver, with the face's signals."""
+        if self.partitions == 1:
+            return self._driver(core, self.projector, self.filter, stopped, wake)
+        parts = []
+        for index in range(self.partitions):
+            partition = Partition(index, self.partitions)
+            parts.append(
+                self._driver(
+                    core,
+                    partition_projector(core, self.projector, partition),
+                    replace(self.filter, partition=partition),
+                    stopped,
+                    wake,
+                )
+            )
+        return PartitionedDriver(parts)
+
+    def _driver(
+        self,
+        core: StoreCore,
+        projector: Projector,
+        filter: Filter,
+        stopped: Signal,
+        wake: Signal,
+    ) -> Driver:
         runner = Runner(
             core,
-            self.projector,
+            projector,
             stopped=stopped,
-            filter=self.filter,
+            filter=filter,
             policy=self.policy,
             batch_size=self.batch_size,
+            subscription=self.name,
         )
         return Driver(
             runner,
@@ -69,6 +99,25 @@ class Plan:
             max_poll_interval=self.max_poll_interval,
             lease_ttl=self.lease_ttl,
         )
+
+
+def partition_projector(core: StoreCore, projector: Projector, partition: Partition) -> Projector:
+    """The projector of one partition: the same handlers, the partition's checkpoint.
+
+    Raises:
+        InvalidArgument: a projector that cannot keep a checkpoint per partition.
+    """
+    if isinstance(projector, StoreProjector):
+        return StoreProjector(core.engine, partition.key(projector.name), projector.target)
+    split = getattr(projector, "for_partition", None)
+    if callable(split):
+        found: Projector = split(partition)
+        return found
+    raise InvalidArgument(
+        f"{projector!r} keeps one checkpoint of its own: it cannot be split into "
+        "partitions (a SQLProjection, or an object with on_<name> handlers, can)",
+        field="partitions",
+    )
 
 
 def plan_subscription(
@@ -86,6 +135,7 @@ def plan_subscription(
     poll_interval: float | None,
     max_poll_interval: float | None,
     lease_ttl: float | None,
+    partitions: int | None = None,
 ) -> Plan | None:
     """The named subscription ``subscribe`` makes, or ``None`` for a plain listener.
 
@@ -105,6 +155,7 @@ def plan_subscription(
         "poll_interval": poll_interval,
         "max_poll_interval": max_poll_interval,
         "lease_ttl": lease_ttl,
+        "partitions": partitions,
     }
     projecting = is_projector(listener)
     if name is None and not projecting:
@@ -135,6 +186,9 @@ def plan_subscription(
     projector = (
         projector_of(listener) if projecting else StoreProjector(core.engine, name, listener)
     )
+    count = 1 if partitions is None else check_count(partitions)
+    if count > 1:
+        partition_projector(core, projector, Partition(count - 1, count))  # can it?
     return Plan(
         name,
         projector,
@@ -149,6 +203,7 @@ def plan_subscription(
         POLL_INTERVAL if poll_interval is None else poll_interval,
         MAX_POLL_INTERVAL if max_poll_interval is None else max_poll_interval,
         10.0 if lease_ttl is None else lease_ttl,
+        count,
     )
 
 
@@ -188,6 +243,7 @@ def stopping(core: StoreCore, listener: object) -> list[Notified]:
             if s is listener
             or s.driver.runner.projector is listener
             or getattr(s.driver.runner.projector, "target", None) is listener
+            or getattr(s.driver.runner.projector, "origin", None) is listener
         ]
         core.subscriptions = tuple(s for s in core.subscriptions if s not in found)
     return found

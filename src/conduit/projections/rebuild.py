@@ -22,7 +22,9 @@ from conduit.projections.sql import (
     MAX_NAME_LENGTH,
     PARKED_APPLIED,
     SQLProjection,
+    own_checkpoints,
 )
+from conduit.subscriptions.partitions import Partition, check_count
 from conduit.subscriptions.runner import Runner
 
 if TYPE_CHECKING:
@@ -58,7 +60,13 @@ def _check_rebuild_name(name: str) -> None:
         )
 
 
-def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | None = None) -> int:
+def rebuild(
+    store: EventStore,
+    projection: SQLProjection,
+    *,
+    batch_size: int | None = None,
+    partitions: int | None = None,
+) -> int:
     """Rebuild a read model from the first event; readers never see it half built.
 
     The events are applied to fresh tables beside the live ones (a schema of
@@ -72,11 +80,20 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
     does. The fresh schema's name comes from :func:`fresh_schema_name`, so
     any projection name works, quotes and spaces included.
 
+    ``partitions``: the number of partitions the projection runs with from
+    now on (see :mod:`conduit.subscriptions.partitions`); the swap replaces its
+    checkpoints, of whatever number of partitions, with one per partition,
+    each at the position the rebuild reached. ``None`` or 1: unpartitioned.
+    This is how a projection changes its number of partitions.
+
     Raises:
         InvalidArgument: a SQLite read model in memory, or a projection name
             too long for the rebuild's checkpoint.
     """
     _check_rebuild_name(projection.name)
+    count = 1 if partitions is None else check_count(partitions)
+    if count > 1:
+        projection.for_partition(Partition(count - 1, count))  # the key's length is checked
     _sync_only(projection, "rebuild")
     base = projection.engine.execution_options(schema_translate_map=HOME_MAP)
     dialect = base.dialect.name
@@ -130,7 +147,7 @@ def rebuild(store: EventStore, projection: SQLProjection, *, batch_size: int | N
         # comes later. Each pass has a target, so that a rebuild ends even
         # while events arrive faster than it applies them.
         read += _catch_up_to(store, runner, fresh, store.head_position())
-        _swap(engine, projection, fresh, fresh_schema)
+        _swap(engine, projection, fresh, fresh_schema, count)
     finally:
         if dialect == "postgresql":
             with engine.begin() as conn:
@@ -155,7 +172,13 @@ SWAP_ATTEMPTS = 20
 """How many times the swap's transaction runs before a lost deadlock is raised."""
 
 
-def _swap(engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_schema: str) -> None:
+def _swap(
+    engine: sa.Engine,
+    live: SQLProjection,
+    fresh: SQLProjection,
+    fresh_schema: str,
+    partitions: int = 1,
+) -> None:
     # The live driver keeps writing while the swap runs: its transaction holds
     # row locks on the tables its handlers wrote, in their order, and then
     # wants the next, which the swap may have locked already to drop it.
@@ -164,7 +187,7 @@ def _swap(engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_sc
     # batch has committed. A driver that loses retries its batch as an outage.
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
-            _swap_once(engine, live, fresh, fresh_schema)
+            _swap_once(engine, live, fresh, fresh_schema, partitions)
             return
         except sa.exc.DBAPIError as exc:
             if attempt == SWAP_ATTEMPTS or not lost_a_race(exc):
@@ -173,7 +196,11 @@ def _swap(engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_sc
 
 
 def _swap_once(
-    engine: sa.Engine, live: SQLProjection, fresh: SQLProjection, fresh_schema: str
+    engine: sa.Engine,
+    live: SQLProjection,
+    fresh: SQLProjection,
+    fresh_schema: str,
+    partitions: int,
 ) -> None:
     position = fresh.load_checkpoint()
     fresh_tables = sa.MetaData()
@@ -194,8 +221,14 @@ def _swap_once(
         for table in live.metadata.sorted_tables:
             source = table.to_metadata(fresh_tables, schema=fresh_schema)
             conn.execute(table.insert().from_select(list(table.c.keys()), sa.select(*source.c)))
-        conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name.in_([live.name, fresh.name])))
-        conn.execute(CHECKPOINTS.insert().values(name=live.name, position=position))
+        conn.execute(CHECKPOINTS.delete().where(own_checkpoints(conn, live.name)))
+        conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name == fresh.name))
+        keys = (
+            [live.name]
+            if partitions == 1
+            else [Partition(index, partitions).key(live.name) for index in range(partitions)]
+        )
+        conn.execute(CHECKPOINTS.insert(), [{"name": key, "position": position} for key in keys])
         conn.execute(PARKED_APPLIED.delete().where(PARKED_APPLIED.c.name == live.name))
 
 
@@ -211,11 +244,26 @@ def replay_since(store: EventStore, projection: SQLProjection, since: datetime) 
     engine = _sync_only(projection, "replay_since")
     first = store.backend.first_position_since(since)
     position = projection.load_checkpoint() if first is None else first - 1
+    if first is None:
+        position = min(
+            [projection.load_checkpoint()]
+            + [row[1] for row in _checkpoint_rows(engine, projection.name)]
+        )
     with engine.begin() as conn:
-        conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name == projection.name))
-        conn.execute(CHECKPOINTS.insert().values(name=projection.name, position=position))
+        # Every partition's checkpoint too, when it runs partitioned.
+        keys = [row[0] for row in _checkpoint_rows(engine, projection.name)] or [projection.name]
+        conn.execute(CHECKPOINTS.delete().where(own_checkpoints(conn, projection.name)))
+        conn.execute(CHECKPOINTS.insert(), [{"name": key, "position": position} for key in keys])
     projection.load_checkpoint()
     return position
+
+
+def _checkpoint_rows(engine: sa.Engine, name: str) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(CHECKPOINTS.c.name, CHECKPOINTS.c.position).where(own_checkpoints(conn, name))
+        )
+        return [(str(key), int(position)) for key, position in found]
 
 
 def _sync_only(projection: SQLProjection, what: str) -> sa.Engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -24,9 +25,17 @@ from conduit.projections.sqla import (
     Tx,
 )
 from conduit.subscriptions.dispatch import handlers_for
+from conduit.subscriptions.partitions import PARTITION_PREFIX, Partition
 from conduit.subscriptions.projector import CheckpointConflict, HandlerFailed
 
-__all__ = ["CHECKPOINTS", "HOME_MAP", "MAX_NAME_LENGTH", "PARKED_APPLIED", "SQLProjection"]
+__all__ = [
+    "CHECKPOINTS",
+    "HOME_MAP",
+    "MAX_NAME_LENGTH",
+    "PARKED_APPLIED",
+    "SQLProjection",
+    "own_checkpoints",
+]
 
 MAX_NAME_LENGTH = 200
 """The longest projection name its read model's ``conduit_checkpoints`` can hold."""
@@ -143,6 +152,47 @@ class SQLProjection:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.engine.url!r}>"
 
+    @property
+    def checkpoint_key(self) -> str:
+        """The name its checkpoint row is kept under: its name, or a partition's key."""
+        return self.__dict__.get("_checkpoint_key") or self.name
+
+    def for_partition(self, partition: Partition) -> SQLProjection:
+        """This read model as one partition of itself: its handlers and tables, with the
+        partition's checkpoint (:meth:`Partition.key`).
+
+        Raises:
+            InvalidArgument: the partition's key is longer than the checkpoint table holds.
+        """
+        key = partition.key(self.name)
+        if len(key) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"projection {self.name[:40]!r}…: a partition keeps its checkpoint as "
+                f"{key[: -len(self.name)]!r} and the name, at most {MAX_NAME_LENGTH} "
+                "characters: give it a shorter name",
+                field="name",
+            )
+        part = copy.copy(self)
+        part.__dict__["_checkpoint_key"] = key
+        part.__dict__["origin"] = self
+        return part
+
+    def checkpoint_names_op(self) -> Op[list[str]]:
+        """The names of the checkpoints this read model keeps: its own, its partitions'."""
+        query = sa.select(CHECKPOINTS.c.name).where(
+            sa.or_(
+                CHECKPOINTS.c.name == self.name,
+                CHECKPOINTS.c.name.startswith(PARTITION_PREFIX, autoescape=True),
+            )
+        )
+
+        def body(tx: Tx) -> Op[list[str]]:
+            found: list[str] = yield Execute(query, "names")
+            return found
+
+        names: list[str] = yield Transaction(self.engine, body)
+        return [n for n in names if n == self.name or _of(n) == self.name]
+
     # -- set-up --------------------------------------------------------------
 
     def setup(self) -> None:
@@ -174,7 +224,7 @@ class SQLProjection:
     def _reset(self, conn: sa.Connection) -> None:
         self.metadata.drop_all(conn)
         _create(conn)(self.metadata)
-        conn.execute(CHECKPOINTS.delete().where(CHECKPOINTS.c.name == self.name))
+        conn.execute(CHECKPOINTS.delete().where(own_checkpoints(conn, self.name)))
         conn.execute(PARKED_APPLIED.delete().where(PARKED_APPLIED.c.name == self.name))
 
     def _sync_engine(self, what: str) -> sa.Engine:
@@ -221,7 +271,7 @@ class SQLProjection:
 
     def load_checkpoint_op(self) -> Op[int | None]:
         """The checkpoint kept in the read model (``None`` when it never ran)."""
-        query = sa.select(CHECKPOINTS.c.position).where(CHECKPOINTS.c.name == self.name)
+        query = sa.select(CHECKPOINTS.c.position).where(CHECKPOINTS.c.name == self.checkpoint_key)
 
         def body(tx: Tx) -> Op[int | None]:
             found: int | None = yield Execute(query, "scalar")
@@ -277,13 +327,13 @@ class SQLProjection:
             if self._relaxed(tx.dialect):
                 yield ExecuteDriver("SET LOCAL synchronous_commit = off", ())
             inserted = yield InsertOnce(
-                CHECKPOINTS.insert().values(name=self.name, position=position)
+                CHECKPOINTS.insert().values(name=self.checkpoint_key, position=position)
             )
             if not inserted:
                 raise self._conflict()
         elif position != known:
             sql, order = self._move_sql(tx.dialect)
-            values = {"cp_name": self.name, "cp_from": known, "cp_to": position}
+            values = {"cp_name": self.checkpoint_key, "cp_from": known, "cp_to": position}
             moved = yield ExecuteDriver(
                 sql, tuple(values[key] for key in order) if order else values
             )
@@ -291,7 +341,9 @@ class SQLProjection:
                 raise self._conflict()
 
     def _conflict(self) -> CheckpointConflict:
-        return CheckpointConflict(f"projection {self.name!r}: another driver moved the checkpoint")
+        return CheckpointConflict(
+            f"projection {self.checkpoint_key!r}: another driver moved the checkpoint"
+        )
 
     def _relaxed(self, dialect: sa.Dialect) -> bool:
         return not self.synchronous_commit and dialect.name == "postgresql"
@@ -334,6 +386,24 @@ class SQLProjection:
             yield Execute(mark)
 
         yield Transaction(self.engine, body)
+
+
+def own_checkpoints(conn: sa.Connection, name: str) -> sa.ColumnElement[bool]:
+    """The checkpoint rows of a projection, its own and its partitions' (any count): a
+    condition on ``conduit_checkpoints`` naming each of them, looked up on ``conn``."""
+    candidates = conn.execute(
+        sa.select(CHECKPOINTS.c.name).where(
+            CHECKPOINTS.c.name.startswith(PARTITION_PREFIX, autoescape=True),
+            CHECKPOINTS.c.name.endswith(f"/{name}", autoescape=True),
+        )
+    ).scalars()
+    keys = [name, *(key for key in candidates if _of(key) == name)]
+    return CHECKPOINTS.c.name.in_(keys)
+
+
+def _of(key: str) -> str | None:
+    parsed = Partition.of_key(key)
+    return None if parsed is None else parsed[0]
 
 
 def _create(conn: sa.Connection) -> Callable[[sa.MetaData], None]:

@@ -61,7 +61,8 @@ class Tx:
 
 class Execute(Effect):
     """A SQLAlchemy statement on the transaction's connection; returns the rows it
-    touched (``"rowcount"``) or its one scalar (``"scalar"``)."""
+    touched (``"rowcount"``), its one scalar (``"scalar"``), or the first column of
+    every row, as a list (``"names"``)."""
 
     __slots__ = ("fetch", "statement")
 
@@ -136,10 +137,17 @@ class Transaction(Performed):
             return await AsyncRuntime(_async_statements(conn, session)).run(self.body(tx))
 
 
+def _fetched(effect: Execute, result: Any) -> Any:
+    if effect.fetch == "scalar":
+        return result.scalar_one_or_none()
+    if effect.fetch == "names":
+        return list(result.scalars())
+    return result.rowcount
+
+
 def _sync_statements(conn: sa.Connection, session: Session) -> dict[type[Effect], Any]:
     def execute(effect: Execute) -> Any:
-        result = conn.execute(effect.statement)
-        return result.scalar_one_or_none() if effect.fetch == "scalar" else result.rowcount
+        return _fetched(effect, conn.execute(effect.statement))
 
     def execute_driver(effect: ExecuteDriver) -> int:
         return conn.exec_driver_sql(effect.sql, effect.params).rowcount
@@ -160,8 +168,7 @@ def _sync_statements(conn: sa.Connection, session: Session) -> dict[type[Effect]
 
 def _async_statements(conn: AsyncConnection, session: AsyncSession) -> dict[type[Effect], Any]:
     async def execute(effect: Execute) -> Any:
-        result = await conn.execute(effect.statement)
-        return result.scalar_one_or_none() if effect.fetch == "scalar" else result.rowcount
+        return _fetched(effect, await conn.execute(effect.statement))
 
     async def execute_driver(effect: ExecuteDriver) -> int:
         result = await conn.exec_driver_sql(effect.sql, effect.params)

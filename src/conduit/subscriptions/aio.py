@@ -17,6 +17,7 @@ from typing import Any
 from conduit.core.effects import AsyncRuntime, Call, Op
 from conduit.events import Event
 from conduit.subscriptions.driving import Driver, DriverView, SubscriptionStatus
+from conduit.subscriptions.partitioned import PartitionedDriver
 
 __all__ = ["AsyncSubscription"]
 
@@ -24,7 +25,9 @@ __all__ = ["AsyncSubscription"]
 class AsyncSubscription(DriverView):
     """A named subscription and its driver. Made by :meth:`AsyncEventStore.subscribe`."""
 
-    def __init__(self, driver: Driver, runtime: AsyncRuntime, wakers: Any = None) -> None:
+    def __init__(
+        self, driver: Driver | PartitionedDriver, runtime: AsyncRuntime, wakers: Any = None
+    ) -> None:
         self.driver = driver
         self.runtime = runtime
         self._wakers = wakers
@@ -94,7 +97,7 @@ class AsyncSubscription(DriverView):
 
     async def checkpoint(self) -> int:
         """The position handled up to."""
-        return await self.runtime.run(self.runner.checkpoint())
+        return await self.runtime.run(self.driver.checkpoint())
 
     async def status(self) -> SubscriptionStatus:
         """The checkpoint, the log's head, and the number of events behind."""

@@ -38,6 +38,7 @@ from conduit.subscriptions.driving import (
     Mode,
     SubscriptionStatus,
 )
+from conduit.subscriptions.partitioned import PartitionedDriver
 
 __all__ = ["MAX_POLL_INTERVAL", "POLL_INTERVAL", "Mode", "Subscription", "SubscriptionStatus"]
 
@@ -45,7 +46,9 @@ __all__ = ["MAX_POLL_INTERVAL", "POLL_INTERVAL", "Mode", "Subscription", "Subscr
 class Subscription(DriverView):
     """A named subscription and its driver. Made by :meth:`EventStore.subscribe`."""
 
-    def __init__(self, driver: Driver, runtime: SyncRuntime, wakers: Any = None) -> None:
+    def __init__(
+        self, driver: Driver | PartitionedDriver, runtime: SyncRuntime, wakers: Any = None
+    ) -> None:
         self.driver = driver
         self.runtime = runtime
         self._wakers = wakers
@@ -116,7 +119,7 @@ class Subscription(DriverView):
     @property
     def checkpoint(self) -> int:
         """The position handled up to."""
-        return self.runtime.run(self.runner.checkpoint())
+        return self.runtime.run(self.driver.checkpoint())
 
     def status(self) -> SubscriptionStatus:
         """The checkpoint, the log's head, and the number of events behind."""

@@ -22,13 +22,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from conduit.core.effects import Op, Signal, Sleep
 from conduit.errors import BackendError, InvalidArgument, ProjectionError, SchemaError
 from conduit.events import Event
 from conduit.subscriptions.lag import count_behind
+from conduit.subscriptions.partitions import check_partitions
+from conduit.subscriptions.projector import StoreProjector
 from conduit.subscriptions.runner import Runner
+
+if TYPE_CHECKING:
+    from conduit.subscriptions.partitioned import PartitionedDriver
 
 __all__ = [
     "MAX_POLL_INTERVAL",
@@ -61,6 +66,9 @@ class SubscriptionStatus:
     capped: bool = False
     """True when the count stopped at :data:`~conduit.subscriptions.lag.BEHIND_LIMIT`:
     ``behind`` is then "at least" that many."""
+    partition: str | None = None
+    """For one partition of a partitioned subscription: which, as ``index/count``
+    (``"2/4"``); its checkpoint, head and lag are that partition's."""
 
 
 class Driver:
@@ -111,10 +119,33 @@ class Driver:
         """Why the background driver stopped for good (``None`` while it runs)."""
         self._renew_at = 0.0
         self._standing_by = False
+        self._checked = False
 
     @property
     def name(self) -> str:
         return self.runner.name
+
+    @property
+    def subscription(self) -> str:
+        """The subscription's name (a partition's driver has a name of its own)."""
+        return self.runner.subscription
+
+    def checkpoint(self) -> Op[int]:
+        """The position handled up to (0 when it never ran)."""
+        found: int = yield from self.runner.checkpoint()
+        return found
+
+    def check_partitions(self) -> Op[None]:
+        """Refuse to run when the checkpoints were kept for partitions (once).
+
+        Raises:
+            PartitionsChanged: see :func:`~conduit.subscriptions.partitions.check_partitions`.
+        """
+        if self._checked or self.runner.filter.partition is not None:
+            return
+        names = yield from checkpoint_names(self.engine, self.runner.projector)
+        check_partitions(self.name, 1, names)
+        self._checked = True
 
     # -- inline ----------------------------------------------------------------
 
@@ -124,6 +155,7 @@ class Driver:
         An inline driver that loses the checkpoint's compare-and-set to another
         driver reads the checkpoint again and goes on.
         """
+        yield from self.check_partitions()
         read: int = yield from self.runner.catch_up(
             keep_going=keep_going, reread_on_conflict=self.mode == "inline"
         )
@@ -182,6 +214,8 @@ class Driver:
                     yield Sleep(min(1.0, self.lease_ttl / 3), stopped)
                     continue
                 self.wake.clear()
+                if not (yield from self._checked_partitions()):
+                    continue
                 read = yield from self.catch_up(keep_going=self.keep_lease)
                 failures = 0
                 if self.runner.conflicted:  # another driver took over? ask the lease now
@@ -206,6 +240,18 @@ class Driver:
                 )
                 yield Sleep(delay, stopped)
 
+    def _checked_partitions(self) -> Op[bool]:
+        """:meth:`check_partitions`, waiting out an outage of the projection's storage."""
+        try:
+            yield from self.check_partitions()
+        except Exception as exc:
+            if not self.runner.transient(exc):
+                raise
+            log.warning("subscription %r: storage unavailable (%r)", self.name, exc)
+            yield Sleep(1.0, self.runner.stopped)
+            return False
+        return True
+
     # -- observing -------------------------------------------------------------
 
     def status(self) -> Op[SubscriptionStatus]:
@@ -216,7 +262,19 @@ class Driver:
         checkpoint = yield from self.runner.checkpoint()
         head = yield from self.runner.core.head_position(wait=False)
         behind, capped = yield from count_behind(self.runner.core, checkpoint, self.runner.filter)
-        return SubscriptionStatus(self.name, checkpoint, head, behind, capped)
+        partition = self.runner.filter.partition
+        return SubscriptionStatus(
+            self.subscription,
+            checkpoint,
+            head,
+            behind,
+            capped,
+            None if partition is None else str(partition),
+        )
+
+    def statuses(self) -> Op[list[SubscriptionStatus]]:
+        """:meth:`status`, as a list (a partitioned driver has one per partition)."""
+        return [(yield from self.status())]
 
     def wait_for(self, target: Event | int, timeout: float) -> Op[None]:
         """Wait until the subscription has handled an event (or a position).
@@ -253,10 +311,23 @@ class Driver:
             delay = min(delay * 2, 0.05)
 
 
+def checkpoint_names(engine: Any, projector: Any) -> Op[list[str]]:
+    """The names of the checkpoints a projector keeps: in its read model (a projector
+    with ``checkpoint_names_op``, as ``SQLProjection``), or in the store."""
+    own = getattr(getattr(projector, "origin", projector), "checkpoint_names_op", None)
+    if callable(own):
+        found: list[str] = yield from own()
+        return found
+    if isinstance(projector, StoreProjector):
+        stored = yield from engine.checkpoints()
+        return [name for name, _ in stored]
+    return []
+
+
 class DriverView:
     """What both faces' subscriptions show of their driver."""
 
-    driver: Driver
+    driver: Driver | PartitionedDriver
 
     @property
     def runner(self) -> Runner:

@@ -1,7 +1,8 @@
 """How many events a subscription has still to read: the ``behind`` of its status.
 
 The engines count events after a position, by name (``count_after``), but not
-by stream prefix. For a subscription with a stream prefix the events after
+by stream prefix (nor by partition, on engines without ``partitioned_reads``).
+For a subscription with a stream prefix (or such a partition) the events after
 its checkpoint are read and counted, at most :data:`SCAN_LIMIT` of them;
 past that the count goes on by name only, so that a status never reads the
 whole log. Counts are operations (:mod:`conduit.core.effects`) that look: they
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from conduit.core.effects import Op
-from conduit.subscriptions.runner import Filter
+from conduit.subscriptions.runner import Filter, reads_partitions
 
 __all__ = ["BEHIND_LIMIT", "SCAN_LIMIT", "count_after", "count_behind"]
 
@@ -57,9 +58,12 @@ def _count(core: Any, checkpoint: int, filter: Filter) -> Op[int]:
     if names is not None and not names:
         return 0
     limit = BEHIND_LIMIT + 1
-    if filter.stream_prefix is None:
+    by_partition: dict[str, Any] = {}
+    if filter.partition is not None and reads_partitions(engine):
+        by_partition["partition"] = filter.partition
+    if filter.stream_prefix is None and (filter.partition is None or by_partition):
         counted: int = yield from engine.count_after(
-            checkpoint, names=names, limit=limit, wait=False
+            checkpoint, names=names, limit=limit, wait=False, **by_partition
         )
         return counted
     counted = 0
@@ -67,11 +71,15 @@ def _count(core: Any, checkpoint: int, filter: Filter) -> Op[int]:
     position = checkpoint
     while scanned < SCAN_LIMIT:
         size = min(_PAGE, SCAN_LIMIT - scanned)
-        page = yield from engine.read_all(after=position, names=names, limit=size, wait=False)
+        page = yield from engine.read_all(
+            after=position, names=names, limit=size, wait=False, **by_partition
+        )
         counted += sum(1 for event in page if filter.keeps(event))
         if len(page) < size:
             return counted
         scanned += len(page)
         position = page[-1].position
-    rest: int = yield from engine.count_after(position, names=names, limit=limit, wait=False)
+    rest: int = yield from engine.count_after(
+        position, names=names, limit=limit, wait=False, **by_partition
+    )
     return counted + rest

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from conduit.core.effects import Op, Signal, Sleep
 from conduit.errors import ProjectionError
 from conduit.events import Event, event_name
+from conduit.subscriptions.partitions import Partition
 from conduit.subscriptions.projector import (
     CheckpointConflict,
     HandlerFailed,
@@ -26,7 +27,7 @@ from conduit.subscriptions.projector import (
     is_transient,
 )
 
-__all__ = ["Filter", "KeepGoing", "RetryPolicy", "Runner"]
+__all__ = ["Filter", "KeepGoing", "RetryPolicy", "Runner", "reads_partitions"]
 
 log = logging.getLogger("conduit.subscriptions")
 
@@ -68,10 +69,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """Which events a subscription reads: by name, and by stream id prefix."""
+    """Which events a subscription reads: by name, by stream id prefix, and by partition."""
 
     names: tuple[str, ...] | None = None
     stream_prefix: str | None = None
+    partition: Partition | None = None
 
     @classmethod
     def of(cls, names: Sequence[str] | None, stream_prefix: str | None) -> Filter:
@@ -81,7 +83,14 @@ class Filter:
         )
 
     def keeps(self, event: Event) -> bool:
-        return self.stream_prefix is None or str(event.stream_id).startswith(self.stream_prefix)
+        return (
+            self.stream_prefix is None or str(event.stream_id).startswith(self.stream_prefix)
+        ) and (self.partition is None or self.partition.keeps(event.stream_id))
+
+
+def reads_partitions(engine: Any) -> bool:
+    """Whether an engine's ``read_all`` and ``count_after`` take ``partition=``."""
+    return bool(getattr(engine, "partitioned_reads", False))
 
 
 class Runner:
@@ -109,7 +118,11 @@ class Runner:
         batch_size: int = 100,
         retry_check_interval: float = 1.0,
         mirror_checkpoint: bool = True,
+        subscription: str | None = None,
     ) -> None:
+        self.subscription = subscription or projector.name
+        """The subscription's name, under which its events are parked (a partition's
+        checkpoint and lease have names of their own: the projector's)."""
         self.core = core
         self.engine = core.engine
         self.projector = projector
@@ -129,7 +142,10 @@ class Runner:
 
     @property
     def name(self) -> str:
-        return self.projector.name
+        """The name of the checkpoint and lease: the projector's (a partition's key, for a
+        read model split into partitions)."""
+        key: str = getattr(self.projector, "checkpoint_key", None) or self.projector.name
+        return key
 
     def check_retries_soon(self) -> None:
         """Look for parked events to retry on the next catch-up."""
@@ -221,16 +237,20 @@ class Runner:
         after each batch).
         """
         stored, keep = self.core.log_filter(self.filter.names)
+        partition = self.filter.partition
+        by_partition: dict[str, Any] = {}
+        if partition is not None and reads_partitions(self.engine):
+            by_partition["partition"] = partition  # the engine leaves out the other streams
         try:
             self._known = yield from self.projector.load_checkpoint_op()
             position = self._known or 0
             head = 0
-            if stored is not None:
+            if stored is not None or by_partition:
                 head = yield from self.core.head_position()
             raw: Sequence[Event] = []
             if stored is None or stored:
                 raw = yield from self.engine.read_all(
-                    after=position, names=stored, limit=self.page_size
+                    after=position, names=stored, limit=self.page_size, **by_partition
                 )
                 raw = yield from self.core.revealed(raw)
         except Exception as exc:
@@ -240,7 +260,8 @@ class Runner:
             return 0, False
         page = raw if keep is None else keep(raw)
         if len(raw) < self.page_size and head > max(position, raw[-1].position if raw else 0):
-            # Everything up to the head was considered, even what the names filter left out.
+            # Everything up to the head was considered, even what the names (or the
+            # partition) filter left out.
             up_to = head
         elif raw:
             up_to = raw[-1].position
@@ -343,7 +364,7 @@ class Runner:
             error,
         )
         yield from self.engine.park(
-            self.name, event, error=repr(error), traceback=details, attempts=attempts
+            self.subscription, event, error=repr(error), traceback=details, attempts=attempts
         )
         return (yield from self._move_past(event, keep_going))
 
@@ -373,7 +394,7 @@ class Runner:
         engine = self.engine
         after = 0
         while True:
-            page = yield from engine.parked(subscription=self.name, after=after, limit=100)
+            page = yield from engine.parked(subscription=self.subscription, after=after, limit=100)
             for parked in page:
                 if not parked.retry_requested:
                     continue
@@ -381,11 +402,14 @@ class Runner:
                 if event is None:
                     yield from engine.unpark(parked.id)
                     continue
+                partition = self.filter.partition
+                if partition is not None and not partition.keeps(event.stream_id):
+                    continue  # another partition's: its driver retries it
                 try:
                     yield from self.projector.apply_parked_op(event)
                 except Exception as exc:
                     yield from engine.park(
-                        self.name,
+                        self.subscription,
                         event,
                         error=repr(exc),
                         traceback="".join(traceback.format_exception(exc)),

@@ -9,13 +9,19 @@ pushed through the store, so that they are valid and encoded as in use.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from conduit import Event, EventStore, codec, new_id
 from conduit.backends.base import EventRewrite
 from conduit.events import stream_key
+from conduit.subscriptions.partitions import Partition, partition_of
 
 __all__ = [
+    "test_count_after_a_partition_counts_only_its_streams",
     "test_count_after_a_position_counts_the_events_after_it",
     "test_count_after_the_head_is_zero",
     "test_count_after_with_names_counts_only_those_names",
@@ -24,6 +30,7 @@ __all__ = [
     "test_first_position_since_before_the_first_event_is_its_position",
     "test_first_position_since_in_an_empty_store_is_none",
     "test_first_position_since_is_the_first_event_recorded_at_or_after_it",
+    "test_read_all_of_a_partition_pages_through_only_its_streams_in_log_order",
     "test_read_event_of_an_unknown_id_is_none",
     "test_read_event_returns_the_recorded_event",
     "test_rewrite_events_keeps_id_stream_version_position_and_time",
@@ -208,3 +215,48 @@ def test_rewritten_events_read_back_rewritten_on_every_path(store: EventStore) -
     ]
     assert backend.count_after(0, names=["item_weighed"]) == 1
     assert backend.count_after(0, names=["item_added"]) == 2
+
+
+# -- partitions (engines with ``partitioned_reads = True``) ----------------------
+
+
+def _partitioned(store: EventStore) -> list[Event]:
+    if not getattr(store.backend, "partitioned_reads", False):
+        pytest.skip("the engine does not read by partition (partitioned_reads)")
+    ids: list[str | uuid.UUID] = [f"order-{n}" for n in range(9)] + [new_id() for _ in range(3)]
+    return [store.push("item_added", ids[n % len(ids)], {"n": n}) for n in range(36)]
+
+
+def test_read_all_of_a_partition_pages_through_only_its_streams_in_log_order(
+    store: EventStore,
+) -> None:
+    events = _partitioned(store)
+    backend: Any = store.backend  # partition= is not in the Backend protocol
+    seen: list[Event] = []
+    for index in range(3):
+        partition = Partition(index, 3)
+        expected = [e for e in events if partition_of(e.stream_id, 3) == index]
+        found: list[Event] = []
+        after = 0
+        while True:
+            page = backend.read_all(after=after, names=None, limit=4, partition=partition)
+            assert len(page) <= 4
+            found.extend(page)
+            if len(page) < 4:
+                break
+            after = page[-1].position
+        assert [e.id for e in found] == [e.id for e in expected]
+        seen.extend(found)
+    assert sorted(e.position for e in seen) == [e.position for e in events]
+
+
+def test_count_after_a_partition_counts_only_its_streams(store: EventStore) -> None:
+    events = _partitioned(store)
+    middle = events[len(events) // 2].position
+    for index in range(4):
+        expected = [
+            e for e in events if e.position > middle and partition_of(e.stream_id, 4) == index
+        ]
+        backend: Any = store.backend
+        counted = backend.count_after(middle, names=None, partition=Partition(index, 4))
+        assert counted == len(expected)

@@ -177,6 +177,11 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
+            "partition": {
+                "type": ["string", "null"],
+                "description": "index/count for one partition of a partitioned projection "
+                "(each has its own row, checkpoint and lag); null otherwise.",
+            },
             "checkpoint": {"type": "integer", "minimum": 0},
             "head": {"type": "integer", "minimum": 0},
             "behind": {"type": "integer", "minimum": 0},

@@ -58,6 +58,7 @@ def status_json(status: SubscriptionStatus, parked: int) -> dict[str, Any]:
     """A subscription's checkpoint, the log's head, its lag and its parked events."""
     return {
         "name": status.name,
+        "partition": status.partition,
         "checkpoint": status.checkpoint,
         "head": status.head,
         "behind": status.behind,

@@ -70,6 +70,8 @@ class PostgresEngine(LifecycleOps, SubscriptionOps, Reads, SubjectKeyOps):
     """
 
     scheme = "postgresql"
+    partitioned_reads = True
+    """``read_all`` and ``count_after`` take ``partition=`` (filtered in SQL)."""
 
     def __init__(self, config: PostgresConfig) -> None:
         SubscriptionOps.__init__(self, config.schema)

@@ -20,6 +20,7 @@ from conduit.backends.postgres.routing import Routing, Target
 from conduit.core.effects import Op
 from conduit.dcb import Query as DcbQuery
 from conduit.events import Event, Snapshot, StreamInfo, StreamKey
+from conduit.subscriptions.partitions import Partition
 
 __all__ = ["Reads"]
 
@@ -77,6 +78,7 @@ class Reads(Routing):
         wait: bool = True,
         before: int | None = None,
         backwards: bool = False,
+        partition: Partition | None = None,
     ) -> Op[list[Event]]:
         """One page of the global log (see :class:`~conduit.backends.base.Backend`)."""
         sql = self.sql.read_all(
@@ -85,6 +87,7 @@ class Reads(Routing):
             causation=causation_id is not None,
             before=before is not None,
             backwards=backwards,
+            partition=None if partition is None else (partition.index, partition.count),
         )
         params: list[Any] = [after] if before is None else [after, before]
         params.extend(value for value in (correlation_id, causation_id) if value is not None)
@@ -127,10 +130,15 @@ class Reads(Routing):
         names: Sequence[str] | None,
         limit: int | None = None,
         wait: bool = True,
+        partition: Partition | None = None,
     ) -> Op[int]:
-        """How many events of the log come after ``position`` (with those names; at
-        most ``limit``)."""
-        sql = self.sql.count_after(names=names is not None, limit=limit is not None)
+        """How many events of the log come after ``position`` (with those names, of that
+        partition; at most ``limit``)."""
+        sql = self.sql.count_after(
+            names=names is not None,
+            limit=limit is not None,
+            partition=None if partition is None else (partition.index, partition.count),
+        )
         params: tuple[Any, ...] = (position,) if names is None else (list(names), position)
         if limit is not None:
             params = (*params, limit) if names is None else (*params, limit, limit)

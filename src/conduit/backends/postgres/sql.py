@@ -20,6 +20,7 @@ __all__ = [
     "SubscriptionStatements",
     "channel",
     "migrations",
+    "partition_clause",
     "quote_ident",
     "quote_literal",
     "visible_clause",
@@ -75,6 +76,16 @@ def quote_ident(name: str) -> str:
 def quote_literal(text: str) -> str:
     """Quote an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def partition_clause(index: int, count: int) -> str:
+    """The condition that keeps partition ``index`` of ``count``: the first four bytes of
+    the MD5 of the stream id's text, unsigned, modulo ``count`` (as
+    :func:`conduit.subscriptions.partitions.partition_of` computes it)."""
+    # Both numbers are validated integers: written into the SQL, no parameters to order.
+    return (
+        f"(('x' || substr(md5(stream_id), 1, 8))::bit(32)::bigint %% {int(count)}) = {int(index)}"
+    )
 
 
 def channel(schema: str) -> str:
@@ -228,12 +239,16 @@ class Statements:
         causation: bool = False,
         before: bool = False,
         backwards: bool = False,
+        partition: tuple[int, int] | None = None,
     ) -> str:
         """A page of the log. Parameters: after, [before], [correlation], [causation],
         limit; with ``names``, the names array first and the limit once more at the end.
-        ``backwards``: the page nearest ``before`` (or the horizon), newest first."""
+        ``backwards``: the page nearest ``before`` (or the horizon), newest first.
+        ``partition`` (index, count) keeps one partition's streams."""
         top = f"least(%s, {_HORIZON})" if before else _HORIZON
         where = ["position > %s", f"position < {top}"]
+        if partition is not None:
+            where.append(partition_clause(*partition))
         if correlation:
             where.append("(metadata ->> 'correlation_id') = %s")
         if causation:
@@ -263,8 +278,12 @@ class Statements:
             f" LIMIT %s) AS e ORDER BY e.position{order} LIMIT %s"
         )
 
-    def count_after(self, *, names: bool, limit: bool = False) -> str:
-        """Parameters: after, [limit]; with names: the names, after, [limit, limit]."""
+    def count_after(
+        self, *, names: bool, limit: bool = False, partition: tuple[int, int] | None = None
+    ) -> str:
+        """Parameters: after, [limit]; with names: the names, after, [limit, limit].
+        ``partition`` (index, count) counts one partition's streams."""
+        keep = f" AND {partition_clause(*partition)}" if partition is not None else ""
         if names:
             # One index range of events_name_position per name (see read_all).
             cut = " LIMIT %s" if limit else ""
@@ -272,10 +291,10 @@ class Statements:
                 f"SELECT 1 FROM unnest(%s::text[]) AS n(name) CROSS JOIN LATERAL"
                 f" (SELECT 1 FROM {self.q}.events AS e WHERE e.name = n.name"
                 " AND (e.name, e.position) > (n.name, %s)"
-                f" AND (e.name, e.position) < (n.name, {_HORIZON}){cut}) AS e{cut}"
+                f" AND (e.name, e.position) < (n.name, {_HORIZON}){keep}{cut}) AS e{cut}"
             )
             return f"SELECT count(*) FROM ({counted}) AS counted"
-        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}"
+        rows = f"FROM {self.q}.events WHERE position > %s AND position < {_HORIZON}{keep}"
         if limit:  # count at most so many: a bounded index range, never the whole log
             return f"SELECT count(*) FROM (SELECT 1 {rows} LIMIT %s) AS counted"
         return f"SELECT count(*) {rows}"
@@ -388,7 +407,9 @@ class Statements:
 
 
 LEADER_LOCK_CLASS = LOCK_CLASS + 1
-"""The class id of the session advisory locks that elect a subscription's driver."""
+"""The class id the session advisory locks that elect a subscription's driver had, with a
+32-bit ``hashtext`` of its name, before they took 64-bit keys (schema version 6 and
+earlier releases): two names could share a key, and one projection starve another."""
 
 PARKED_COLUMNS = (
     "id, subscription, event_id, position, error, traceback, attempts, parked_at, retry_requested"
@@ -461,8 +482,10 @@ class SubscriptionStatements:
 
     @property
     def try_leader_lock(self) -> str:
-        return f"SELECT pg_try_advisory_lock({LEADER_LOCK_CLASS}, hashtext(%s))"
+        # The one-key form: a 64-bit key (see SubscriptionOps.lease_key), in a space
+        # of its own, apart from the two-key stream locks.
+        return "SELECT pg_try_advisory_lock(%s::bigint)"
 
     @property
     def leader_unlock(self) -> str:
-        return f"SELECT pg_advisory_unlock({LEADER_LOCK_CLASS}, hashtext(%s))"
+        return "SELECT pg_advisory_unlock(%s::bigint)"
