@@ -22,15 +22,18 @@ pytestmark = pytest.mark.postgres
 
 
 def test_quick_async_run_measures_every_row_and_target(tmp_path: Path) -> None:
+    # The benchmark's writer processes are spawned: they import benchmarks.* from the
+    # parent's sys.path as it is when they start, so ROOT stays on it for the run.
     sys.path.insert(0, str(ROOT))
     try:
         from benchmarks import async_bench
         from benchmarks.report import console, section_markdown
+
+        database = f"conduit_async_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        url = postgres_admin_url()
+        section = async_bench.run(True, tmp_path, url, lambda _: None, database=database)
     finally:
         sys.path.remove(str(ROOT))
-    database = f"conduit_async_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = postgres_admin_url()
-    section = async_bench.run(True, tmp_path, url, lambda _: None, database=database)
 
     labels = [row.label for row in (*section.rows, *section.extra)]
     assert any("64 tasks; sync and raw: 8 processes" in label for label in labels)
