@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -20,6 +21,8 @@ from conduit import (
 )
 from conduit.backends.base import StreamAppend
 from conduit.backends.postgres import rows
+from conduit.backends.postgres.keys import tagged_params
+from conduit.backends.postgres.sql import MAX_KEYS
 from conduit.core.writes import new_event
 from conduit.events import stream_key
 from conduit.testing.waits import eventually
@@ -125,3 +128,71 @@ def test_a_condition_by_name_alone_waits_for_every_writer(postgres_url: str, sch
         held.commit()
         with pytest.raises(AppendConditionFailed):
             store.append([("other", {})], condition=condition)
+
+
+def _hold_lean_append(conn: psycopg.Connection, store: EventStore, tag: str) -> None:
+    """Like _hold_append, through the lean ``append_tagged`` (migration 011)."""
+    new = new_event("seat_taken", {}, None, None)
+    new = new.__class__(new.id, new.name, new.data, new.metadata, None, frozenset({tag}))
+    params = tagged_params(stream_key(f"held-{tag}"), new, None, False, None, MAX_KEYS)
+    assert params is not None
+    conn.execute(store.backend.sql.append_tagged, params)  # type: ignore[attr-defined]
+
+
+def test_a_lean_append_blocks_a_condition_of_several_items_which_then_fails(
+    postgres_url: str, schema: str
+) -> None:
+    """The lean call and the general one take the same keys: a condition of two items
+    (append_conditional) waits for an uncommitted append_tagged, then sees it."""
+    with (
+        EventStore(postgres_url, schema=schema) as store,
+        psycopg.connect(postgres_url) as held,
+    ):
+        head = store.head_position()
+        _hold_lean_append(held, store, "course:c1")
+        condition = AppendCondition(
+            Query(QueryItem(tags=["course:c1"]), QueryItem(tags=["student:s1"])), after=head
+        )
+        outcome: list[BaseException | None] = []
+
+        def conditional() -> None:
+            try:
+                store.append(
+                    [{"name": "enrolled", "data": {}, "tags": ["student:s1"]}],
+                    condition=condition,
+                )
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=conditional)
+        waiter.start()
+        eventually(lambda: _waiting_advisory_locks(postgres_url) >= 1, "the condition waits")
+        assert outcome == []
+        held.commit()
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], AppendConditionFailed)
+
+
+def test_the_lean_call_takes_one_event_and_at_most_one_tagged_item() -> None:
+    new = new_event("seat_taken", {}, None, None)
+    new = new.__class__(new.id, new.name, new.data, new.metadata, None, frozenset({"b", "a"}))
+    key = stream_key("s")
+    plain = tagged_params(key, new, 3, True, None, MAX_KEYS)
+    assert plain is not None
+    assert plain[8] == ["a", "b"]  # the event's tags, sorted
+    assert plain[10:] == (None, None, None, None, None)  # no condition
+    one = AppendCondition(Query(QueryItem(names=["seat_taken"], tags=["y", "x"])), after=7)
+    params = tagged_params(key, new, None, False, one, MAX_KEYS)
+    assert params is not None
+    assert params[10:] == (7, "x", ["x", "y"], ["seat_taken"], ["seat_taken\x1fx"])
+    two = AppendCondition(Query(QueryItem(tags=["x"]), QueryItem(tags=["y"])))
+    assert tagged_params(key, new, None, False, two, MAX_KEYS) is None
+    by_name = AppendCondition(Query(QueryItem(names=["seat_taken"])))
+    assert tagged_params(key, new, None, False, by_name, MAX_KEYS) is None
+    assert tagged_params(key, new, None, False, one, 3) is None  # too many keys
+    when = datetime.now(UTC)
+    imported = new.__class__(new.id, new.name, new.data, new.metadata, when, new.tags)
+    assert tagged_params(key, imported, None, False, None, MAX_KEYS) is None

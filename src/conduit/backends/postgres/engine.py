@@ -37,7 +37,7 @@ from conduit.backends.postgres import rows
 from conduit.backends.postgres.config import PostgresConfig
 from conduit.backends.postgres.effects import Atomic, Query
 from conduit.backends.postgres.errors import CONDITION_FAILED, UNIQUE_VIOLATION, WRONG_VERSION
-from conduit.backends.postgres.keys import condition_keys, condition_params
+from conduit.backends.postgres.keys import condition_keys, condition_params, tagged_params
 from conduit.backends.postgres.lifecycle_ops import LifecycleOps
 from conduit.backends.postgres.reads import Reads
 from conduit.backends.postgres.sql import MAX_KEYS, SCHEMA_VERSION, Statements, migrations
@@ -145,7 +145,11 @@ class PostgresEngine(LifecycleOps, SubscriptionOps, Reads, SubjectKeyOps):
         self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
     ) -> Op[list[Event]]:
         """Append a batch to one stream (see :class:`~conduit.backends.base.Backend`)."""
-        if any(new.tags for new in events):  # tags: only append_groups writes them
+        if any(new.tags for new in events):  # tags: append_tagged or append_groups
+            if len(events) == 1:
+                lean = yield from self._append_tagged(stream, events[0], expected_version, None)
+                if lean is not None:
+                    return lean
             part = StreamAppend(stream, tuple(events), expected_version)
             return (yield from self._append_request((part,)))[0]
         first = events[0]
@@ -237,6 +241,13 @@ class PostgresEngine(LifecycleOps, SubscriptionOps, Reads, SubjectKeyOps):
         then checks, then inserts (migration 007)."""
         if condition is None:
             return (yield from self._append_request(request))
+        if len(request) == 1 and len(request[0].events) == 1:
+            part = request[0]
+            lean = yield from self._append_tagged(
+                part.stream, part.events[0], part.expected, condition
+            )
+            if lean is not None:
+                return [lean]
         group = rows.group_params([request], self.config.notify)
         exclusive, table = condition_keys(condition)
         bulk = bool(group[-1]) or len(exclusive) + len(group[-2] or ()) > MAX_KEYS
@@ -270,6 +281,35 @@ class PostgresEngine(LifecycleOps, SubscriptionOps, Reads, SubjectKeyOps):
         if settled is None:
             return (yield from self._refused_request(request, own))
         return settled
+
+    def _append_tagged(
+        self,
+        stream: StreamKey,
+        new: NewEvent,
+        expected: int | None,
+        condition: AppendCondition | None,
+    ) -> Op[list[Event] | None]:
+        """One event with tags, under ``condition`` or not, in one call of
+        ``append_tagged`` (migration 011); ``None`` when that call cannot take it."""
+        params = tagged_params(stream, new, expected, self.config.notify, condition, MAX_KEYS)
+        if params is None:
+            return None
+        try:
+            row = yield Query(
+                self.sql.append_tagged,
+                params,
+                expect=(WRONG_VERSION, UNIQUE_VIOLATION, CONDITION_FAILED),
+            )
+        except psycopg.DatabaseError as exc:
+            if exc.sqlstate == CONDITION_FAILED:
+                assert condition is not None
+                raise AppendConditionFailed(
+                    int(exc.diag.message_detail or 0), condition.after
+                ) from None
+            actual = exc.diag.message_detail if exc.sqlstate == WRONG_VERSION else None
+            return (yield from self._conflict(stream, (new,), expected, actual))
+        self._remember_xid(row[0] >> 20)
+        return rows.recorded(stream, (new,), row)
 
     def _append_request(self, request: AppendRequest) -> Op[list[list[Event]]]:
         if len(request) == 1 and not _tagged(request):

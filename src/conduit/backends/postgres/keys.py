@@ -15,9 +15,9 @@ from typing import Any
 
 from conduit.backends.base import AppendRequest
 from conduit.dcb import AppendCondition
-from conduit.events import NewEvent
+from conduit.events import NewEvent, StreamKey
 
-__all__ = ["SEPARATOR", "condition_keys", "condition_params", "event_keys"]
+__all__ = ["SEPARATOR", "condition_keys", "condition_params", "event_keys", "tagged_params"]
 
 SEPARATOR = "\x1f"
 """Between a name and a tag in a key (the unit separator: no name holds it)."""
@@ -77,4 +77,54 @@ def condition_params(condition: AppendCondition) -> tuple[Any, ...]:
         tags,
         tag_item,
         query.matches_all,
+    )
+
+
+def tagged_params(
+    stream: StreamKey,
+    new: NewEvent,
+    expected: int | None,
+    notify: bool,
+    condition: AppendCondition | None,
+    max_keys: int,
+) -> tuple[Any, ...] | None:
+    """The parameters of ``append_tagged`` (migration 011) for one event, or ``None``
+    when that lean call cannot take it: an imported time, a condition of several
+    items or of one without tags, or more keys than ``max_keys``."""
+    if new.recorded_at is not None:
+        return None
+    keys = event_keys((new,))
+    head: tuple[Any, ...] = (None, None, None, None, None)
+    if condition is not None:
+        query = condition.fail_if_events_match
+        if query.matches_all or len(query.items) != 1:
+            return None
+        [item] = query.items
+        if not item.tags:
+            return None
+        exclusive, _ = condition_keys(condition)
+        if len(exclusive) + len(keys) > max_keys:
+            return None
+        tags = sorted(item.tags)
+        head = (
+            condition.after or 0,
+            tags[0],
+            tags if len(tags) > 1 else None,
+            sorted(item.names) if item.names else None,
+            sorted(exclusive),
+        )
+    elif len(keys) > max_keys:
+        return None
+    return (
+        stream.text,
+        stream.is_uuid,
+        expected,
+        new.id,
+        new.name,
+        new.data,
+        new.metadata,
+        notify,
+        sorted(new.tags),
+        sorted(keys),
+        *head,
     )

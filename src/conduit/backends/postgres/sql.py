@@ -30,7 +30,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 """The schema version this release creates and uses (no migration 008: a number kept
 for partitions, which needed none)."""
 
@@ -130,6 +130,14 @@ class Statements:
         return (
             f"SELECT * FROM {self.q}.append_event(%s::text, %s::boolean, %s::bigint,"
             " %s::uuid, %s::text, %s::text, %s::text, %s::boolean)"
+        )
+
+    @property
+    def append_tagged(self) -> str:
+        return (
+            f"SELECT * FROM {self.q}.append_tagged(%s::text, %s::boolean, %s::bigint,"
+            " %s::uuid, %s::text, %s::text, %s::text, %s::boolean, %s::text[], %s::text[],"
+            " %s::bigint, %s::text, %s::text[], %s::text[], %s::text[])"
         )
 
     @property
