@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -24,7 +25,7 @@ from conduit.backends.postgres import rows
 from conduit.backends.postgres.keys import tagged_params
 from conduit.backends.postgres.sql import MAX_KEYS
 from conduit.core.writes import new_event
-from conduit.events import stream_key
+from conduit.events import NewEvent, stream_key
 from conduit.testing.waits import eventually
 
 pytestmark = pytest.mark.postgres
@@ -48,11 +49,14 @@ def _condition(tag: str, after: int) -> AppendCondition:
     return AppendCondition(Query(QueryItem(tags=[tag])), after=after)
 
 
+def _seat_taken(*tags: str) -> NewEvent:
+    """A ``seat_taken`` event, encoded, carrying ``tags``."""
+    return replace(new_event("seat_taken", {}, None, None), tags=frozenset(tags))
+
+
 def _hold_append(conn: psycopg.Connection, store: EventStore, tag: str) -> None:
     """Run, in ``conn``'s open transaction, the append of an event tagged ``tag``."""
-    new = new_event("seat_taken", {}, None, None)
-    new = new.__class__(new.id, new.name, new.data, new.metadata, None, frozenset({tag}))
-    request = (StreamAppend(stream_key(f"held-{tag}"), (new,), None),)
+    request = (StreamAppend(stream_key(f"held-{tag}"), (_seat_taken(tag),), None),)
     params = rows.group_params([request], False)
     conn.execute(store.backend.sql.append_groups, params, binary=True)  # type: ignore[attr-defined]
 
@@ -63,6 +67,33 @@ def _waiting_advisory_locks(postgres_url: str) -> int:
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _waits_for_the_held_append_then_fails(
+    postgres_url: str, store: EventStore, held: psycopg.Connection, condition: AppendCondition
+) -> None:
+    """An append under ``condition`` waits for ``held``'s uncommitted append, then,
+    once it commits, fails (the condition sees its event)."""
+    outcome: list[BaseException | None] = []
+
+    def conditional() -> None:
+        try:
+            store.append(
+                [{"name": "enrolled", "data": {}, "tags": ["student:s1"]}], condition=condition
+            )
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=conditional)
+    waiter.start()
+    eventually(lambda: _waiting_advisory_locks(postgres_url) >= 1, "the condition waits")
+    assert outcome == []
+    held.commit()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], AppendConditionFailed)
 
 
 def test_appends_of_disjoint_tags_never_wait(postgres_url: str, schema: str) -> None:
@@ -91,27 +122,9 @@ def test_a_written_tag_blocks_a_waiting_condition_which_then_fails(
     ):
         head = store.head_position()
         _hold_append(held, store, "course:c1")
-        outcome: list[BaseException | None] = []
-
-        def conditional() -> None:
-            try:
-                store.append(
-                    [{"name": "enrolled", "data": {}, "tags": ["student:s1"]}],
-                    condition=_condition("course:c1", head),
-                )
-                outcome.append(None)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        waiter = threading.Thread(target=conditional)
-        waiter.start()
-        eventually(lambda: _waiting_advisory_locks(postgres_url) >= 1, "the condition waits")
-        assert outcome == []
-        held.commit()
-        waiter.join(30)
-        assert not waiter.is_alive()
-        assert len(outcome) == 1
-        assert isinstance(outcome[0], AppendConditionFailed)
+        _waits_for_the_held_append_then_fails(
+            postgres_url, store, held, _condition("course:c1", head)
+        )
         assert store.read_query(Query(QueryItem(tags=["student:s1"]))) == []
 
 
@@ -132,9 +145,7 @@ def test_a_condition_by_name_alone_waits_for_every_writer(postgres_url: str, sch
 
 def _hold_lean_append(conn: psycopg.Connection, store: EventStore, tag: str) -> None:
     """Like _hold_append, through the lean ``append_tagged`` (migration 011)."""
-    new = new_event("seat_taken", {}, None, None)
-    new = new.__class__(new.id, new.name, new.data, new.metadata, None, frozenset({tag}))
-    params = tagged_params(stream_key(f"held-{tag}"), new, None, False, None, MAX_KEYS)
+    params = tagged_params(stream_key(f"held-{tag}"), _seat_taken(tag), None, False, None, MAX_KEYS)
     assert params is not None
     conn.execute(store.backend.sql.append_tagged, params)  # type: ignore[attr-defined]
 
@@ -153,32 +164,11 @@ def test_a_lean_append_blocks_a_condition_of_several_items_which_then_fails(
         condition = AppendCondition(
             Query(QueryItem(tags=["course:c1"]), QueryItem(tags=["student:s1"])), after=head
         )
-        outcome: list[BaseException | None] = []
-
-        def conditional() -> None:
-            try:
-                store.append(
-                    [{"name": "enrolled", "data": {}, "tags": ["student:s1"]}],
-                    condition=condition,
-                )
-                outcome.append(None)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        waiter = threading.Thread(target=conditional)
-        waiter.start()
-        eventually(lambda: _waiting_advisory_locks(postgres_url) >= 1, "the condition waits")
-        assert outcome == []
-        held.commit()
-        waiter.join(30)
-        assert not waiter.is_alive()
-        assert len(outcome) == 1
-        assert isinstance(outcome[0], AppendConditionFailed)
+        _waits_for_the_held_append_then_fails(postgres_url, store, held, condition)
 
 
 def test_the_lean_call_takes_one_event_and_at_most_one_tagged_item() -> None:
-    new = new_event("seat_taken", {}, None, None)
-    new = new.__class__(new.id, new.name, new.data, new.metadata, None, frozenset({"b", "a"}))
+    new = _seat_taken("b", "a")
     key = stream_key("s")
     plain = tagged_params(key, new, 3, True, None, MAX_KEYS)
     assert plain is not None
@@ -193,6 +183,5 @@ def test_the_lean_call_takes_one_event_and_at_most_one_tagged_item() -> None:
     by_name = AppendCondition(Query(QueryItem(names=["seat_taken"])))
     assert tagged_params(key, new, None, False, by_name, MAX_KEYS) is None
     assert tagged_params(key, new, None, False, one, 3) is None  # too many keys
-    when = datetime.now(UTC)
-    imported = new.__class__(new.id, new.name, new.data, new.metadata, when, new.tags)
+    imported = replace(new, recorded_at=datetime.now(UTC))
     assert tagged_params(key, imported, None, False, None, MAX_KEYS) is None
