@@ -25,7 +25,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     except OSError:
@@ -78,7 +79,7 @@ class NatsCluster:
         )
         log.close()
         deadline = time.monotonic() + 20
-        while not _answers(self.ports[node]):
+        while not answers(self.ports[node]):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nats-server {self.names[node]} did not start")
             time.sleep(0.05)

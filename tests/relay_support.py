@@ -290,7 +290,9 @@ def redis_delete(key: str) -> None:
 # -- RabbitMQ Streams ------------------------------------------------------------------
 
 
-async def rabbit_held(stream: str, count: int, timeout: float = 60.0) -> list[Held]:
+async def rabbit_held(
+    stream: str, count: int, timeout: float = 60.0, port: int = 5552
+) -> list[Held]:
     """The first ``count`` messages of a RabbitMQ stream (and any more that come in 1 s)."""
     from rstream import (
         AMQPMessage,
@@ -312,7 +314,7 @@ async def rabbit_held(stream: str, count: int, timeout: float = 60.0) -> list[He
         if len(held) >= count:
             enough.set()
 
-    consumer = Consumer("127.0.0.1", 5552, username="guest", password="guest")
+    consumer = Consumer("127.0.0.1", port, username="guest", password="guest")
     await consumer.start()
     try:
         await consumer.subscribe(
@@ -328,10 +330,11 @@ async def rabbit_held(stream: str, count: int, timeout: float = 60.0) -> list[He
     return held
 
 
-async def rabbit_last(stream: str, reference: str) -> int:
+async def rabbit_last(stream: str, reference: str, port: int = 5552) -> int:
+    """The last publishing id the broker holds for a producer (0: none, or no answer)."""
     from rstream import Producer
 
-    producer = Producer("127.0.0.1", 5552, username="guest", password="guest")
+    producer = Producer("127.0.0.1", port, username="guest", password="guest")
     await producer.start()
     try:
         client = await producer.default_client

@@ -1,12 +1,12 @@
 """Brokers failing under a relay: a node of a NATS cluster killed, then the stream's leader;
-a Redis server killed and started again. Nothing lost, nothing twice, caught up alone."""
+a Redis server and a RabbitMQ node (streams) killed and started again. Nothing lost,
+nothing twice, caught up alone."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from conduit import EventStore
-from nats_cluster import NatsCluster, free_port
+from nats_cluster import NatsCluster, answers, free_port
+from rabbit_node import RabbitNode
 from relay_support import (
     child_env,
     conduit_command,
     nats_count,
     nats_held,
     problems,
+    rabbit_held,
+    rabbit_last,
     redis_held,
     start_writers,
     store_log,
@@ -125,7 +128,7 @@ def test_a_redis_server_killed_and_started_again_while_relaying(tmp_path: Path) 
 
     def start_redis() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)
-        _wait(lambda: _answers(port), "redis-server starting", time.time() + 20)
+        _wait(lambda: answers(port), "redis-server starting", time.time() + 20)
         return process
 
     url = f"sqlite:///{tmp_path}/events.db"
@@ -159,6 +162,56 @@ def test_a_redis_server_killed_and_started_again_while_relaying(tmp_path: Path) 
     assert len(held) == EVENTS
 
 
+@pytest.mark.torture
+@pytest.mark.timeout(360)
+def test_a_rabbitmq_node_restarted_while_relaying(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    EventStore(url).setup()
+    stream = unique("relaytest-")
+    deadline = time.time() + 300
+    with RabbitNode(tmp_path / "rabbit") as node:
+        port = node.stream_port
+        relay = subprocess.Popen(
+            conduit_command(
+                url,
+                "relay",
+                "--to",
+                f"rabbitmq-stream://guest:guest@127.0.0.1:{port}/{stream}",
+                "--name",
+                "restarted",
+                "--batch-size",
+                "100",
+            ),
+            env=child_env(),
+        )
+        writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02)
+        try:
+            _wait(lambda: _rabbit_last(stream, port) > 0, "the first confirms", deadline)
+            node.stop()  # SIGTERM: RabbitMQ shuts down; writers and the relay go on
+            time.sleep(2.0)  # the relay retries meanwhile
+            node.start()
+            held_before = _rabbit_last(stream, port)
+            for writer in writers:
+                assert writer.wait(max(1.0, deadline - time.time())) == 0
+            _wait(
+                lambda: _rabbit_last(stream, port) >= EVENTS,
+                "the relay catching up after the restart",
+                deadline,
+            )
+            assert relay.poll() is None, "the relay exited"
+        finally:
+            _stop(relay)
+        held = asyncio.run(rabbit_held(stream, EVENTS, port=port))
+    assert held_before < EVENTS, "the node was killed after the relay had finished"
+    assert problems(held, store_log(url)) == []
+    assert len(held) == EVENTS
+
+
+def _rabbit_last(stream: str, port: int) -> int:
+    """The last position the broker confirmed for the relay (its publishing id); 0 if none."""
+    return asyncio.run(rabbit_last(stream, "restarted", port=port))
+
+
 def _nats_count(cluster: NatsCluster, stream: str) -> int:
     """How many messages the stream holds; -1 while the cluster cannot say (electing)."""
     import nats.errors
@@ -167,14 +220,6 @@ def _nats_count(cluster: NatsCluster, stream: str) -> int:
         return asyncio.run(nats_count(cluster.live_servers(), stream))
     except (nats.errors.Error, OSError):
         return -1
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 def _xlen(port: int, key: str) -> int | None:
