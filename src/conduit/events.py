@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from conduit.errors import InvalidEvent
@@ -30,6 +30,7 @@ __all__ = [
     "StreamId",
     "StreamInfo",
     "StreamKey",
+    "SubscriptionState",
     "TypedEvent",
     "event_name",
     "event_uuid",
@@ -276,6 +277,27 @@ class ParkedEvent:
     attempts: int
     parked_at: datetime
     retry_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    """What a subscription's driver last said it was doing, kept beside its checkpoint.
+
+    Relays write it (``relaying``, ``idle``, ``retrying``, ``stopped``) so that
+    ``conduit projections``, ``conduit stats`` and the browser can show a broker
+    that is down; ``detail`` is the error while retrying. It is what the driver
+    *last* wrote: a driver that died says nothing more, so read it with its time.
+    """
+
+    name: str
+    state: str
+    detail: str | None
+    updated_at: datetime
+
+    def record(self) -> dict[str, str | None]:
+        """As JSON: ``state``, ``detail`` and ``since`` (ISO 8601 in UTC)."""
+        since = self.updated_at.astimezone(UTC).isoformat(timespec="microseconds")
+        return {"state": self.state, "detail": self.detail, "since": since.replace("+00:00", "Z")}
 
 
 _KNOWN_NAMES: dict[str, str] = {}

@@ -19,7 +19,15 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from conduit.dcb import AppendCondition, Query
 from conduit.errors import ConduitError
-from conduit.events import Event, NewEvent, ParkedEvent, Snapshot, StreamInfo, StreamKey
+from conduit.events import (
+    Event,
+    NewEvent,
+    ParkedEvent,
+    Snapshot,
+    StreamInfo,
+    StreamKey,
+    SubscriptionState,
+)
 from conduit.personal import SubjectKey
 
 __all__ = [
@@ -278,6 +286,15 @@ class Backend(Protocol):
 
     def checkpoints(self) -> list[tuple[str, int]]:
         """Every subscription's name and checkpoint, by name."""
+        ...
+
+    def save_subscription_state(self, name: str, state: str, detail: str | None) -> None:
+        """Keep what a subscription's driver is doing now (replacing what it said before),
+        with the time; see :class:`~conduit.events.SubscriptionState`."""
+        ...
+
+    def subscription_states(self) -> list[SubscriptionState]:
+        """Every subscription state kept, by name."""
         ...
 
     def park(

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from conduit.events import Event, ParkedEvent
+from conduit.events import Event, ParkedEvent, SubscriptionState
 
 __all__ = ["MemorySubscriptions"]
 
@@ -22,6 +22,7 @@ class MemorySubscriptions:
         self._parked: dict[int, ParkedEvent] = {}
         self._parked_ids = itertools.count(1)
         self._leases: dict[str, tuple[str, float]] = {}
+        self._states: dict[str, SubscriptionState] = {}
 
     def load_checkpoint(self, name: str) -> int | None:
         with self._sub_lock:
@@ -37,6 +38,14 @@ class MemorySubscriptions:
     def checkpoints(self) -> list[tuple[str, int]]:
         with self._sub_lock:
             return sorted(self._checkpoints.items())
+
+    def save_subscription_state(self, name: str, state: str, detail: str | None) -> None:
+        with self._sub_lock:
+            self._states[name] = SubscriptionState(name, state, detail, datetime.now(UTC))
+
+    def subscription_states(self) -> list[SubscriptionState]:
+        with self._sub_lock:
+            return [self._states[name] for name in sorted(self._states)]
 
     def park(
         self, subscription: str, event: Event, *, error: str, traceback: str, attempts: int

@@ -21,7 +21,7 @@ from conduit.backends.common import (
     to_micros,
 )
 from conduit.backends.sqlite_keys import SCHEMA_V7
-from conduit.backends.sqlite_subscriptions import SCHEMA_V2
+from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SCHEMA_V8
 from conduit.dcb import Query
 from conduit.events import Event, GCPaused, NewEvent, StreamKey, make_event, uuid_from_text
 from conduit.subscriptions.partitions import Partition
@@ -55,7 +55,7 @@ __all__ = [
 Statement = tuple[str, list[Any]]
 """A statement's text and its parameters."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 SCHEMA_V1 = """
@@ -174,6 +174,7 @@ MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     5: SCHEMA_V5,
     6: SCHEMA_V6,
     7: SCHEMA_V7,  # subjects' keys (sqlite_keys.py)
+    8: SCHEMA_V8,  # subscription states (sqlite_subscriptions.py)
 }
 
 COLUMNS = (

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conduit.backends.common import from_micros, to_micros
-from conduit.events import Event, ParkedEvent
+from conduit.events import Event, ParkedEvent, SubscriptionState
 
-__all__ = ["SCHEMA_V2", "SQLiteSubscriptions"]
+__all__ = ["SCHEMA_V2", "SCHEMA_V8", "SQLiteSubscriptions"]
 
 SCHEMA_V2 = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -42,6 +42,16 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+SCHEMA_V8 = """
+CREATE TABLE IF NOT EXISTS subscription_states (
+    name       TEXT    PRIMARY KEY,
+    state      TEXT    NOT NULL,
+    detail     TEXT,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+"""What relays (and any driver) last said they were doing: conduit.events.SubscriptionState."""
 
 _PARKED = (
     "id, subscription, event_id, position, error, traceback, attempts, parked_at, retry_requested"
@@ -84,6 +94,24 @@ class SQLiteSubscriptions:
     def checkpoints(self) -> list[tuple[str, int]]:
         rows = self._query("SELECT name, position FROM subscriptions ORDER BY name")
         return [(name, int(position)) for name, position in rows]
+
+    def save_subscription_state(self, name: str, state: str, detail: str | None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO subscription_states (name, state, detail, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+                " detail = excluded.detail, updated_at = excluded.updated_at",
+                (name, state, detail, _now()),
+            )
+
+    def subscription_states(self) -> list[SubscriptionState]:
+        rows = self._query(
+            "SELECT name, state, detail, updated_at FROM subscription_states ORDER BY name"
+        )
+        return [
+            SubscriptionState(name, state, detail, from_micros(at))
+            for name, state, detail, at in rows
+        ]
 
     def park(
         self, subscription: str, event: Event, *, error: str, traceback: str, attempts: int

@@ -48,6 +48,8 @@ OPERATIONS = frozenset(
         "load_checkpoint",
         "save_checkpoint",
         "checkpoints",
+        "save_subscription_state",
+        "subscription_states",
         "park",
         "parked",
         "request_retry",

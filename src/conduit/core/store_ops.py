@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -363,6 +364,7 @@ class StoreCore(Appending):
         running = {known.name: known for known in self.subscriptions}
         head = yield from self.engine.head_position(wait=False)
         stored = yield from self.engine.checkpoints()
+        states = {s.name: s for s in (yield from self.engine.subscription_states())}
         found: dict[str, int] = {}
         partitions: dict[str, list[tuple[Partition, int]]] = {}
         for key, position in stored:
@@ -371,6 +373,9 @@ class StoreCore(Appending):
                 partitions.setdefault(parsed[0], []).append((parsed[1], position))
             elif not key.startswith(RESERVED_PREFIX):
                 found[key] = position
+        for name in states:  # a driver that said something but handled nothing yet
+            if name not in partitions and not name.startswith(RESERVED_PREFIX):
+                found.setdefault(name, 0)
         statuses = []
         for name in sorted(set(found) | set(running) | set(partitions)):
             if name in running:
@@ -389,7 +394,12 @@ class StoreCore(Appending):
                 statuses.append(
                     SubscriptionStatus(name, checkpoint, head, behind, capped, str(partition))
                 )
-        return statuses
+        return [
+            replace(status, state=states[status.name])
+            if status.name in states and status.partition is None
+            else status
+            for status in statuses
+        ]
 
     # -- entities and snapshots ----------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from conduit.core.effects import Op, Signal, Sleep
 from conduit.errors import BackendError, InvalidArgument, ProjectionError, SchemaError
-from conduit.events import Event
+from conduit.events import Event, SubscriptionState
 from conduit.subscriptions.lag import count_behind
 from conduit.subscriptions.partitions import check_partitions
 from conduit.subscriptions.projector import StoreProjector
@@ -69,6 +69,9 @@ class SubscriptionStatus:
     partition: str | None = None
     """For one partition of a partitioned subscription: which, as ``index/count``
     (``"2/4"``); its checkpoint, head and lag are that partition's."""
+    state: SubscriptionState | None = None
+    """What its driver last said it was doing (relays say it: ``relaying``,
+    ``idle``, ``retrying`` with the error, ``stopped``); ``None`` when none said."""
 
 
 class Driver:

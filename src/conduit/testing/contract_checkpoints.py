@@ -9,6 +9,7 @@ insert included (``expected=None``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from conduit import EventStore
 from conduit.testing.waits import run_together
@@ -26,6 +27,8 @@ __all__ = [
     "test_first_save_of_a_checkpoint_inserts_it",
     "test_first_save_of_a_checkpoint_that_exists_changes_nothing",
     "test_moving_a_checkpoint_that_does_not_exist_creates_nothing",
+    "test_subscription_states_are_kept_by_name_and_replaced",
+    "test_subscription_states_show_in_the_status_beside_the_checkpoint",
 ]
 
 RACERS = 8
@@ -121,3 +124,42 @@ def test_concurrent_moves_from_one_position_let_exactly_one_win(
     )
     assert won.count(True) == 1
     assert stores[0].backend.load_checkpoint("ledger") == 100 + won.index(True)
+
+
+def test_subscription_states_are_kept_by_name_and_replaced(store: EventStore) -> None:
+    backend = store.backend
+    assert backend.subscription_states() == []
+    before = datetime.now(UTC) - timedelta(seconds=5)  # the database's clock may lag a little
+    backend.save_subscription_state("relay-b", "relaying", None)
+    backend.save_subscription_state("relay-a", "retrying", "BrokerError: refused")
+    backend.save_subscription_state("relay-b", "stopped", None)
+    states = backend.subscription_states()
+    assert [(s.name, s.state, s.detail) for s in states] == [
+        ("relay-a", "retrying", "BrokerError: refused"),
+        ("relay-b", "stopped", None),
+    ]
+    assert all(s.updated_at.tzinfo is not None and s.updated_at > before for s in states)
+    assert backend.checkpoints() == []  # a state is not a checkpoint
+
+
+def test_subscription_states_show_in_the_status_beside_the_checkpoint(store: EventStore) -> None:
+    pushed = store.push("thing_happened", "s-1", {})
+    store.backend.save_checkpoint("relay-a", pushed.position, expected=None)
+    store.backend.save_subscription_state("relay-a", "retrying", "BrokerError: refused")
+    store.backend.save_subscription_state("relay-b", "retrying", None)  # no checkpoint yet
+    a, b = store.subscription_status()
+    assert (a.name, a.checkpoint, a.behind, b.name, b.checkpoint, b.behind) == (
+        "relay-a",
+        pushed.position,
+        0,
+        "relay-b",
+        0,
+        1,
+    )
+    assert a.state is not None
+    assert b.state is not None
+    assert (a.state.state, a.state.detail, b.state.state) == (
+        "retrying",
+        "BrokerError: refused",
+        "retrying",
+    )

@@ -30,7 +30,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 """The schema version this release creates and uses (no migration 008: a number kept
 for partitions, which needed none)."""
 
@@ -455,6 +455,21 @@ class SubscriptionStatements:
     @property
     def checkpoints(self) -> str:
         return f"SELECT name, position FROM {self.q}.subscriptions ORDER BY name"
+
+    @property
+    def save_state(self) -> str:
+        return (
+            f"INSERT INTO {self.q}.subscription_states (name, state, detail) VALUES (%s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+            " detail = excluded.detail, updated_at = now()"
+        )
+
+    @property
+    def states(self) -> str:
+        return (
+            f"SELECT name, state, detail, updated_at FROM {self.q}.subscription_states"
+            " ORDER BY name"
+        )
 
     @property
     def park(self) -> str:

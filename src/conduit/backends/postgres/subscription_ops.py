@@ -20,7 +20,7 @@ from conduit.backends.postgres import rows
 from conduit.backends.postgres.effects import Query, Session, SessionLost
 from conduit.backends.postgres.sql import SubscriptionStatements
 from conduit.core.effects import Op
-from conduit.events import Event, ParkedEvent
+from conduit.events import Event, ParkedEvent, SubscriptionState
 
 __all__ = ["SubscriptionOps", "lease_key"]
 
@@ -58,6 +58,15 @@ class SubscriptionOps:
         """Every subscription's name and checkpoint, by name."""
         found = yield Query(self.subs.checkpoints, fetch="all")
         return [(name, int(position)) for name, position in found]
+
+    def save_subscription_state(self, name: str, state: str, detail: str | None) -> Op[None]:
+        """Keep what a subscription's driver is doing now, with the time."""
+        yield Query(self.subs.save_state, (name, state, detail), "none")
+
+    def subscription_states(self) -> Op[list[SubscriptionState]]:
+        """Every subscription state kept, by name."""
+        found = yield Query(self.subs.states, fetch="all")
+        return [SubscriptionState(*row) for row in found]
 
     def park(
         self, subscription: str, event: Event, *, error: str, traceback: str, attempts: int
