@@ -68,6 +68,7 @@ class RabbitNode:
         self.process = subprocess.Popen(
             [str(SERVER)],
             env=self._env(),
+            cwd=self.directory,  # where the VM would drop a crash dump
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,20 +1,25 @@
-"""A relay's lag where every subscription's shows: conduit projections, conduit stats, the
-browser (a relay to the local NATS server)."""
+"""A relay's lag and state where every subscription's show: conduit projections, conduit
+stats, the browser (a relay to the local NATS server, and one to a broker that is down)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from conduit import EventStore
+from conduit import AsyncEventStore, EventStore
 from conduit.cli.application import app
+from conduit.relay import Relay
 from conduit.web import create_app
+from nats_cluster import free_port
 from relay_support import nats_delete, unique
 
 NATS = ["nats://127.0.0.1:4222"]
@@ -64,6 +69,7 @@ def test_conduit_projections_shows_the_relays_lag(url: str) -> None:
     records = {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert records["to-nats"]["checkpoint"] == 10
     assert records["to-nats"]["behind"] == 3
+    assert records["to-nats"]["state"]["state"] == "stopped"  # --once ended
 
 
 def test_conduit_stats_shows_the_relays_lag(url: str) -> None:
@@ -81,3 +87,80 @@ def test_the_browser_shows_the_relays_lag(url: str) -> None:
     relay = next(p for p in found if p["name"] == "to-nats")
     assert (relay["checkpoint"], relay["behind"]) == (10, 3)
     assert "to-nats" in page
+
+
+@pytest.fixture
+def retrying(tmp_path: Path) -> Iterator[str]:
+    """A store whose relay 'to-nowhere' retries, its broker down, while the test looks."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    with EventStore(url) as store:
+        for i in range(5):
+            store.push("thing_happened", f"s-{i % 2}", {"i": i})
+    loop = asyncio.new_event_loop()
+    relays: list[Relay] = []
+
+    async def relay_forever() -> None:
+        async with AsyncEventStore(url) as store:
+            relay = Relay(
+                store,
+                f"nats://127.0.0.1:{free_port()}/NOWHERE",  # nothing listens there
+                name="to-nowhere",
+                backoff=0.05,
+                max_backoff=0.2,
+            )
+            relays.append(relay)
+            await relay.run_forever()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(relay_forever(),))
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not _state_of(url, "to-nowhere"):
+            assert time.time() < deadline, "the relay never said it was retrying"
+            time.sleep(0.05)
+        yield url
+    finally:
+        while not relays:
+            time.sleep(0.01)
+        loop.call_soon_threadsafe(relays[0].stop)
+        thread.join(30)
+        loop.close()
+    assert _state_of(url, "to-nowhere") == "stopped"
+
+
+def _state_of(url: str, name: str) -> str | None:
+    with EventStore(url) as store:
+        for state in store.backend.subscription_states():
+            if state.name == name:
+                return str(state.state)
+    return None
+
+
+def _retrying(record: dict[str, Any]) -> None:
+    assert record["state"]["state"] == "retrying"
+    assert "NOWHERE" in record["state"]["detail"] or "Broker" in record["state"]["detail"]
+    assert record["state"]["since"].endswith("Z")
+
+
+def test_conduit_projections_and_stats_say_a_relay_is_retrying(retrying: str) -> None:
+    result = CliRunner().invoke(app, ["--store", retrying, "projections", "--json"])
+    assert result.exit_code == 0, result.output
+    records = {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
+    _retrying(records["to-nowhere"])
+    assert records["to-nowhere"]["behind"] == 5
+    result = CliRunner().invoke(app, ["--store", retrying, "stats", "--json"])
+    assert result.exit_code == 0, result.output
+    _retrying({p["name"]: p for p in json.loads(result.stdout)["projections"]}["to-nowhere"])
+    table = CliRunner().invoke(app, ["--store", retrying, "projections"], env={"COLUMNS": "250"})
+    assert "retrying since" in table.stdout
+
+
+def test_the_browser_says_a_relay_is_retrying(retrying: str) -> None:
+    with EventStore(retrying) as store:
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+            found = client.get("/api/projections").json()["projections"]
+            page = client.get("/projections").text
+            overview = client.get("/").text
+    _retrying(next(p for p in found if p["name"] == "to-nowhere"))
+    assert "retrying since" in page
+    assert "retrying since" in overview

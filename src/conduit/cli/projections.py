@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from conduit.cli.common import console, json_line, open_store, short_time, table
 from conduit.errors import ConfigurationError, InvalidArgument, ProjectionError
+from conduit.events import SubscriptionState
 from conduit.importing import needs_extra
 from conduit.store import EventStore
 from conduit.subscriptions.worker import load_projections
@@ -78,6 +80,8 @@ class Lag:
     capped: bool = False
     partition: str | None = None
     """``index/count`` for one partition of a partitioned projection."""
+    state: SubscriptionState | None = None
+    """What its driver last said it was doing (relays), kept in the store."""
 
     def record(self) -> dict[str, Any]:
         """As a JSON object."""
@@ -90,6 +94,7 @@ class Lag:
             "behind_capped": self.capped,
             "parked": self.parked,
             "checkpoint_in": self.where,
+            "state": None if self.state is None else self.state.record(),
         }
 
 
@@ -106,6 +111,7 @@ def store_lags(store: EventStore) -> list[Lag]:
             "store",
             s.capped,
             s.partition,
+            s.state,
         )
         for s in store.subscription_status()
     ]
@@ -123,13 +129,26 @@ def lag_table(lags: list[Lag]) -> Table:
     result.add_column("behind", justify="right", no_wrap=True)
     result.add_column("parked", justify="right", no_wrap=True)
     result.add_column("checkpoint in", no_wrap=True)
+    stated = any(lag.state for lag in lags)
+    if stated:
+        result.add_column("state")
     for lag in lags:
         behind = f"{lag.behind:,}" + ("+" if lag.capped else "")
         cells = [str(lag.checkpoint), str(lag.head), behind, str(lag.parked), lag.where]
         if partitioned:
             cells.insert(0, lag.partition or "")
+        if stated:
+            cells.append(_state_text(lag.state))
         result.add_row(lag.name, *cells)
     return result
+
+
+def _state_text(state: SubscriptionState | None) -> str:
+    if state is None:
+        return ""
+    since = short_time(state.updated_at.astimezone(UTC))
+    detail = f": {state.detail}" if state.detail else ""
+    return f"{state.state} since {since}{detail}"
 
 
 @projections_app.callback(invoke_without_command=True)

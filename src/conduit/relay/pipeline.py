@@ -133,6 +133,7 @@ class Relay:
         self._attempted: set[int] = set()  # checkpoints this relay tried to write
         self._stopped = asyncio.Event()
         self._active = False
+        self._said: tuple[str, str | None] | None = None  # the state last kept in the store
 
     def __repr__(self) -> str:
         return f"<Relay {self.name!r} to {self.target.description}>"
@@ -154,6 +155,7 @@ class Relay:
         try:
             await self._session(forever=False)
         finally:
+            await self._say("stopped")
             await self._release_lease()
         return self.relayed or 0
 
@@ -176,8 +178,8 @@ class Relay:
                 except (BrokerError, BackendError, OSError, TimeoutError) as exc:
                     failures += 1
                     delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
-                    self.state = "retrying"
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    await self._say("retrying", self.last_error)
                     log.warning(
                         "relay %r to %s failed (%s); retrying in %.2f s",
                         self.name,
@@ -189,7 +191,7 @@ class Relay:
                 else:
                     failures = 0
         finally:
-            self.state = "stopped"
+            await self._say("stopped")
             await self._release_lease()
 
     def stop(self) -> None:
@@ -205,7 +207,7 @@ class Relay:
             start = await self._resume_position()
             self.relayed = start
             self.last_error = None
-            self.state = "relaying"
+            await self._say("relaying")
             log.info("relay %r: relaying to %s after position %d", self.name, target, start)
             window = asyncio.Semaphore(target.window)
             acks: asyncio.Queue[tuple[int, Awaitable[None]] | None] = asyncio.Queue()
@@ -406,6 +408,19 @@ class Relay:
             await self.store.backend.release_lease(self.name, self.owner)
         except BackendError as exc:  # it lapses after lease_ttl instead
             log.warning("relay %r: cannot release its lease: %s", self.name, exc)
+
+    async def _say(self, state: RelayState, detail: str | None = None) -> None:
+        """Be in ``state``; while holding the lease, keep it in the store too (once per
+        change), for ``conduit projections``, ``conduit stats`` and the browser."""
+        self.state = state
+        if not self._active or self._said == (state, detail):
+            return
+        try:
+            await self.store.backend.save_subscription_state(self.name, state, detail)
+        except BackendError as exc:  # the store is away: the log says it meanwhile
+            log.debug("relay %r: cannot keep its state: %s", self.name, exc)
+            return
+        self._said = (state, detail)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

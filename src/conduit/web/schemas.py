@@ -190,6 +190,24 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The count stopped at 10,000: behind is at least that.",
             },
             "parked": {"type": "integer", "minimum": 0},
+            "state": {
+                "description": "What its driver last said it was doing (relays: relaying, "
+                "retrying with the error as detail, stopped), and since when; null when "
+                "none said. A driver that died says nothing more: read it with since.",
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["state", "detail", "since"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "state": {"type": "string"},
+                            "detail": {"type": ["string", "null"]},
+                            "since": {"type": "string", "format": "date-time"},
+                        },
+                    },
+                ],
+            },
         },
     },
     "Projections": {

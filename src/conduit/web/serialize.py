@@ -11,7 +11,14 @@ import orjson
 from conduit.events import Event, ParkedEvent, StreamInfo
 from conduit.subscriptions.drivers import SubscriptionStatus
 
-__all__ = ["event_json", "parked_json", "pretty", "status_json", "stream_json", "timestamp"]
+__all__ = [
+    "event_json",
+    "parked_json",
+    "pretty",
+    "status_json",
+    "stream_json",
+    "timestamp",
+]
 
 
 def timestamp(moment: datetime) -> str:
@@ -64,6 +71,7 @@ def status_json(status: SubscriptionStatus, parked: int) -> dict[str, Any]:
         "behind": status.behind,
         "behind_capped": status.capped,
         "parked": parked,
+        "state": None if status.state is None else status.state.record(),
     }
 
 
