@@ -53,14 +53,26 @@ def _busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user and system) a process has used, from /proc/PID/stat."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _applied(projection: Totals) -> int:
     with projection.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.sum(totals.c.count))).scalar_one() or 0)
 
 
-def _catch_up(store_url: str, readmodel: str, partitions: int, events: int) -> tuple[float, float]:
-    """Seconds for ``partitions`` workers to catch up an empty read model, and how many
-    cores the machine kept busy meanwhile (workers, server, this process's polling)."""
+def _catch_up(
+    store_url: str, readmodel: str, partitions: int, events: int
+) -> tuple[float, float, float]:
+    """Seconds for ``partitions`` workers to catch up an empty read model, how many
+    cores the machine kept busy meanwhile (workers, server, this process's polling),
+    and the CPU seconds the workers themselves used."""
     projection = Totals(readmodel)
     projection.setup()
     context = multiprocessing.get_context("spawn")
@@ -77,6 +89,7 @@ def _catch_up(store_url: str, readmodel: str, partitions: int, events: int) -> t
             ready.get(timeout=120)
         start = time.perf_counter()
         busy = _busy_seconds()
+        own = sum(_cpu_seconds(child.pid) for child in children)
         go.set()
         deadline = start + TIMEOUT
         while _applied(projection) < events:
@@ -84,7 +97,8 @@ def _catch_up(store_url: str, readmodel: str, partitions: int, events: int) -> t
                 raise RuntimeError(f"{partitions} workers did not catch up within {TIMEOUT} s")
             time.sleep(0.05)
         seconds = time.perf_counter() - start
-        return seconds, (_busy_seconds() - busy) / seconds
+        used = sum(_cpu_seconds(child.pid) for child in children) - own
+        return seconds, (_busy_seconds() - busy) / seconds, used
     finally:
         for child in children:
             child.terminate()
@@ -99,6 +113,7 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     section = Section("Partitions: catch-up over several workers (issue 14)", [CONDUIT])
     rates: dict[int, float] = {}
     cores: dict[int, float] = {}
+    worker_cpu: dict[int, float] = {}
     with fresh_database(server_url, DATABASE) as store_url:
         with EventStore(store_url) as store:
             store.setup()
@@ -107,11 +122,15 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
         for count in COUNTS:
             with fresh_database(server_url, f"{DATABASE}_rm{count}") as readmodel:
                 log(f"partitions: catch-up with {count} partition(s), {count} worker(s)")
-                seconds, cores[count] = _catch_up(store_url, _sa_url(readmodel), count, events)
+                seconds, cores[count], used = _catch_up(
+                    store_url, _sa_url(readmodel), count, events
+                )
+                worker_cpu[count] = used / events * 1e6
                 rates[count] = rate(events, seconds)
                 log(
                     f"partitions: {count}: {rates[count]:,.0f} events/s, "
-                    f"{cores[count]:.2f} cores busy"
+                    f"{cores[count]:.2f} cores busy, "
+                    f"{worker_cpu[count]:.0f} µs of worker CPU per event"
                 )
     for count in COUNTS:
         section.rows.append(
@@ -126,6 +145,13 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
         )
         section.rows.append(
             Row(f"  cores busy, {count} partition(s)", "cores", {CONDUIT: cores[count]})
+        )
+        section.rows.append(
+            Row(
+                f"  workers' CPU per event, {count} partition(s)",
+                "µs",
+                {CONDUIT: worker_cpu[count]},
+            )
         )
     available = float(os.cpu_count() or 1)
     section.rows.append(

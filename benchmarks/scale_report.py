@@ -274,8 +274,11 @@ def description(settings: ScaleSettings) -> list[str]:
         f"{settings.pages} for each page, {settings.commands} for in-process commands and the "
         f"lagging-projection rows, {settings.processes} for the subprocess; each on a stream "
         "chosen at random (after one untimed call), stopping early (after 5 calls at least) "
-        f"once they took {settings.budget:g} s; nearest-rank p50 and p99. Pages go through "
-        "Starlette's `TestClient` to `conduit.web.create_app(store)` (in-process, no network); "
+        f"once they took {settings.budget:g} s; nearest-rank p50 and p99. Pages are "
+        "served by uvicorn (`conduit.web.server.BackgroundServer` over "
+        "`conduit.web.create_app(store)`, in a thread of the benchmark's process, on "
+        "127.0.0.1) and fetched over one kept-alive HTTP connection (`http.client`), the "
+        "whole page read; "
         "`conduit stats` through typer's `CliRunner` (opening the store included) and as a "
         "subprocess (Python's start-up included: see *Start-up*).",
         f"- **Appends**: `push` of one event, no expected version, to random existing streams, "
