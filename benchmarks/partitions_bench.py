@@ -62,6 +62,22 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _server_seconds() -> float:
+    """CPU seconds used so far by every PostgreSQL process of this machine (the server
+    runs here, on 127.0.0.1): its backends, WAL writer, checkpointer."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            total += _cpu_seconds(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return total
+
+
 def _applied(projection: Totals) -> int:
     with projection.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.sum(totals.c.count))).scalar_one() or 0)
@@ -69,10 +85,10 @@ def _applied(projection: Totals) -> int:
 
 def _catch_up(
     store_url: str, readmodel: str, partitions: int, events: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """Seconds for ``partitions`` workers to catch up an empty read model, how many
     cores the machine kept busy meanwhile (workers, server, this process's polling),
-    and the CPU seconds the workers themselves used."""
+    and the CPU seconds the workers themselves and the PostgreSQL server used."""
     projection = Totals(readmodel)
     projection.setup()
     context = multiprocessing.get_context("spawn")
@@ -90,6 +106,7 @@ def _catch_up(
         start = time.perf_counter()
         busy = _busy_seconds()
         own = sum(_cpu_seconds(child.pid) for child in children)
+        server = _server_seconds()
         go.set()
         deadline = start + TIMEOUT
         while _applied(projection) < events:
@@ -98,7 +115,8 @@ def _catch_up(
             time.sleep(0.05)
         seconds = time.perf_counter() - start
         used = sum(_cpu_seconds(child.pid) for child in children) - own
-        return seconds, (_busy_seconds() - busy) / seconds, used
+        served = _server_seconds() - server
+        return seconds, (_busy_seconds() - busy) / seconds, used, served
     finally:
         for child in children:
             child.terminate()
@@ -114,6 +132,7 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
     rates: dict[int, float] = {}
     cores: dict[int, float] = {}
     worker_cpu: dict[int, float] = {}
+    server_cpu: dict[int, float] = {}
     with fresh_database(server_url, DATABASE) as store_url:
         with EventStore(store_url) as store:
             store.setup()
@@ -122,15 +141,17 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
         for count in COUNTS:
             with fresh_database(server_url, f"{DATABASE}_rm{count}") as readmodel:
                 log(f"partitions: catch-up with {count} partition(s), {count} worker(s)")
-                seconds, cores[count], used = _catch_up(
+                seconds, cores[count], used, served = _catch_up(
                     store_url, _sa_url(readmodel), count, events
                 )
                 worker_cpu[count] = used / events * 1e6
+                server_cpu[count] = served / events * 1e6
                 rates[count] = rate(events, seconds)
                 log(
                     f"partitions: {count}: {rates[count]:,.0f} events/s, "
                     f"{cores[count]:.2f} cores busy, "
-                    f"{worker_cpu[count]:.0f} µs of worker CPU per event"
+                    f"{worker_cpu[count]:.0f} µs of worker CPU and "
+                    f"{server_cpu[count]:.0f} µs of server CPU per event"
                 )
     for count in COUNTS:
         section.rows.append(
@@ -151,6 +172,13 @@ def run(quick: bool, workdir: Path, server_url: str, log: Log) -> Section:
                 f"  workers' CPU per event, {count} partition(s)",
                 "µs",
                 {CONDUIT: worker_cpu[count]},
+            )
+        )
+        section.rows.append(
+            Row(
+                f"  PostgreSQL's CPU per event, {count} partition(s)",
+                "µs",
+                {CONDUIT: server_cpu[count]},
             )
         )
     available = float(os.cpu_count() or 1)
