@@ -108,6 +108,10 @@ def _check_object(obj: dict[Any, Any], path: str, depth: int) -> None:
             if t is int and not _INT_MIN <= item <= _INT_MAX:
                 where = f"{path}[{key!r}]"
                 raise InvalidEvent(f"{where}: integers must fit in 64 bits (signed)", field=where)
+        elif t is Personal:  # the common personal value, a clean string: no path to build
+            inner = item.value
+            if type(inner) is not str or "\x00" in inner or not (inner.isascii() or _utf8(inner)):
+                _check_value(item, f"{path}[{key!r}]", depth)
         else:
             _check_value(item, f"{path}[{key!r}]", depth)
 

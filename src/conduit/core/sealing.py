@@ -185,7 +185,7 @@ def seal_event(new: NewEvent, prepared: Prepared, keys: Keys) -> NewEvent:
         InvalidEvent: the event already holds sealed values of one of those subjects
             (a copied event given new personal values).
     """
-    metadata = orjson.loads(new.metadata)
+    metadata = {} if new.metadata == "{}" else orjson.loads(new.metadata)
     sealed = metadata.get(SEALED_KEY)
     if not isinstance(sealed, dict):
         sealed = {}
