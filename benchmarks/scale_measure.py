@@ -79,17 +79,17 @@ class Subject:
 
     def get(self, path: str) -> int:
         """GET a page of the browser over the kept-alive connection: its status."""
-        for attempt in (1, 2):
-            try:
-                self.connection.request("GET", path)
-                response = self.connection.getresponse()
-                response.read()
-                return response.status
-            except (http.client.RemoteDisconnected, ConnectionError):
-                self.connection.close()  # the server closed an idle connection: once more
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._get(path)
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self.connection.close()  # the server closed an idle connection: it reopens
+            return self._get(path)
+
+    def _get(self, path: str) -> int:
+        self.connection.request("GET", path)
+        response = self.connection.getresponse()
+        response.read()
+        return response.status
 
     def events(self) -> int:
         """How many events the store holds (the sum of its streams' versions)."""
