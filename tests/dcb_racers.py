@@ -86,13 +86,15 @@ def race_for_seats(
             store.close()
 
 
-def write_own_tags(spec: Any, writer: int, barrier: Any, until: float) -> dict[str, int]:
-    """Conditional appends on a tag of this writer's own until ``until``."""
+def write_own_tags(spec: Any, writer: int, barrier: Any, seconds: float) -> dict[str, int]:
+    """Conditional appends on a tag of this writer's own for ``seconds`` from the moment
+    every writer is ready (the barrier)."""
     store, owned = _open(spec)
     appended = failures = 0
     query = Query(QueryItem(tags=[f"writer:{writer}"]))
     try:
         barrier.wait(timeout=120)
+        until = time.time() + seconds
         last = store.head_position()
         while time.time() < until and appended < 100_000:
             try:
