@@ -19,7 +19,16 @@ import orjson
 from conduit.errors import InvalidEvent
 from conduit.personal import PENDING_KEY, Forgotten, Personal
 
-__all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "PENDING_MARK", "decode", "encode", "validate"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_EVENT_BYTES",
+    "PENDING_MARK",
+    "PENDING_VALUE",
+    "decode",
+    "encode",
+    "encode_data",
+    "validate",
+]
 
 MAX_DEPTH = 100
 """How deeply objects and arrays may nest in one event's data."""
@@ -34,22 +43,35 @@ _EMPTY = "{}"
 PENDING_MARK = f'"{PENDING_KEY}"'
 """In a JSON text, the sign that it holds values marked personal, still to be encrypted."""
 
+PENDING_VALUE = f'{{"{PENDING_KEY}":null}}'
+"""In an event's data text, what stands for each value marked personal until the store
+encrypts it (:mod:`conduit.core.sealing`); the values themselves travel beside the
+text, in order (:attr:`conduit.events.NewEvent.personal`). No user data can make this
+text: the key is refused in data, and a push refuses it in metadata."""
 
-def _pending(value: object) -> Any:
-    """orjson's hook for the one non-JSON value :func:`validate` lets through: a
-    value marked personal, encoded as ``{"conduit.pending": [subject, value]}``
-    until the store encrypts it (:mod:`conduit.core.sealing`)."""
-    if type(value) is Personal:
-        return {PENDING_KEY: [value.subject, value.value]}
-    raise TypeError  # pragma: no cover - validate() refused it already
+_PENDING_OBJECT: dict[str, None] = {PENDING_KEY: None}
 
 
-def encode(value: object, *, field: str = "data", personal: bool = False) -> str:
+def encode(value: object, *, field: str = "data") -> str:
     """Validate a JSON object and return its JSON text.
 
-    ``personal``: the object may hold values marked personal
-    (:func:`conduit.personal`), an event's data; they come out in their
-    pending form, for the store to encrypt.
+    Raises:
+        InvalidEvent: naming the field at fault; a value marked personal
+            (:func:`conduit.personal`), which only an event's data may hold.
+    """
+    text, found = encode_data(value, field=field)
+    if found:
+        raise InvalidEvent(
+            f"{field}: only an event's data may hold personal values (conduit.personal)",
+            field=field,
+        )
+    return text
+
+
+def encode_data(value: object, *, field: str = "data") -> tuple[str, tuple[Personal, ...]]:
+    """Validate an event's data and return its JSON text, with the values marked
+    personal (:func:`conduit.personal`) that :data:`PENDING_VALUE` stands for in it,
+    in the order of the text.
 
     Raises:
         InvalidEvent: naming the field at fault.
@@ -59,24 +81,28 @@ def encode(value: object, *, field: str = "data", personal: bool = False) -> str
             f"{field}: must be a dict (a JSON object), not {type(value).__name__}", field=field
         )
     if not value:
-        return _EMPTY
+        return _EMPTY, ()
     validate(value, field)
+    found: list[Personal] = []
+
+    def pending(item: object) -> Any:
+        # orjson's hook for the one non-JSON value validate() lets through
+        if type(item) is Personal:
+            found.append(item)
+            return _PENDING_OBJECT
+        raise TypeError  # pragma: no cover - validate() refused it already
+
     try:
-        text = orjson.dumps(value, default=_pending)
+        text = orjson.dumps(value, default=pending)
     except orjson.JSONEncodeError as exc:  # lone surrogates: not valid UTF-8
         raise InvalidEvent(f"{field}: cannot be encoded as JSON ({exc})", field=field) from None
-    if not personal and b'"conduit.pending"' in text:
-        raise InvalidEvent(
-            f"{field}: only an event's data may hold personal values (conduit.personal)",
-            field=field,
-        )
     if len(text) > MAX_EVENT_BYTES:
         raise InvalidEvent(
             f"{field}: {len(text):,} bytes of JSON, more than the {MAX_EVENT_BYTES:,} "
             "an event may hold",
             field=field,
         )
-    return text.decode()
+    return text.decode(), tuple(found)
 
 
 def decode(text: str | bytes) -> dict[str, Any]:
@@ -167,13 +193,27 @@ def _check_value(item: object, path: str, depth: int) -> None:
     elif t is Forgotten:  # the placeholder of a forgotten value, written back as its text
         pass
     elif t is Personal:
-        _check_value(item.value, f"{path}.value", depth + 1)  # type: ignore[attr-defined]
+        inner = item.value  # type: ignore[attr-defined]
+        _check_value(inner, f"{path}.value", depth + 1)
+        if type(inner) is Personal or (type(inner) in (dict, list) and _holds_personal(inner)):
+            raise InvalidEvent(
+                f"{path}: a personal value cannot hold another (mark the outer value only)",
+                field=path,
+            )
     elif t is not bool and item is not None:
         raise InvalidEvent(
             f"{path}: {t.__name__} is not a JSON value (use dict, list, str, int, float, "
             "bool or None)",
             field=path,
         )
+
+
+def _holds_personal(value: object) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:  # valid, so only a value marked personal fails
+        return True
+    return False
 
 
 def _utf8(text: str) -> bool:

@@ -228,6 +228,10 @@ class NewEvent:
     """Set only when importing or copying events: the time the source recorded them."""
     tags: frozenset[str] = frozenset()
     """Checked tags (:func:`conduit.core.writes.check_tags`), empty when none."""
+    personal: tuple[Any, ...] = ()
+    """The values marked personal (:class:`conduit.personal.Personal`) that
+    :data:`conduit.codec.PENDING_VALUE` stands for in ``data``, in its order; empty
+    once the store sealed them, and in every event an engine is given."""
 
 
 def _new_event_setters() -> tuple[Any, ...]:
@@ -241,18 +245,28 @@ def _new_event_setters() -> tuple[Any, ...]:
     _set_new_metadata,
     _set_new_recorded_at,
     _set_new_tags,
+    _set_new_personal,
 ) = _new_event_setters()
 
 
-def make_new_event(event_id: uuid.UUID, name: str, data: str, metadata: str) -> NewEvent:
-    """``NewEvent(...)`` without a recorded time, built as :func:`make_event` builds events."""
+def make_new_event(
+    event_id: uuid.UUID,
+    name: str,
+    data: str,
+    metadata: str,
+    personal: tuple[Any, ...] = (),
+    tags: frozenset[str] = NO_TAGS,
+    recorded_at: datetime | None = None,
+) -> NewEvent:
+    """``NewEvent(...)``, built as :func:`make_event` builds events."""
     new = _new_event_object(NewEvent)
     _set_new_id(new, event_id)
     _set_new_name(new, name)
     _set_new_data(new, data)
     _set_new_metadata(new, metadata)
-    _set_new_recorded_at(new, None)
-    _set_new_tags(new, NO_TAGS)
+    _set_new_recorded_at(new, recorded_at)
+    _set_new_tags(new, tags)
+    _set_new_personal(new, personal)
     return new
 
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from conduit import codec
 from conduit.errors import EventDecodeError, InvalidArgument, InvalidEvent
 from conduit.events import Event, event_name, make_event, make_typed_event
+from conduit.personal import Personal
 from conduit.typed_codec import (
     Decoder,
     Mismatch,
@@ -60,16 +61,19 @@ def type_version(cls: type) -> int | None:
     return version
 
 
-def encode_typed(event: object, where: str = "") -> tuple[str, str, int | None]:
-    """A typed event's name, data as JSON text and declared schema version.
+def encode_typed(
+    event: object, where: str = ""
+) -> tuple[str, str, int | None, tuple[Personal, ...]]:
+    """A typed event's name, data as JSON text, declared schema version, and the values
+    of its fields marked personal (see :func:`conduit.codec.encode_data`).
 
     Raises:
         InvalidEvent: a field that cannot be stored, named.
     """
     cls = type(event)
     data = to_json(event, f"{where}data")
-    text = codec.encode(data, field=f"{where}data", personal=True)
-    return type_name(cls), text, type_version(cls)
+    text, personal = codec.encode_data(data, field=f"{where}data")
+    return type_name(cls), text, type_version(cls), personal
 
 
 @dataclass(frozen=True, slots=True)

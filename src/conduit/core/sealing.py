@@ -1,9 +1,10 @@
 """Encrypting and decrypting personal values: pure functions, given the keys.
 
-A value marked personal (:mod:`conduit.personal`) leaves the codec in its
-*pending* form, ``{"conduit.pending": [subject or null, value]}``. Sealing
-an event takes each out of its data, leaving a reference
-``{"conduit.sealed": [subject, index]}``, and puts in its metadata, under
+A value marked personal (:mod:`conduit.personal`) leaves the codec as a
+marker in the data text, :data:`~conduit.codec.PENDING_VALUE`, with the value
+itself beside the text (:attr:`~conduit.events.NewEvent.personal`). Sealing an
+event puts a reference ``{"conduit.sealed": [subject, index]}`` in each
+marker's place, and in its metadata, under
 ``"conduit.sealed"``, one message per subject: the AES-256-GCM encryption of
 the JSON list of that subject's values under its key (base64 of a random
 96-bit nonce, the ciphertext and its tag; the subject's name is the
@@ -26,31 +27,31 @@ import binascii
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from conduit.codec import PENDING_MARK
+from conduit.codec import PENDING_VALUE
 from conduit.errors import InvalidEvent
-from conduit.events import Event, NewEvent, make_event, make_new_event
+from conduit.events import Event, NewEvent, make_new_event
 from conduit.importing import needs_extra
 from conduit.personal import (
     FORGOTTEN,
-    PENDING_KEY,
     SEALED_KEY,
     SUBJECTS_KEY,
+    Personal,
 )
 
 __all__ = [
     "KEY_BYTES",
     "Keys",
-    "Prepared",
+    "Opened",
     "event_subjects",
+    "event_subjects_pushed",
     "forget_cipher",
     "new_key",
     "page_subjects",
     "plain_text",
-    "prepare",
     "pushed_event",
     "reveal_event",
     "reveal_page",
@@ -118,95 +119,85 @@ def _aad(subject: str) -> bytes:
 # -- events being pushed -------------------------------------------------------------
 
 
-class Prepared(NamedTuple):
-    """An event's personal values taken out of its data, before their encryption."""
-
-    data: dict[str, Any]
-    """The data with a reference ``{"conduit.sealed": [subject, index]}`` in place of each."""
-    values: dict[str, list[Any]]
-    """The values of each subject, in the order of their references' indexes."""
-    plain: dict[str, Any]
-    """The data as reads will give it."""
+def event_subjects_pushed(new: NewEvent, stream: str) -> set[str]:
+    """The subjects of ``new``'s values marked personal (``stream`` for those without)."""
+    return {stream if found.subject is None else found.subject for found in new.personal}
 
 
-def prepare(new: NewEvent, stream: str) -> Prepared | None:
-    """``new``'s personal values, ready to seal; ``None`` when it holds none (the common
-    case, told by one substring search)."""
-    if PENDING_MARK not in new.data:
-        return None
-    values: dict[str, list[Any]] = {}
-    data, plain = _take(orjson.loads(new.data), stream, values)
-    return Prepared(data, values, plain)
+Opened = dict[str, list[Any]]
+"""Personal values by subject, in the order of their references' indexes."""
 
 
-def _take(value: Any, stream: str, values: dict[str, list[Any]]) -> tuple[Any, Any]:
-    """``value`` with references in place of its pending values, and with the values:
-    the same objects where nothing was pending (most of an event's data)."""
-    t = type(value)
-    if t is dict:
-        if len(value) == 1 and PENDING_KEY in value:
-            subject, item = value[PENDING_KEY]
-            found = values.setdefault(stream if subject is None else subject, [])
-            found.append(item)
-            return {SEALED_KEY: [stream if subject is None else subject, len(found) - 1]}, item
-        data = plain = None
-        for key, item in value.items():
-            kind = type(item)
-            if kind is dict or kind is list:
-                taken, given = _take(item, stream, values)
-                if taken is not item:
-                    if data is None or plain is None:
-                        data, plain = dict(value), dict(value)
-                    data[key] = taken
-                    plain[key] = given
-        return (value, value) if data is None else (data, plain)
-    if t is list:
-        changed = False
-        pairs = []
-        for item in value:
-            kind = type(item)
-            if kind is dict or kind is list:
-                pair = _take(item, stream, values)
-                changed = changed or pair[0] is not item
-                pairs.append(pair)
-            else:
-                pairs.append((item, item))
-        if not changed:
-            return value, value
-        return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
-    return value, value
+def seal_event(new: NewEvent, stream: str, keys: Keys) -> tuple[NewEvent, Opened]:
+    """``new`` with its personal values encrypted, and the values by subject.
 
-
-def seal_event(new: NewEvent, prepared: Prepared, keys: Keys) -> NewEvent:
-    """``new`` with its personal values encrypted: one AES-GCM message per subject, in its
-    metadata (``"conduit.sealed": {subject: base64}``), referenced from its data.
+    In the data, a reference ``{"conduit.sealed": [subject, index]}`` takes the place
+    of each :data:`~conduit.codec.PENDING_VALUE` (the text is cut, not parsed); in the
+    metadata (``"conduit.sealed": {subject: base64}``), one AES-GCM message per subject
+    holds that subject's values.
 
     Raises:
         InvalidEvent: the event already holds sealed values of one of those subjects
             (a copied event given new personal values).
     """
-    metadata = {} if new.metadata == "{}" else orjson.loads(new.metadata)
-    sealed = metadata.get(SEALED_KEY)
-    if not isinstance(sealed, dict):
-        sealed = {}
-    for subject, found in prepared.values.items():
-        if subject in sealed:
-            raise InvalidEvent(
-                f"data: already holds sealed values of {subject!r}; give new personal "
-                "values of that subject in an event of their own",
-                field="data",
-            )
-        key = keys[subject]
-        assert key is not None, "a forgotten subject's data is refused before sealing"
-        sealed[subject] = _seal_text(key, subject, found)
-    metadata[SEALED_KEY] = sealed
-    metadata.pop(SUBJECTS_KEY, None)
+    personal = new.personal
+    pieces = new.data.split(PENDING_VALUE)
+    assert len(pieces) == len(personal) + 1, "a marker for each personal value"
+    values: Opened = {}
+    refs: dict[str, str] = {}
+    out = [pieces[0]]
+    for index, found in enumerate(personal, 1):
+        subject = found.subject or stream  # a subject is never empty
+        taken = values.get(subject)
+        if taken is None:
+            taken = values[subject] = []
+            refs[subject] = _reference_start(subject)
+        out.append(f"{refs[subject]}{len(taken)}]}}{pieces[index]}")
+        taken.append(found.value)
+    if new.metadata == "{}":
+        metadata: dict[str, Any] = {
+            SEALED_KEY: {s: _seal_text(_key(keys, s), s, found) for s, found in values.items()}
+        }
+    else:
+        metadata = orjson.loads(new.metadata)
+        sealed = metadata.get(SEALED_KEY)
+        if not isinstance(sealed, dict):
+            sealed = {}
+        for subject, taken in values.items():
+            if subject in sealed:
+                raise InvalidEvent(
+                    f"data: already holds sealed values of {subject!r}; give new personal "
+                    "values of that subject in an event of their own",
+                    field="data",
+                )
+            sealed[subject] = _seal_text(_key(keys, subject), subject, taken)
+        metadata[SEALED_KEY] = sealed
+        metadata.pop(SUBJECTS_KEY, None)
     made = make_new_event(
-        new.id, new.name, orjson.dumps(prepared.data).decode(), orjson.dumps(metadata).decode()
+        new.id, new.name, "".join(out), orjson.dumps(metadata).decode(), (), new.tags
     )
     if new.recorded_at is not None:
         made = replace(made, recorded_at=new.recorded_at)
-    return made
+    return made, values
+
+
+def _key(keys: Keys, subject: str) -> bytes:
+    key = keys[subject]
+    assert key is not None, "a forgotten subject's data is refused before sealing"
+    return key
+
+
+_starts: dict[str, str] = {}
+
+
+def _reference_start(subject: str) -> str:
+    """The text of a reference to a value of ``subject``, up to its index."""
+    found = _starts.get(subject)
+    if found is None:
+        if len(_starts) > 10_000:
+            _starts.clear()
+        found = _starts[subject] = f'{{"{SEALED_KEY}":[{orjson.dumps(subject).decode()},'
+    return found
 
 
 def _seal_text(key: bytes, subject: str, value: Any) -> str:
@@ -232,12 +223,17 @@ def _open_text(key: bytes | None, subject: str, text: object) -> Any:
 _GONE = object()
 
 
-def plain_text(text: str) -> str:
-    """Data text with each pending value in place of its marker: what reads will give
+def plain_text(text: str, personal: Sequence[Personal]) -> str:
+    """Data text with each personal value in place of its marker: what reads will give
     (for the typed checks a push makes before anything is written)."""
-    if PENDING_MARK not in text:
+    if not personal:
         return text
-    return orjson.dumps(_take(orjson.loads(text), "", {})[1]).decode()
+    pieces = text.split(PENDING_VALUE)
+    out = [pieces[0]]
+    for found, piece in zip(personal, pieces[1:], strict=True):
+        out.append(orjson.dumps(found.value).decode())
+        out.append(piece)
+    return "".join(out)
 
 
 def revealed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -250,20 +246,18 @@ def revealed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def pushed_event(event: Event, plain: dict[str, Any] | None) -> Event:
-    """A recorded event as its push returns it: ``plain`` is the data it was pushed with."""
-    if plain is None:
+def pushed_event(event: Event, opened: Opened | None) -> Event:
+    """A recorded event as its push returns it, given the values it was pushed with
+    (:func:`seal_event`): in place, as :func:`reveal_event` (an engine returns fresh
+    dicts), without decrypting anything."""
+    if opened is None:
         return event
-    return make_event(
-        event.id,
-        event.stream_id,
-        event.name,
-        plain,
-        revealed_metadata(event.metadata),
-        event.version,
-        event.position,
-        event.recorded_at,
-    )
+    metadata = event.metadata
+    if type(metadata.get(SEALED_KEY)) is dict:
+        _open_object(event.data, opened)
+        subjects = metadata.pop(SEALED_KEY)
+        metadata[SUBJECTS_KEY] = sorted(subjects)
+    return event
 
 
 # -- events being read ---------------------------------------------------------------

@@ -18,10 +18,11 @@ from typing import Any
 from conduit.core.effects import Op
 from conduit.core.paging import Pages
 from conduit.core.sealing import (
+    Opened,
+    event_subjects_pushed,
     forget_cipher,
     new_key,
     page_subjects,
-    prepare,
     reveal_page,
     seal_event,
 )
@@ -88,22 +89,27 @@ def keys_for_writing(engine: Any, cache: KeyCache, subjects: set[str]) -> Op[dic
 
 def seal_batch(
     engine: Any, cache: KeyCache, stream: str, batch: Sequence[NewEvent]
-) -> Op[tuple[Sequence[NewEvent], list[dict[str, Any] | None] | None]]:
-    """The batch with its personal values sealed, and each event's data as pushed (for
+) -> Op[tuple[Sequence[NewEvent], list[Opened | None] | None]]:
+    """The batch with its personal values sealed, and each event's values by subject (for
     what the push returns); ``None`` when the batch held no personal value."""
-    prepared = [prepare(new, stream) for new in batch]
-    needed = [found for found in prepared if found is not None]
-    if not needed:
-        return batch, None
     subjects: set[str] = set()
-    for found in needed:
-        subjects.update(found.values)
+    for new in batch:
+        if new.personal:
+            subjects |= event_subjects_pushed(new, stream)
+    if not subjects:
+        return batch, None
     keys = yield from keys_for_writing(engine, cache, subjects)
-    sealed = [
-        new if found is None else seal_event(new, found, keys)
-        for new, found in zip(batch, prepared, strict=True)
-    ]
-    return sealed, [None if found is None else found.plain for found in prepared]
+    sealed: list[NewEvent] = []
+    opened: list[Opened | None] = []
+    for new in batch:
+        if new.personal:
+            made, values = seal_event(new, stream, keys)
+            sealed.append(made)
+            opened.append(values)
+        else:
+            sealed.append(new)
+            opened.append(None)
+    return sealed, opened
 
 
 def reveal(engine: Any, page: Sequence[Event]) -> Op[Sequence[Event]]:

@@ -134,12 +134,12 @@ def new_event(
         return _new_typed_event(name, data, metadata, event_id, where, types)
     new_id = event_uuid(event_id)
     stored_name = event_name(name)
-    text = codec.encode(data, field=f"{where}data", personal=True)
+    text, personal = codec.encode_data(data, field=f"{where}data")
     if types is not None and (metadata is None or type(metadata) is dict):
-        meta = types.check(stored_name, plain_text(text), metadata, where)
+        meta = types.check(stored_name, plain_text(text, personal), metadata, where)
     else:
         meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
-    return make_new_event(new_id, stored_name, text, meta)
+    return make_new_event(new_id, stored_name, text, meta, personal)
 
 
 def _new_typed_event(
@@ -155,7 +155,7 @@ def _new_typed_event(
             f"{where}data: a typed event carries its own data; give no data", field=f"{where}data"
         )
     new_id = event_uuid(event_id)
-    name, text, version = encode_typed(event, where)
+    name, text, version, personal = encode_typed(event, where)
     if version is not None:
         if metadata is not None and not isinstance(metadata, dict):
             codec.encode(metadata, field=f"{where}metadata")  # raises, naming the field
@@ -163,8 +163,8 @@ def _new_typed_event(
     meta = "{}" if metadata is None else codec.encode(metadata, field=f"{where}metadata")
     if types is not None:
         # Reads will decode it: refuse now what they could not give back, equal.
-        types.refuse_unreadable(name, plain_text(text), metadata, where, event)  # type: ignore[arg-type]
-    return make_new_event(new_id, name, text, meta)
+        types.refuse_unreadable(name, plain_text(text, personal), metadata, where, event)  # type: ignore[arg-type]
+    return make_new_event(new_id, name, text, meta, personal)
 
 
 def pending_event(item: object, index: int, types: TypeRegistry | None = None) -> NewEvent:

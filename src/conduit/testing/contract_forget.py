@@ -20,6 +20,8 @@ from conduit import (
     FORGOTTEN,
     EventStore,
     InvalidEvent,
+    Query,
+    QueryItem,
     SubjectForgotten,
     SubjectKey,
     new_id,
@@ -31,12 +33,14 @@ from conduit.reserved import AUDIT_STREAM
 
 __all__ = [
     "test_a_forgotten_subject_is_forgotten_for_another_store_on_the_same_storage",
+    "test_a_personal_value_cannot_hold_another",
     "test_a_push_of_a_forgotten_subjects_data_is_refused_and_writes_nothing",
     "test_a_snapshot_holding_personal_data_is_forgotten_with_its_subject",
     "test_a_snapshot_holding_personal_data_is_stored_sealed_and_loads_back",
     "test_add_subject_keys_lets_a_copy_read_what_another_store_sealed",
     "test_add_subject_keys_with_a_tombstone_forgets_and_never_replaces_a_key_by_another",
     "test_applications_cannot_push_new_events_to_a_reserved_stream",
+    "test_events_with_personal_values_keep_their_tags_and_query_by_them",
     "test_forget_gives_the_placeholder_on_every_read",
     "test_forget_keeps_other_subjects_and_plain_values",
     "test_forget_of_an_unknown_subject_returns_false_and_refuses_its_data_later",
@@ -94,6 +98,35 @@ def test_personal_values_nested_and_of_named_subjects_read_back_as_pushed(
     assert pushed.metadata[SUBJECTS_KEY] == ["customer-7", "order-1"]
     assert store.get("order-1")[0].data == expected
     assert "a@example.com" not in _text(_stored(store, "order-1"))
+
+
+def test_events_with_personal_values_keep_their_tags_and_query_by_them(
+    store: EventStore,
+) -> None:
+    given = [
+        {"name": "registered", "data": {"name": personal(SECRET)}, "tags": ["person:1"]},
+        {"name": "renamed", "data": {"name": personal("Kim"), "by": "desk"}},
+    ]
+    pushed = store.push_many("person-1", given, tags=["region:eu"])
+    assert [e.tags for e in pushed] == [
+        frozenset({"person:1", "region:eu"}),
+        frozenset({"region:eu"}),
+    ]
+    assert [(e.tags, e.data) for e in store.get("person-1")] == [
+        (frozenset({"person:1", "region:eu"}), {"name": SECRET}),
+        (frozenset({"region:eu"}), {"name": "Kim", "by": "desk"}),
+    ]
+    found = list(store.read_query(Query(QueryItem(tags="person:1"))))
+    assert [e.data for e in found] == [{"name": SECRET}]
+    assert SECRET not in _text(_stored(store, "person-1"))
+
+
+def test_a_personal_value_cannot_hold_another(store: EventStore) -> None:
+    for inner in (personal("x"), {"a": [personal("x")]}):
+        with pytest.raises(InvalidEvent) as caught:
+            store.push("x", "s", {"v": personal(inner, "ann")})
+        assert caught.value.field == "data['v']"
+    assert store.get("s") == []
 
 
 def test_forget_gives_the_placeholder_on_every_read(store: EventStore) -> None:
