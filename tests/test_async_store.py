@@ -303,6 +303,40 @@ def test_cancelled_reads_and_follows_give_their_connections_back(
     run(scenario())
 
 
+@pytest.mark.parametrize("make_url", ["memory", "sqlite", "postgres"], indirect=True)
+def test_paged_reads_come_in_order_and_a_read_left_early_holds_no_connection(
+    make_url: Callable[[], Any],
+) -> None:
+    async def scenario() -> None:
+        store = await opened(make_url)
+        store.page_size = 7
+        await store.push_many("s", [("thing_happened", {"n": n}) for n in range(50)])
+        assert [e.data["n"] async for e in store.read("s")] == list(range(50))
+        assert [e.version async for e in store.read("s", backwards=True, limit=20)] == list(
+            range(50, 30, -1)
+        )
+        reading = store.read("s")
+        taken = [await anext(reading) for _ in range(10)]  # the third page is on its way
+        await reading.aclose()  # type: ignore[attr-defined]
+        assert [e.version for e in taken] == list(range(1, 11))
+        async for event in store.read("s"):
+            if event.version == 8:
+                break
+        if store.backend.scheme == "postgresql":
+            pool = store.backend.executor.pool
+            for _ in range(100):  # the abandoned read's fetch ends on its own
+                stats = pool.get_stats()
+                if stats.get("pool_size", 0) == stats.get("pool_available", 0):
+                    break
+                await asyncio.sleep(0.01)
+            stats = pool.get_stats()
+            assert stats.get("pool_size", 0) - stats.get("pool_available", 0) == 0, stats
+        assert len(await store.get("s")) == 50
+        await store.close()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("make_url", ["sqlite", "postgres"], indirect=True)
 def test_concurrent_pushes_share_commits_and_each_gets_its_own_result(
     make_url: Callable[[], Any],

@@ -232,6 +232,11 @@ class NewEvent:
     """The values marked personal (:class:`conduit.personal.Personal`) that
     :data:`conduit.codec.PENDING_VALUE` stands for in ``data``, in its order; empty
     once the store sealed them, and in every event an engine is given."""
+    shown: tuple[str, str] | None = None
+    """Of a sealed event: its data and metadata texts as the push returns them (the
+    personal values in the clear, ``"conduit.subjects"`` in the metadata). An engine
+    may build the :class:`Event` an append returns from these instead of ``data`` and
+    ``metadata`` (saving the store a pass over the sealed form); it never stores them."""
 
 
 def _new_event_setters() -> tuple[Any, ...]:
@@ -246,6 +251,7 @@ def _new_event_setters() -> tuple[Any, ...]:
     _set_new_recorded_at,
     _set_new_tags,
     _set_new_personal,
+    _set_new_shown,
 ) = _new_event_setters()
 
 
@@ -257,6 +263,7 @@ def make_new_event(
     personal: tuple[Any, ...] = (),
     tags: frozenset[str] = NO_TAGS,
     recorded_at: datetime | None = None,
+    shown: tuple[str, str] | None = None,
 ) -> NewEvent:
     """``NewEvent(...)``, built as :func:`make_event` builds events."""
     new = _new_event_object(NewEvent)
@@ -267,6 +274,7 @@ def make_new_event(
     _set_new_recorded_at(new, recorded_at)
     _set_new_tags(new, tags)
     _set_new_personal(new, personal)
+    _set_new_shown(new, shown)
     return new
 
 

@@ -97,7 +97,9 @@ class Backend(Protocol):
         ``expected_version``: ``None`` for any, ``0`` for a stream that must not
         exist yet, ``n`` for a stream whose last version is ``n``. When every
         event id of the batch is already recorded in this stream (a retried
-        push), the recorded events are returned and nothing is written.
+        push), the recorded events are returned and nothing is written. An
+        event's ``shown`` texts, where given, may stand for its data and
+        metadata in the returned events (never in what is stored).
 
         Raises:
             WrongExpectedVersion: the stream is at another version; nothing written.

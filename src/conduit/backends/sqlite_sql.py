@@ -427,8 +427,10 @@ def recorded(
             new.id,
             stream_id,
             new.name,
-            decode(new.data),
-            {} if new.metadata == "{}" else decode(new.metadata),
+            decode(new.data if new.shown is None else new.shown[0]),
+            {}
+            if new.metadata == "{}"
+            else decode(new.metadata if new.shown is None else new.shown[1]),
             version + i,
             first_position + i,
             from_micros(times[i - 1]),

@@ -242,7 +242,7 @@ class Appending:
         personal = False
         for part in request:
             sealed, plain = yield from seal_batch(
-                self.engine, self.key_cache, part.stream.text, part.events
+                self.engine, self.key_cache, part.stream.text, part.events, shown=self.reveal
             )
             if plain is None:
                 plains.extend([None] * len(part.events))

@@ -26,7 +26,6 @@ import base64
 import binascii
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -128,13 +127,16 @@ Opened = dict[str, list[Any]]
 """Personal values by subject, in the order of their references' indexes."""
 
 
-def seal_event(new: NewEvent, stream: str, keys: Keys) -> tuple[NewEvent, Opened]:
+def seal_event(
+    new: NewEvent, stream: str, keys: Keys, *, shown: bool = False
+) -> tuple[NewEvent, Opened]:
     """``new`` with its personal values encrypted, and the values by subject.
 
     In the data, a reference ``{"conduit.sealed": [subject, index]}`` takes the place
     of each :data:`~conduit.codec.PENDING_VALUE` (the text is cut, not parsed); in the
     metadata (``"conduit.sealed": {subject: base64}``), one AES-GCM message per subject
-    holds that subject's values.
+    holds that subject's values. ``shown``: also give the sealed event the texts its
+    push returns (:attr:`~conduit.events.NewEvent.shown`).
 
     Raises:
         InvalidEvent: the event already holds sealed values of one of those subjects
@@ -146,23 +148,31 @@ def seal_event(new: NewEvent, stream: str, keys: Keys) -> tuple[NewEvent, Opened
     values: Opened = {}
     refs: dict[str, str] = {}
     out = [pieces[0]]
+    clear = [pieces[0]] if shown else None
     for index, found in enumerate(personal, 1):
         subject = found.subject or stream  # a subject is never empty
         taken = values.get(subject)
         if taken is None:
             taken = values[subject] = []
             refs[subject] = _reference_start(subject)
-        out.append(f"{refs[subject]}{len(taken)}]}}{pieces[index]}")
+        piece = pieces[index]
+        out.append(f"{refs[subject]}{len(taken)}]}}{piece}")
         taken.append(found.value)
+        if clear is not None:
+            clear.append(orjson.dumps(found.value).decode())
+            clear.append(piece)
     if new.metadata == "{}":
         metadata: dict[str, Any] = {
             SEALED_KEY: {s: _seal_text(_key(keys, s), s, found) for s, found in values.items()}
         }
+        shown_metadata = _subjects_text(values)
     else:
         metadata = orjson.loads(new.metadata)
         sealed = metadata.get(SEALED_KEY)
         if not isinstance(sealed, dict):
             sealed = {}
+        elif sealed:
+            clear = None  # sealed values of other subjects too: the store reveals them
         for subject, taken in values.items():
             if subject in sealed:
                 raise InvalidEvent(
@@ -171,14 +181,37 @@ def seal_event(new: NewEvent, stream: str, keys: Keys) -> tuple[NewEvent, Opened
                     field="data",
                 )
             sealed[subject] = _seal_text(_key(keys, subject), subject, taken)
+        if clear is not None:
+            plain = {k: v for k, v in metadata.items() if k != SEALED_KEY}
+            plain[SUBJECTS_KEY] = sorted(values)
+            shown_metadata = orjson.dumps(plain).decode()
         metadata[SEALED_KEY] = sealed
         metadata.pop(SUBJECTS_KEY, None)
     made = make_new_event(
-        new.id, new.name, "".join(out), orjson.dumps(metadata).decode(), (), new.tags
+        new.id,
+        new.name,
+        "".join(out),
+        orjson.dumps(metadata).decode(),
+        (),
+        new.tags,
+        new.recorded_at,
+        None if clear is None else ("".join(clear), shown_metadata),
     )
-    if new.recorded_at is not None:
-        made = replace(made, recorded_at=new.recorded_at)
     return made, values
+
+
+_subjects_texts: dict[tuple[str, ...], str] = {}
+
+
+def _subjects_text(values: Opened) -> str:
+    """The metadata text of a push's result whose own metadata was empty."""
+    subjects = tuple(values) if len(values) == 1 else tuple(sorted(values))
+    found = _subjects_texts.get(subjects)
+    if found is None:
+        if len(_subjects_texts) > 10_000:
+            _subjects_texts.clear()
+        found = _subjects_texts[subjects] = orjson.dumps({SUBJECTS_KEY: subjects}).decode()
+    return found
 
 
 def _key(keys: Keys, subject: str) -> bytes:
@@ -248,8 +281,9 @@ def revealed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def pushed_event(event: Event, opened: Opened | None) -> Event:
     """A recorded event as its push returns it, given the values it was pushed with
-    (:func:`seal_event`): in place, as :func:`reveal_event` (an engine returns fresh
-    dicts), without decrypting anything."""
+    (:func:`seal_event`): as the engine returned it if it was built from
+    :attr:`~conduit.events.NewEvent.shown`, else revealed in place, as
+    :func:`reveal_event` (an engine returns fresh dicts), without decrypting anything."""
     if opened is None:
         return event
     metadata = event.metadata

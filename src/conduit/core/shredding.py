@@ -88,10 +88,11 @@ def keys_for_writing(engine: Any, cache: KeyCache, subjects: set[str]) -> Op[dic
 
 
 def seal_batch(
-    engine: Any, cache: KeyCache, stream: str, batch: Sequence[NewEvent]
+    engine: Any, cache: KeyCache, stream: str, batch: Sequence[NewEvent], *, shown: bool
 ) -> Op[tuple[Sequence[NewEvent], list[Opened | None] | None]]:
     """The batch with its personal values sealed, and each event's values by subject (for
-    what the push returns); ``None`` when the batch held no personal value."""
+    what the push returns); ``None`` when the batch held no personal value. ``shown``:
+    the push returns the values in the clear (see :func:`seal_event`)."""
     subjects: set[str] = set()
     for new in batch:
         if new.personal:
@@ -103,7 +104,7 @@ def seal_batch(
     opened: list[Opened | None] = []
     for new in batch:
         if new.personal:
-            made, values = seal_event(new, stream, keys)
+            made, values = seal_event(new, stream, keys, shown=shown)
             sealed.append(made)
             opened.append(values)
         else:

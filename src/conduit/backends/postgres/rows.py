@@ -182,8 +182,10 @@ def _built(
             new.id,
             stream_id,
             new.name,
-            decode(new.data),
-            {} if new.metadata == "{}" else decode(new.metadata),
+            decode(new.data if new.shown is None else new.shown[0]),
+            {}
+            if new.metadata == "{}"
+            else decode(new.metadata if new.shown is None else new.shown[1]),
             first_version + i,
             first_position + i,
             now if new.recorded_at is None else new.recorded_at,
