@@ -156,3 +156,44 @@ def test_threads_pushing_at_once_share_a_transaction_each_with_its_own_outcome(
         )
     assert group.combined > 0  # some pushes shared one transaction
     assert store.stream_version("taken") == 1
+
+
+def test_async_the_pushes_that_queued_go_to_the_engine_before_a_batch_s_callers_resume() -> None:
+    """While batch n's callers take their results (and push again), batch n+1, the
+    requests that queued meanwhile, is already with the engine: the two overlap."""
+    import asyncio
+
+    from conduit.core.effects import AsyncRuntime
+    from conduit.core.group import Group, Join, async_join_handler
+
+    log: list[str] = []
+
+    def run(requests: Any) -> Op[list[Any]]:
+        log.append("start " + ",".join(requests))
+        yield Sleep(0.02)
+        log.append("end " + ",".join(requests))
+        return list(requests)
+
+    group: Group[str] = Group(run, max_inflight=1)
+    runtime = AsyncRuntime()
+    runtime = runtime.extended({Join: async_join_handler(runtime)})
+
+    async def push(name: str, after: float) -> None:
+        await asyncio.sleep(after)
+
+        def op() -> Op[str]:
+            result: str = yield Join(group, name)
+            return result
+
+        assert await runtime.run(op()) == name
+        log.append(f"{name} done")
+
+    async def scenario() -> None:
+        await asyncio.gather(
+            push("x", 0), push("a", 0.005), push("b", 0.005), push("c", 0.03), push("d", 0.03)
+        )
+
+    asyncio.run(scenario())
+    assert log.index("start c,d") < log.index("a done")
+    assert log.index("start c,d") < log.index("b done")
+    assert group.batches == 3

@@ -171,6 +171,11 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
     """The :class:`Join` handler of an async runtime: callers are tasks of one loop."""
     running: set[asyncio.Task[None]] = set()
 
+    def start(group: Group[Any], batch: list[Ticket[Any]]) -> None:
+        task = asyncio.get_running_loop().create_task(lead(group, batch))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
     async def lead(group: Group[Any], batch: list[Ticket[Any]]) -> None:
         outcomes: list[Any] | None = None
         failure: BaseException | None = None
@@ -181,9 +186,16 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
             raise
         finally:
             successor = group.finish(batch, outcomes, failure)
+            # The requests that came while this batch ran go to the engine at once,
+            # before its callers take their results (and push again): the engine
+            # works on the next batch while this loop hands those out.
+            cancelled = isinstance(failure, asyncio.CancelledError)  # the loop ends, maybe
+            following = group.claim() if successor is not None and not cancelled else None
+            if following is not None:
+                start(group, following)
             for done in batch:
                 done.wake.set()
-            if successor is not None:
+            if successor is not None and following is None:
                 successor.wake.set()
 
     async def join(effect: Join) -> Any:
@@ -206,9 +218,7 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
                     continue
                 # Others' appends ride in this batch: it runs in a task of its
                 # own, which cancelling this caller does not cancel.
-                task = asyncio.get_running_loop().create_task(lead(group, batch))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                start(group, batch)
                 while mine and not ticket.done:
                     ticket.wake.clear()
                     await ticket.wake.wait()

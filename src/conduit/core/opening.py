@@ -82,10 +82,14 @@ def _group(engine: Any, group_commit: bool | None, *, inflight: int) -> Group[An
 
 def _inflight(backend: Any) -> int:
     """How many combined transactions may run at once: one writer at a time on SQLite;
-    on PostgreSQL, half the pool, so that reads still find connections."""
+    on PostgreSQL two (one from a pool of 2 or 3), so that reads still find
+    connections. Two, not more: while one combined transaction is in flight the next
+    forms, and a third only splits the waiting pushes into smaller transactions, each
+    with its own round trip and commit (64 tasks on a pool of 8, docs/benchmarks.md:
+    about 14,700 pushes/s with 4 in flight, 15,100-15,600 with 1, 15,900-16,200 with 2)."""
     config = getattr(getattr(backend, "engine", None), "config", None)
     pool_size = getattr(config, "pool_size", 2)
-    return max(1, int(pool_size) // 2)
+    return max(1, min(2, int(pool_size) // 2))
 
 
 def open_sync(url: Any, options: dict[str, Any], group_commit: bool | None) -> Opened:
