@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from dataclasses import dataclass, field
@@ -600,3 +601,41 @@ def test_a_push_returns_what_a_read_gives(store: EventStore) -> None:
     assert [type(e) for e in pushed] == [TypedEvent, TypedEvent, Event]
     assert pushed[0].data == {"first_name": "Ada"}  # upcast, as a read gives it
     assert store.get("m")[0].data == {"name": "Ada L"}  # stored as it was pushed
+
+
+@dataclass(frozen=True)
+class PlainRecorded:
+    name: str
+    tags: tuple[str, ...]
+    count: int = 0
+
+
+@dataclass
+class CheckedRecorded:
+    count: int
+    doubled: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError("count must not be negative")
+        self.doubled = self.count * 2
+
+
+def test_decoded_dataclasses_equal_what_their_init_builds_and_post_init_still_runs() -> None:
+    store = EventStore("memory://", types=[PlainRecorded, CheckedRecorded])
+    store.push_many(
+        "s", [PlainRecorded("a", ("x",), 3), PlainRecorded("b", ()), CheckedRecorded(4)]
+    )
+    read = store.get("s")
+    assert all(isinstance(e, TypedEvent) for e in read)
+    plain, defaulted, checked = (e.payload for e in read if isinstance(e, TypedEvent))
+    assert plain == PlainRecorded("a", ("x",), 3)
+    assert hash(plain) == hash(PlainRecorded("a", ("x",), 3))
+    assert repr(plain) == repr(PlainRecorded("a", ("x",), 3))
+    assert defaulted == PlainRecorded("b", (), 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plain.name = "c"
+    assert checked == CheckedRecorded(4)
+    assert checked.doubled == 8  # __post_init__ ran
+    with pytest.raises(InvalidEvent, match="count must not be negative"):  # decoded to check
+        store.push("checked_recorded", "t", {"count": -1})

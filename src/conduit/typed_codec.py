@@ -351,6 +351,9 @@ def _compile_class(cls: type) -> Decoder:
         if f.name in marked:
             field_decoder = _forgettable(field_decoder)
         plan.append((f.name, field_decoder, required))
+    direct = _builds_plainly(cls)
+    every = len(plan)
+    new = object.__new__
 
     def decode(raw: Any) -> Any:
         if type(raw) is not dict:
@@ -365,12 +368,43 @@ def _compile_class(cls: type) -> Decoder:
                     raise Mismatch("missing")
         except Mismatch as exc:
             raise exc.inside(name) from None
+        if direct and len(kwargs) == every:  # what its __init__ would do, without the calls
+            made = new(cls)
+            made.__dict__.update(kwargs)
+            return made
         try:
             return cls(**kwargs)
         except Exception as exc:  # __post_init__ validation
             raise Mismatch(f"{cls.__name__}(...) refused the data: {exc!r}") from None
 
     return decode
+
+
+_INITVAR = getattr(dataclasses, "_FIELD_INITVAR", object())
+"""How dataclasses marks an ``InitVar`` pseudo-field (unknown: none is taken for plain)."""
+
+
+def _builds_plainly(cls: type) -> bool:
+    """Whether the dataclass's ``__init__``, given every field, only stores them: the
+    one dataclasses wrote, no ``__post_init__``, no field it sets itself, no slots,
+    no ``__setattr__`` of its own. A frozen dataclass's ``__init__`` then costs a call
+    of ``object.__setattr__`` per field; filling the instance's ``__dict__`` gives the
+    same object (``==``, ``hash``, ``repr``) at a fraction of the cost."""
+    params = getattr(cls, "__dataclass_params__", None)
+    declared = getattr(cls, "__dataclass_fields__", {})  # InitVars too, which __init__ takes
+    init = cls.__dict__.get("__init__") or getattr(cls, "__init__", None)
+    code = getattr(init, "__code__", None)
+    return (
+        params is not None
+        and params.init
+        and code is not None
+        and code.co_filename == "<string>"  # written by dataclasses, not by hand
+        and not hasattr(cls, "__post_init__")
+        and all(f.init for f in dataclasses.fields(cls))
+        and all(getattr(f, "_field_type", None) is not _INITVAR for f in declared.values())
+        and all("__slots__" not in vars(k) for k in cls.__mro__[:-1])
+        and (params.frozen or getattr(cls, "__setattr__", None) is object.__setattr__)
+    )
 
 
 def _forgettable(decode: Decoder) -> Decoder:
