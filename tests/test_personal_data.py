@@ -61,6 +61,42 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opene
         store.close()
 
 
+def test_stores_making_the_same_new_subjects_keys_at_once_agree_on_one_each(
+    open_store: Opener,
+) -> None:
+    """Four stores (their own key caches, their own connections) push personal data of
+    the same new subjects from four threads at once: every value reads back from every
+    store, so each subject got one key, whoever made it."""
+    import threading
+
+    stores = [open_store() for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    failures: list[BaseException] = []
+
+    def write(index: int, store: EventStore) -> None:
+        start.wait(10)
+        try:
+            for n in range(30):
+                subject = f"person-{n}"
+                store.push(
+                    "noted", f"{subject}-by-{index}", {"v": personal(f"{n}/{index}", subject)}
+                )
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i, s)) for i, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    for store in stores:
+        for n in range(30):
+            for index in range(len(stores)):
+                [event] = store.get(f"person-{n}-by-{index}")
+                assert event.data == {"v": f"{n}/{index}"}
+
+
 # -- typed events, upcasting, snapshots --------------------------------------------
 
 
@@ -392,3 +428,30 @@ def test_named_subscriptions_and_followers_get_personal_values_revealed(
     followed = [next(follower).data, next(follower).data]
     follower.close()
     assert followed == [{"name": FORGOTTEN}, {"subject": "p", "key_destroyed": True}]
+
+
+def test_a_subject_whose_first_key_another_writer_just_made_is_looked_up_again() -> None:
+    """``keep_subject_keys`` leaves out a subject whose row another writer committed
+    after the statement began; the store then reads that writer's key."""
+    from conduit.core.effects import Op, SyncRuntime
+    from conduit.core.shredding import KeyCache, keys_for_writing
+
+    theirs = bytes(range(32))
+    asked: list[str] = []
+
+    class Racing:
+        def keep_subject_keys(self, keys: list[Any]) -> Op[dict[str, bytes | None]]:
+            asked.append("keep " + ",".join(k.subject for k in keys))
+            return {"mine": keys[0].key}
+            yield  # an operation
+
+        def subject_keys(self, subjects: list[str]) -> Op[dict[str, bytes | None]]:
+            asked.append("look up " + ",".join(subjects))
+            return {"mine": b"m" * 32, "theirs": theirs}
+            yield
+
+    cache = KeyCache()
+    found = SyncRuntime().run(keys_for_writing(Racing(), cache, {"mine", "theirs"}))
+    assert asked == ["keep mine,theirs", "look up mine,theirs"]
+    assert found["theirs"] == theirs
+    assert cache.keys["theirs"] == theirs

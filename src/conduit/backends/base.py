@@ -351,6 +351,17 @@ class Backend(Protocol):
         """
         ...
 
+    def keep_subject_keys(self, keys: Sequence[SubjectKey]) -> dict[str, bytes | None]:
+        """Keep these new live keys for the subjects that have no row yet, and return
+        the keys of those subjects as they are then (``None``: forgotten) — the keys a
+        push seals with, found or made in one step. A subject missing from the result
+        lost a race to another writer's first key, not yet visible: look it up again.
+
+        Raises:
+            BackendError: the engine failed.
+        """
+        ...
+
     def forget_subject(self, subject: str) -> bool:
         """Destroy a subject's key, leaving its tombstone (made if the subject had no
         row), and scrub what the engine can of the old bytes (docs/personal-data.md).

@@ -24,6 +24,11 @@ class MemorySubjectKeys:
         with self._key_lock:
             return {s: self._keys[s].key for s in subjects if s in self._keys}
 
+    def keep_subject_keys(self, keys: Sequence[SubjectKey]) -> dict[str, bytes | None]:
+        """Keep new keys for subjects that have none; the keys of all of them."""
+        self.add_subject_keys(keys)
+        return self.subject_keys([given.subject for given in keys])
+
     def add_subject_keys(self, keys: Sequence[SubjectKey]) -> None:
         """Keep keys of subjects that have none yet; a tombstone (``key`` None) also
         replaces a live key (forgetting wins)."""

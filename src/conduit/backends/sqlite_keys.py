@@ -67,6 +67,12 @@ class SQLiteSubjectKeys:
             found.update((subject, None if key is None else bytes(key)) for subject, key in rows)
         return found
 
+    def keep_subject_keys(self, keys: Sequence[SubjectKey]) -> dict[str, bytes | None]:
+        """Keep new keys for subjects that have none; the keys of all of them (one
+        writer at a time: no race to lose)."""
+        self.add_subject_keys(keys)
+        return self.subject_keys([given.subject for given in keys])
+
     def add_subject_keys(self, keys: Sequence[SubjectKey]) -> None:
         """Keep keys of subjects that have none yet; a tombstone also replaces a live key."""
         now = _now()

@@ -60,6 +60,7 @@ OPERATIONS = frozenset(
         # subjects' keys (personal data)
         "subject_keys",
         "add_subject_keys",
+        "keep_subject_keys",
         "forget_subject",
         "subject_key_page",
     }

@@ -71,11 +71,9 @@ def keys_for_writing(engine: Any, cache: KeyCache, subjects: set[str]) -> Op[dic
     if len(keys) == len(subjects):
         return keys
     wanted = sorted(subjects - keys.keys())
-    found = yield from engine.subject_keys(wanted)
-    missing = [s for s in wanted if s not in found]
-    if missing:
-        yield from engine.add_subject_keys([SubjectKey(s, new_key()) for s in missing])
-        found = yield from engine.subject_keys(wanted)  # another writer's key wins a race
+    found = yield from engine.keep_subject_keys([SubjectKey(s, new_key()) for s in wanted])
+    if any(s not in found for s in wanted):  # another writer's first key won a race
+        found = yield from engine.subject_keys(wanted)
     live: dict[str, bytes] = {}
     for subject in wanted:
         key = found.get(subject)

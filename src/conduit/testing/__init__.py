@@ -20,7 +20,8 @@ tests named after the one behaviour they pin:
 - :mod:`conduit.testing.lint_snapshots` — ``save_snapshot`` and
   ``load_snapshot``.
 - :mod:`conduit.testing.lint_personal` — subjects' keys (``subject_keys``,
-  ``add_subject_keys``, ``forget_subject``, ``subject_key_page``): personal
+  ``add_subject_keys``, ``keep_subject_keys``, ``forget_subject``,
+  ``subject_key_page``): personal
   data stored sealed, read back, and forgotten.
 - :mod:`conduit.testing.lint_lifecycle` — ``delete_stream``,
   ``truncate_stream``, ``set_stream_metadata``, ``stream_metadata``,

@@ -5,7 +5,8 @@ read back as pushed, are stored sealed (no plaintext reaches the engine), and
 once ``store.forget(subject)`` destroyed the subject's key, every read gives
 ``conduit.FORGOTTEN`` in their place — on this store and any other on the same
 storage. The engine's part is its keys table: ``subject_keys``,
-``add_subject_keys``, ``forget_subject``, ``subject_key_page``.
+``add_subject_keys``, ``keep_subject_keys``, ``forget_subject``,
+``subject_key_page``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "test_forget_keeps_other_subjects_and_plain_values",
     "test_forget_of_an_unknown_subject_returns_false_and_refuses_its_data_later",
     "test_forget_records_subject_forgotten_in_the_audit_stream",
+    "test_keep_subject_keys_makes_only_missing_keys_and_gives_every_subject_s_key",
     "test_listeners_get_personal_values_revealed",
     "test_metadata_cannot_hold_personal_values",
     "test_personal_value_is_stored_sealed_without_its_plaintext",
@@ -311,6 +313,22 @@ def test_add_subject_keys_lets_a_copy_read_what_another_store_sealed(store: Even
     assert store.get("p")[0].data == {"name": FORGOTTEN}  # no key yet
     store.add_subject_keys(source.subject_keys())
     assert store.get("p")[0].data == {"name": SECRET}
+
+
+def test_keep_subject_keys_makes_only_missing_keys_and_gives_every_subject_s_key(
+    store: EventStore,
+) -> None:
+    backend = store.backend
+    store.push("person_registered", "known", {"name": personal(SECRET)})
+    store.forget("gone")
+    [known] = [k for k in store.subject_keys() if k.subject == "known"]
+    fresh = bytes(range(32))
+    found = backend.keep_subject_keys(
+        [SubjectKey("known", bytes(32)), SubjectKey("gone", bytes(32)), SubjectKey("new", fresh)]
+    )
+    assert found == {"known": known.key, "gone": None, "new": fresh}
+    assert backend.subject_keys(["known", "gone", "new"]) == found
+    assert backend.keep_subject_keys([SubjectKey("new", bytes(32))]) == {"new": fresh}
 
 
 def test_add_subject_keys_with_a_tombstone_forgets_and_never_replaces_a_key_by_another(

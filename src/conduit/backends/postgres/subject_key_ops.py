@@ -48,6 +48,24 @@ class SubjectKeyStatements:
         )
 
     @property
+    def keep(self) -> str:
+        """New keys kept for the subjects without a row, and the keys of all of them, in
+        one autocommitted statement that does not wait for the WAL flush (see
+        :meth:`SubjectKeyOps._add`). The outer query sees the rows from before the
+        statement; the inserted ones come from ``added``; a row another writer
+        committed meanwhile is in neither (its subject is looked up again)."""
+        return (
+            "WITH off AS (SELECT set_config('synchronous_commit', 'off', true)),"
+            " given AS (SELECT s, k FROM unnest(%s::text[], %s::bytea[]) AS g(s, k)),"
+            f" added AS (INSERT INTO {self.table} (subject, key, created_at)"
+            " SELECT given.s, given.k, clock_timestamp() FROM given, off"
+            " ON CONFLICT (subject) DO NOTHING RETURNING subject, key)"
+            " SELECT subject, key FROM added"
+            f" UNION ALL SELECT t.subject, t.key FROM {self.table} AS t"
+            " JOIN given ON given.s = t.subject"
+        )
+
+    @property
     def lock_key(self) -> str:
         return f"SELECT key IS NOT NULL FROM {self.table} WHERE subject = %s FOR UPDATE"
 
@@ -84,6 +102,13 @@ class SubjectKeyOps:
     def subject_keys(self, subjects: Sequence[str]) -> Op[dict[str, bytes | None]]:
         """The keys of those subjects that have a row: ``None`` for a forgotten one."""
         found = yield Query(self.key_sql.keys, (list(subjects),), "all")
+        return {subject: None if key is None else bytes(key) for subject, key in found}
+
+    def keep_subject_keys(self, keys: Sequence[SubjectKey]) -> Op[dict[str, bytes | None]]:
+        """Keep new keys for subjects that have none; the keys of them all, but those
+        that lost a race to another writer's first key (one round trip)."""
+        params = ([k.subject for k in keys], [k.key for k in keys])
+        found = yield Query(self.key_sql.keep, params, "all")
         return {subject: None if key is None else bytes(key) for subject, key in found}
 
     def add_subject_keys(self, keys: Sequence[SubjectKey]) -> Op[None]:
