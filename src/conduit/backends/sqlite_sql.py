@@ -421,6 +421,13 @@ def recorded(
 ) -> list[Event]:
     """The events a batch became, without reading them back."""
     stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
+    with GCPaused():
+        return _recorded(stream_id, version, first_position, events, times)
+
+
+def _recorded(
+    stream_id: Any, version: int, first_position: int, events: Sequence[NewEvent], times: list[int]
+) -> list[Event]:
     decode = codec.decode
     return [
         make_event(

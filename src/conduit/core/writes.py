@@ -17,6 +17,7 @@ from conduit.core.sealing import plain_text
 from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent
 from conduit.events import (
     Event,
+    GCPaused,
     NewEvent,
     StreamId,
     event_name,
@@ -244,7 +245,8 @@ def new_batch(
         DuplicateEvent: the same event id twice in the batch.
     """
     items = events if isinstance(events, list | tuple) else list(events)
-    batch = [pending_event(item, first + index, types) for index, item in enumerate(items)]
+    with GCPaused():  # the new events all live on: no cycle to find (see GCPaused)
+        batch = [pending_event(item, first + index, types) for index, item in enumerate(items)]
     if tags:
         batch = [
             with_tags(new, tags, f"events[{first + index}].tags") for index, new in enumerate(batch)
