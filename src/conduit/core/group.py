@@ -211,7 +211,7 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
                     ticket.wake.clear()
                     await ticket.wake.wait()
                     continue
-                mine = any(item is ticket for item in batch)
+                mine = ticket in batch  # identity: a ticket equals only itself
                 if mine and len(batch) == 1:
                     # Alone: lead in this task; a cancellation concerns no one else.
                     await lead(group, batch)
