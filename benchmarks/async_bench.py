@@ -222,8 +222,8 @@ def _load_note(start: tuple[float, ...], end: tuple[float, ...]) -> str:
 
     return (
         f"Machine load (1, 5, 15 min load average) at the start of this section: {text(start)}; "
-        f"at its end: {text(end)} (2 cores, shared with other engineers' test runs: the "
-        "issue's figures are asked of an idle machine)."
+        f"at its end: {text(end)} (2 cores; the section's own writer processes and server "
+        "count in it: the issue's figures are asked of an idle machine)."
     )
 
 

@@ -165,9 +165,9 @@ def run(quick: bool, workdir: Path, postgres_url: str, log: Log) -> Section:
         "first name, last name and email marked `conduit.personal`, of one subject (the "
         "stream): one AES-256-GCM message per event, sealed on append and opened on "
         "read. Each person's stream gets ten single-event pushes, so one push in ten "
-        "first makes the subject's key (an insert in a transaction of its own, which "
-        "does not wait for the disk); a batch of 100 is one new person, so each batch "
-        "makes a key.",
+        "first makes the subject's key (`keep_subject_keys`: on PostgreSQL one statement, "
+        "which does not wait for the disk); a batch of 100 is one new person, so each "
+        "batch makes a key.",
         "Reads look up the keys of each page's subjects once (one query per page of "
         "500 events); pushes of a known subject use the store's cache of keys.",
         "*The cryptography alone*: sealing one event's three personal values (a 96-bit "
