@@ -19,7 +19,7 @@ from conduit.core.group import Join
 from conduit.core.paging import Pages
 from conduit.core.reads import check_limit, check_position
 from conduit.core.sealing import pushed_event
-from conduit.core.shredding import KeyCache, reveal, seal_batch
+from conduit.core.shredding import KeyCache, recorded_retry, reveal, seal_batch
 from conduit.core.writes import (
     MAX_BATCH,
     PendingEvent,
@@ -32,7 +32,7 @@ from conduit.core.writes import (
     with_tags,
 )
 from conduit.dcb import AppendCondition, Query
-from conduit.errors import InvalidArgument, InvalidEvent, WrongExpectedVersion
+from conduit.errors import DuplicateEvent, InvalidArgument, InvalidEvent, WrongExpectedVersion
 from conduit.events import Event, NewEvent, StreamId, StreamKey, stream_key
 from conduit.reserved import refuse_reserved
 from conduit.subscriptions.dispatch import deliver
@@ -226,9 +226,12 @@ class Appending:
         if condition is None:
             recorded = yield from self._append(request)
         else:  # never grouped: the check and the insert are one step under its locks
-            request, keys = yield from self._seal(request)
-            parts = yield from self.engine.append_request(request, condition)
-            recorded = self._revealed([event for part in parts for event in part], keys)
+            try:
+                sealed, keys = yield from self._seal(request)
+                parts = yield from self.engine.append_request(sealed, condition)
+                recorded = self._revealed([event for part in parts for event in part], keys)
+            except DuplicateEvent as error:
+                recorded = yield from self._retried(request, error)
         if self.types is not None or any(is_typed(item) for item in pushed):
             recorded = typed_results(recorded, pushed, self.types)
         yield from self._after_push(recorded)
@@ -259,7 +262,22 @@ class Appending:
             return recorded
         return [pushed_event(event, plain) for event, plain in zip(recorded, plains, strict=True)]
 
+    def _retried(self, request: AppendRequest, error: DuplicateEvent) -> Op[list[Event]]:
+        """On ``error``: the recorded events if ``request`` (before sealing) is a retry
+        of events with personal values, which sealing made look changed; else ``error``."""
+        if any(new.personal for part in request for new in part.events):
+            retried = yield from recorded_retry(self.engine, request, self.reveal)
+            if retried is not None:
+                return retried
+        raise error
+
     def _append(self, request: AppendRequest) -> Op[list[Event]]:
+        try:
+            return (yield from self._append_sealed(request))
+        except DuplicateEvent as error:
+            return (yield from self._retried(request, error))
+
+    def _append_sealed(self, request: AppendRequest) -> Op[list[Event]]:
         request, keys = yield from self._seal(request)
         group = self.group
         if group is None:

@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
+from conduit.backends.base import AppendRequest
 from conduit.core.effects import Op
 from conduit.core.paging import Pages
 from conduit.core.sealing import (
@@ -23,12 +26,13 @@ from conduit.core.sealing import (
     forget_cipher,
     new_key,
     page_subjects,
+    plain_text,
     reveal_page,
     seal_event,
 )
 from conduit.errors import InvalidArgument, SubjectForgotten
 from conduit.events import Event, GCPaused, NewEvent
-from conduit.personal import SubjectKey, subject_text
+from conduit.personal import SUBJECTS_KEY, SubjectKey, subject_text
 from conduit.reserved import AUDIT_STREAM
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "forget",
     "key_pages",
     "keys_for_writing",
+    "recorded_retry",
     "reveal",
     "seal_batch",
 ]
@@ -110,6 +115,47 @@ def seal_batch(
                 sealed.append(new)
                 opened.append(None)
     return sealed, opened
+
+
+def recorded_retry(engine: Any, pushed: AppendRequest, revealed: bool) -> Op[list[Event] | None]:
+    """The recorded events of a retried push with personal values, or ``None`` when
+    ``pushed`` (the request before sealing) is not a retry of what is recorded.
+
+    Sealing a retry again draws new nonces, so the engine, which compares what it
+    stores, finds other metadata (``DuplicateEvent``); this compares what the events
+    hold instead: each id recorded in its part's stream, in order and one version
+    after another, with the same name, tags, data and metadata once revealed.
+    """
+    found: list[Event] = []
+    for part in pushed:
+        previous: Event | None = None
+        for new in part.events:
+            event: Event | None = yield from engine.read_event(new.id)
+            if event is None or str(event.stream_id) != part.stream.text:
+                return None
+            if previous is not None and event.version != previous.version + 1:
+                return None
+            [event] = yield from reveal(engine, [event])
+            shown = {k: v for k, v in event.metadata.items() if k != SUBJECTS_KEY}
+            if (
+                event.name != new.name
+                or event.tags != new.tags
+                or event.data != orjson.loads(plain_text(new.data, new.personal))
+                or shown != orjson.loads(new.metadata)
+            ):
+                return None
+            found.append(event)
+            previous = event
+    if revealed:
+        return found
+    # The store shows the stored form: read them again, unrevealed.
+    stored: list[Event] = []
+    for event in found:
+        again = yield from engine.read_event(event.id)
+        if again is None:
+            return None
+        stored.append(again)
+    return stored
 
 
 def reveal(engine: Any, page: Sequence[Event]) -> Op[Sequence[Event]]:

@@ -19,6 +19,7 @@ import pytest
 
 from conduit import (
     FORGOTTEN,
+    DuplicateEvent,
     EventStore,
     InvalidEvent,
     Query,
@@ -36,6 +37,7 @@ __all__ = [
     "test_a_forgotten_subject_is_forgotten_for_another_store_on_the_same_storage",
     "test_a_personal_value_cannot_hold_another",
     "test_a_push_of_a_forgotten_subjects_data_is_refused_and_writes_nothing",
+    "test_a_retried_push_of_personal_values_returns_the_recorded_events",
     "test_a_snapshot_holding_personal_data_is_forgotten_with_its_subject",
     "test_a_snapshot_holding_personal_data_is_stored_sealed_and_loads_back",
     "test_add_subject_keys_lets_a_copy_read_what_another_store_sealed",
@@ -121,6 +123,32 @@ def test_events_with_personal_values_keep_their_tags_and_query_by_them(
     found = list(store.read_query(Query(QueryItem(tags="person:1"))))
     assert [e.data for e in found] == [{"name": SECRET}]
     assert SECRET not in _text(_stored(store, "person-1"))
+
+
+def test_a_retried_push_of_personal_values_returns_the_recorded_events(
+    store: EventStore,
+) -> None:
+    one, two, three = new_id(), new_id(), new_id()
+    first = store.push("noted", "p", {"v": personal(SECRET)}, metadata={"by": "desk"}, event_id=one)
+    assert (
+        store.push("noted", "p", {"v": personal(SECRET)}, metadata={"by": "desk"}, event_id=one)
+        == first
+    )
+    batch = [
+        {"name": "noted", "data": {"v": personal("a"), "n": 1}, "id": two, "tags": ["t:1"]},
+        {"name": "noted", "data": {"v": personal("b", "someone")}, "id": three},
+    ]
+    recorded = store.push_many("p", batch)
+    assert store.push_many("p", batch) == recorded
+    changed = [batch[0], {**batch[1], "data": {"v": personal("c", "someone")}}]
+    with pytest.raises(DuplicateEvent):
+        store.push_many("p", changed)
+    with pytest.raises(DuplicateEvent):
+        store.push("noted", "p", {"v": personal(SECRET)}, metadata={"by": "other"}, event_id=one)
+    with pytest.raises(DuplicateEvent):  # recorded in another stream
+        store.push("noted", "q", {"v": personal(SECRET)}, metadata={"by": "desk"}, event_id=one)
+    assert [e.data for e in store.get("p")] == [{"v": SECRET}, {"v": "a", "n": 1}, {"v": "b"}]
+    assert store.get("q") == []
 
 
 def test_a_personal_value_cannot_hold_another(store: EventStore) -> None:
