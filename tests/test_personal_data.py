@@ -455,3 +455,15 @@ def test_a_subject_whose_first_key_another_writer_just_made_is_looked_up_again()
     assert asked == ["keep mine,theirs", "look up mine,theirs"]
     assert found["theirs"] == theirs
     assert cache.keys["theirs"] == theirs
+
+
+def test_a_sealed_event_s_repr_shows_no_plaintext() -> None:
+    from conduit.core.sealing import new_key, seal_event
+    from conduit.core.writes import new_event
+
+    pending = new_event("noted", {"v": personal("Kris Kowalski")}, None, None)
+    assert "Kris" not in repr(pending)
+    sealed, _ = seal_event(pending, "p", {"p": new_key()}, shown=True)
+    assert sealed.shown is not None
+    assert "Kris" in sealed.shown[0]  # what the push returns
+    assert "Kris" not in repr(sealed)

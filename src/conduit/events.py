@@ -232,11 +232,12 @@ class NewEvent:
     """The values marked personal (:class:`conduit.personal.Personal`) that
     :data:`conduit.codec.PENDING_VALUE` stands for in ``data``, in its order; empty
     once the store sealed them, and in every event an engine is given."""
-    shown: tuple[str, str] | None = None
+    shown: tuple[str, str] | None = field(default=None, repr=False)
     """Of a sealed event: its data and metadata texts as the push returns them (the
-    personal values in the clear, ``"conduit.subjects"`` in the metadata). An engine
-    may build the :class:`Event` an append returns from these instead of ``data`` and
-    ``metadata`` (saving the store a pass over the sealed form); it never stores them."""
+    personal values in the clear, ``"conduit.subjects"`` in the metadata; left out of
+    the ``repr``). An engine may build the :class:`Event` an append returns from these
+    instead of ``data`` and ``metadata`` (saving the store a pass over the sealed
+    form); it never stores them."""
 
 
 def _new_event_setters() -> tuple[Any, ...]:
