@@ -83,6 +83,24 @@ def encode_data(value: object, *, field: str = "data") -> tuple[str, tuple[Perso
     if not value:
         return _EMPTY, ()
     validate(value, field)
+    found: tuple[Personal, ...] = ()
+    try:
+        text = orjson.dumps(value, default=_no_personal)  # the common case: no hook to make
+    except orjson.JSONEncodeError as exc:
+        if not isinstance(exc.__cause__, _HoldsPersonal):  # lone surrogates: not UTF-8
+            raise InvalidEvent(f"{field}: cannot be encoded as JSON ({exc})", field=field) from None
+        text, found = _with_personal(value)
+    if len(text) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"{field}: {len(text):,} bytes of JSON, more than the {MAX_EVENT_BYTES:,} "
+            "an event may hold",
+            field=field,
+        )
+    return text.decode(), found
+
+
+def _with_personal(value: object) -> tuple[bytes, tuple[Personal, ...]]:
+    """The JSON of valid data holding values marked personal, and those values."""
     found: list[Personal] = []
 
     def pending(item: object) -> Any:
@@ -92,17 +110,15 @@ def encode_data(value: object, *, field: str = "data") -> tuple[str, tuple[Perso
             return _PENDING_OBJECT
         raise TypeError  # pragma: no cover - validate() refused it already
 
-    try:
-        text = orjson.dumps(value, default=pending)
-    except orjson.JSONEncodeError as exc:  # lone surrogates: not valid UTF-8
-        raise InvalidEvent(f"{field}: cannot be encoded as JSON ({exc})", field=field) from None
-    if len(text) > MAX_EVENT_BYTES:
-        raise InvalidEvent(
-            f"{field}: {len(text):,} bytes of JSON, more than the {MAX_EVENT_BYTES:,} "
-            "an event may hold",
-            field=field,
-        )
-    return text.decode(), tuple(found)
+    return orjson.dumps(value, default=pending), tuple(found)
+
+
+class _HoldsPersonal(Exception):
+    """Raised by :func:`_no_personal` (orjson makes it the cause of its own error)."""
+
+
+def _no_personal(item: object) -> Any:
+    raise _HoldsPersonal  # validate() let only values marked personal through
 
 
 def decode(text: str | bytes) -> dict[str, Any]:
