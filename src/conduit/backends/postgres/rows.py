@@ -118,25 +118,31 @@ def group_params(requests: Sequence[AppendRequest], notify: bool) -> tuple[Any, 
             keys |= event_keys(part.events)
     bulk = len(keys) > MAX_KEYS
     given_times = times if any(moment is not None for moment in times) else None
+    # Arrays of numbers and booleans go as array literals in text: psycopg dumps a
+    # list element by element in Python, the join costs a fraction of it.
     return (
         streams,
-        is_uuid,
-        expected,
-        groups,
-        counts,
+        "{" + ",".join(["t" if flag else "f" for flag in is_uuid]) + "}",
+        "{" + ",".join(["NULL" if v is None else str(v) for v in expected]) + "}",
+        _int_array(groups),
+        _int_array(counts),
         ids,
         names,
         data,
         metadata,
         given_times,
-        event_part,
-        event_ord,
+        _int_array(event_part),
+        _int_array(event_ord),
         notify,
         tags if tags else None,
-        tag_event if tags else None,
+        _int_array(tag_event) if tags else None,
         None if bulk or not keys else sorted(keys),
         bulk,
     )
+
+
+def _int_array(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def group_outcomes(

@@ -152,9 +152,9 @@ class Statements:
     @property
     def append_groups(self) -> str:
         return (
-            f"SELECT * FROM {self.q}.append_groups(%b::text[], %b::boolean[], %b::bigint[],"
-            " %b::integer[], %b::integer[], %b::uuid[], %b::text[], %b::text[], %b::text[],"
-            " %b::timestamptz[], %b::integer[], %b::integer[], %b, %b::text[], %b::integer[],"
+            f"SELECT * FROM {self.q}.append_groups(%b::text[], %t::boolean[], %t::bigint[],"
+            " %t::integer[], %t::integer[], %b::uuid[], %b::text[], %b::text[], %b::text[],"
+            " %b::timestamptz[], %t::integer[], %t::integer[], %b, %b::text[], %t::integer[],"
             " %b::text[], %b)"
         )
 
