@@ -273,23 +273,20 @@ class Appending:
 
     def _append(self, request: AppendRequest) -> Op[list[Event]]:
         try:
-            return (yield from self._append_sealed(request))
+            sealed, keys = yield from self._seal(request)
+            group = self.group
+            if group is None:
+                if len(sealed) == 1:
+                    part = sealed[0]
+                    recorded: list[Event] = yield from self.engine.append(
+                        part.stream, part.events, part.expected
+                    )
+                    return self._revealed(recorded, keys)
+                parts = yield from self.engine.append_request(sealed, None)
+            else:
+                parts = yield Join(group, sealed)
         except DuplicateEvent as error:
             return (yield from self._retried(request, error))
-
-    def _append_sealed(self, request: AppendRequest) -> Op[list[Event]]:
-        request, keys = yield from self._seal(request)
-        group = self.group
-        if group is None:
-            if len(request) == 1:
-                part = request[0]
-                recorded: list[Event] = yield from self.engine.append(
-                    part.stream, part.events, part.expected
-                )
-                return self._revealed(recorded, keys)
-            parts = yield from self.engine.append_request(request, None)
-        else:
-            parts = yield Join(group, request)
         return self._revealed([event for part in parts for event in part], keys)
 
     def _after_push(self, recorded: list[Event]) -> Op[None]:

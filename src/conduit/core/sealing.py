@@ -26,7 +26,7 @@ import base64
 import binascii
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -77,17 +77,25 @@ def _aead(key: bytes) -> Any:
     return AESGCM(key)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _kept(cache: dict[K, V], key: K, value: V, most: int = 10_000) -> V:
+    """``value``, kept in ``cache`` under ``key`` (emptied first when it holds more than
+    ``most``). Callers look the cache up first: ``cache.get(key) or _kept(...)``."""
+    if len(cache) > most:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 _ciphers: dict[bytes, Any] = {}
 """AESGCM objects by key: making one costs more than sealing a short value. Bounded."""
 
 
 def _cipher(key: bytes) -> Any:
-    found = _ciphers.get(key)
-    if found is None:
-        if len(_ciphers) > 1024:
-            _ciphers.clear()
-        found = _ciphers[key] = _aead(key)
-    return found
+    return _ciphers.get(key) or _kept(_ciphers, key, _aead(key), 1024)
 
 
 def forget_cipher(key: bytes | None) -> None:
@@ -107,12 +115,7 @@ _aads: dict[str, bytes] = {}
 
 def _aad(subject: str) -> bytes:
     """The associated data of a subject's values: its name (so none can pass for another's)."""
-    found = _aads.get(subject)
-    if found is None:
-        if len(_aads) > 10_000:
-            _aads.clear()
-        found = _aads[subject] = b"conduit.personal:" + subject.encode()
-    return found
+    return _aads.get(subject) or _kept(_aads, subject, b"conduit.personal:" + subject.encode())
 
 
 # -- events being pushed -------------------------------------------------------------
@@ -148,7 +151,7 @@ def seal_event(
     values: Opened = {}
     refs: dict[str, str] = {}
     out = [pieces[0]]
-    clear = [pieces[0]] if shown else None
+    clear = [pieces[0]] if shown else None  # as plain_text, in the same pass
     for index, found in enumerate(personal, 1):
         subject = found.subject or stream  # a subject is never empty
         taken = values.get(subject)
@@ -206,12 +209,9 @@ _subjects_texts: dict[tuple[str, ...], str] = {}
 def _subjects_text(values: Opened) -> str:
     """The metadata text of a push's result whose own metadata was empty."""
     subjects = tuple(values) if len(values) == 1 else tuple(sorted(values))
-    found = _subjects_texts.get(subjects)
-    if found is None:
-        if len(_subjects_texts) > 10_000:
-            _subjects_texts.clear()
-        found = _subjects_texts[subjects] = orjson.dumps({SUBJECTS_KEY: subjects}).decode()
-    return found
+    return _subjects_texts.get(subjects) or _kept(
+        _subjects_texts, subjects, orjson.dumps({SUBJECTS_KEY: subjects}).decode()
+    )
 
 
 def _key(keys: Keys, subject: str) -> bytes:
@@ -225,12 +225,9 @@ _starts: dict[str, str] = {}
 
 def _reference_start(subject: str) -> str:
     """The text of a reference to a value of ``subject``, up to its index."""
-    found = _starts.get(subject)
-    if found is None:
-        if len(_starts) > 10_000:
-            _starts.clear()
-        found = _starts[subject] = f'{{"{SEALED_KEY}":[{orjson.dumps(subject).decode()},'
-    return found
+    return _starts.get(subject) or _kept(
+        _starts, subject, f'{{"{SEALED_KEY}":[{orjson.dumps(subject).decode()},'
+    )
 
 
 def _seal_text(key: bytes, subject: str, value: Any) -> str:

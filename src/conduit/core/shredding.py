@@ -126,7 +126,7 @@ def recorded_retry(engine: Any, pushed: AppendRequest, revealed: bool) -> Op[lis
     hold instead: each id recorded in its part's stream, in order and one version
     after another, with the same name, tags, data and metadata once revealed.
     """
-    found: list[Event] = []
+    stored: list[Event] = []
     for part in pushed:
         previous: Event | None = None
         for new in part.events:
@@ -135,27 +135,27 @@ def recorded_retry(engine: Any, pushed: AppendRequest, revealed: bool) -> Op[lis
                 return None
             if previous is not None and event.version != previous.version + 1:
                 return None
-            [event] = yield from reveal(engine, [event])
-            shown = {k: v for k, v in event.metadata.items() if k != SUBJECTS_KEY}
-            if (
-                event.name != new.name
-                or event.tags != new.tags
-                or event.data != orjson.loads(plain_text(new.data, new.personal))
-                or shown != orjson.loads(new.metadata)
-            ):
-                return None
-            found.append(event)
+            stored.append(event)
             previous = event
-    if revealed:
-        return found
-    # The store shows the stored form: read them again, unrevealed.
-    stored: list[Event] = []
-    for event in found:
-        again = yield from engine.read_event(event.id)
-        if again is None:
+    if not revealed:  # the store shows the stored form: compare a second reading
+        shown: list[Event] = []
+        for event in stored:
+            again = yield from engine.read_event(event.id)
+            if again is None:
+                return None
+            shown.append(again)
+    opened = yield from reveal(engine, stored)  # one key lookup for them all
+    given = [new for part in pushed for new in part.events]
+    for event, new in zip(opened, given, strict=True):
+        metadata = {k: v for k, v in event.metadata.items() if k != SUBJECTS_KEY}
+        if (
+            event.name != new.name
+            or event.tags != new.tags
+            or event.data != orjson.loads(plain_text(new.data, new.personal))
+            or metadata != orjson.loads(new.metadata)
+        ):
             return None
-        stored.append(again)
-    return stored
+    return list(opened) if revealed else shown
 
 
 def reveal(engine: Any, page: Sequence[Event]) -> Op[Sequence[Event]]:
