@@ -158,6 +158,37 @@ def test_threads_pushing_at_once_share_a_transaction_each_with_its_own_outcome(
     assert store.stream_version("taken") == 1
 
 
+def test_threads_that_lead_batches_without_their_own_request_still_get_their_outcome(
+    make_store: Any,
+) -> None:
+    # Batches of two at most: a thread that claims a batch may lead others' requests
+    # and then its own, or wait for the next leader; none may be left waiting.
+    store = make_store()
+    group = store._core.group
+    if group is None:
+        assert store.backend.scheme == "memory"  # no commit to share
+        return
+    group.max_batch = 2
+    failures: list[BaseException] = []
+
+    def push(n: int) -> None:
+        try:
+            for version in range(50):
+                store.push("thing_happened", f"t-{n}", {"v": version}, expected_version=version)
+        except BaseException as exc:  # the assertion below names it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not [thread for thread in threads if thread.is_alive()]
+    assert failures == []
+    assert [store.stream_version(f"t-{n}") for n in range(8)] == [50] * 8
+    assert sum(1 for _ in store.read_all()) == 400
+
+
 def test_async_the_pushes_that_queued_go_to_the_engine_before_a_batch_s_callers_resume() -> None:
     """While batch n's callers take their results (and push again), batch n+1, the
     requests that queued meanwhile, is already with the engine: the two overlap."""

@@ -138,18 +138,28 @@ def sync_join_handler(runtime: SyncRuntime) -> Callable[[Join], Any]:
 
     def join(effect: Join) -> Any:
         group = effect.group
-        with group.lock:
-            ticket = group.submit(effect.request)
-            ticket.wake = threading.Event()
+        lock = group.lock
+        lock.acquire()
+        ticket = group.submit(effect.request)
         while True:
-            with group.lock:
+            try:
                 if ticket.done:
                     return _outcome(ticket)
                 batch = group.claim()
                 if batch is None:
-                    ticket.wake.clear()
+                    # Made only to wait on: a lone caller leads its own batch at once.
+                    # Under the lock, so whoever finishes a batch sees it, or sees
+                    # this ticket done or next in line before it is made.
+                    wake = ticket.wake
+                    if wake is None:
+                        wake = ticket.wake = threading.Event()
+                    else:
+                        wake.clear()
+            finally:
+                lock.release()
             if batch is None:
-                ticket.wake.wait()
+                wake.wait()
+                lock.acquire()
                 continue
             outcomes: list[Any] | None = None
             failure: BaseException | None = None
@@ -157,12 +167,13 @@ def sync_join_handler(runtime: SyncRuntime) -> Callable[[Join], Any]:
                 outcomes = runtime.run(group.run([t.request for t in batch]))
             except BaseException as exc:
                 failure = exc
-            with group.lock:
-                successor = group.finish(batch, outcomes, failure)
-                for done in batch:
+            lock.acquire()
+            successor = group.finish(batch, outcomes, failure)
+            for done in batch:
+                if done.wake is not None:
                     done.wake.set()
-                if successor is not None:
-                    successor.wake.set()
+            if successor is not None and successor.wake is not None:
+                successor.wake.set()
 
     return join
 
