@@ -1,301 +1,29 @@
-"""Typed values <-> JSON values, driven by the classes' annotations.
-
-Encoding looks at the values: an aware ``datetime``, a ``date`` or a ``time``
-becomes its ISO text (with its UTC offset), a ``UUID`` and a ``Decimal`` their
-text, an enum member its value, a tuple or a set a list, a dataclass or a
-pydantic model an object (a model's fields go through this same codec, so its
-values get the same checks; only values of types that pydantic alone knows
-take pydantic's own JSON form). Pydantic reads UTC offsets to the minute only:
-inside a model, a datetime whose offset has seconds is stored in UTC (the same
-instant, so it reads back equal), and such a ``time`` is refused.
-
-Decoding looks at the annotations of the class it builds, so that the stored
-JSON holds no type tags: ``"2024-05-01T10:00:00+02:00"`` becomes a
-``datetime`` because the field is annotated ``datetime``.
-
-Decoders are compiled once per class; a value that does not fit raises
-:class:`Mismatch`, which names the field (``address.zip``, ``tags[2]``).
-"""
+"""JSON values to typed ones: by the annotations of the class being built (see the package)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import itertools
-import sys
 import threading
 import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
+from conduit.personal import FORGOTTEN
+from conduit.typed_codec.encoding import personal_fields
+from conduit.typed_codec.models import Mismatch, is_model_class, validation_error
 
-from conduit.errors import InvalidEvent
-from conduit.personal import FORGOTTEN, Forgotten, Personal, PersonalData, subject_text
-
-__all__ = ["Decoder", "Mismatch", "class_decoder", "is_typed", "to_json"]
+__all__ = ["Decoder", "class_decoder", "decoder_for"]
 
 Decoder = Callable[[Any], Any]
-"""Turns a JSON value into the annotated type, or raises :class:`Mismatch`."""
+"""Turns a JSON value into the annotated type, or raises
+:class:`~conduit.typed_codec.models.Mismatch`."""
 
-
-def _base_model() -> type | None:
-    """pydantic's ``BaseModel``, once the application has imported pydantic.
-
-    pydantic is optional, and importing it costs a tenth of a second: Conduit
-    never imports it. An application with pydantic models has imported it (its
-    models are made of it), so a value can only be a model when it is loaded.
-    """
-    module = sys.modules.get("pydantic")
-    found: type | None = getattr(module, "BaseModel", None) if module is not None else None
-    return found
-
-
-def _validation_error() -> type[Exception]:
-    module = sys.modules.get("pydantic")
-    found: type[Exception] = getattr(module, "ValidationError", ValueError)
-    return found
-
-
-class Mismatch(Exception):
-    """A JSON value does not fit its annotation; ``path`` names where."""
-
-    def __init__(self, reason: str, path: tuple[str | int, ...] = ()) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path = path
-
-    def inside(self, segment: str | int) -> Mismatch:
-        """The same mismatch, one level further out."""
-        return Mismatch(self.reason, (segment, *self.path))
-
-    @property
-    def field(self) -> str:
-        """The path as text: ``address.zip``, ``tags[2]``."""
-        text = ""
-        for segment in self.path:
-            if isinstance(segment, int):
-                text += f"[{segment}]"
-            else:
-                text += f".{segment}" if text else segment
-        return text
-
-
-def is_model_class(cls: object) -> bool:
-    """Whether ``cls`` is a pydantic model class."""
-    base = _base_model()
-    return base is not None and isinstance(cls, type) and issubclass(cls, base)
-
-
-def is_typed(value: object) -> bool:
-    """Whether ``value`` is a typed event: a dataclass or pydantic model instance."""
-    t = type(value)
-    if t is dict or t is tuple or t is str or isinstance(value, type):
-        return False
-    return dataclasses.is_dataclass(value) or (
-        (base := _base_model()) is not None and isinstance(value, base)
-    )
-
-
-# -- encoding ------------------------------------------------------------------
-
-
-def to_json(value: object, path: str) -> Any:
-    """A typed value as JSON values (to be checked by the strict codec).
-
-    Raises:
-        InvalidEvent: a value typed events cannot hold (a naive datetime, an
-            unsupported type, two dict keys or set items stored alike), naming
-            ``path``.
-    """
-    return _to_json(value, path, False)
-
-
-class _Unsupported(InvalidEvent):
-    """A value of a type this codec does not know (a model may know it)."""
-
-
-_MINUTE = timedelta(minutes=1)
-_init_fields: dict[type, tuple[str, ...]] = {}
-"""The fields a dataclass's ``__init__`` takes, by class: its data."""
-_personal_fields: dict[type, dict[str, PersonalData]] = {}
-"""The fields of a class marked ``Annotated[..., PersonalData()]``, by class."""
-
-
-def personal_fields(cls: type) -> dict[str, PersonalData]:
-    """The fields of a dataclass or pydantic model marked as personal data, by name."""
-    found = _personal_fields.get(cls)
-    if found is not None:
-        return found
-    found = {}
-    if is_model_class(cls):
-        for name, info in cls.model_fields.items():  # type: ignore[attr-defined]
-            for extra in info.metadata:
-                if isinstance(extra, PersonalData):
-                    found[name] = extra
-    else:
-        try:
-            hints = typing.get_type_hints(cls, include_extras=True)
-        except (NameError, TypeError):
-            hints = {}
-        for name, hint in hints.items():
-            if typing.get_origin(hint) is typing.Annotated:
-                for extra in hint.__metadata__:
-                    if isinstance(extra, PersonalData):
-                        found[name] = extra
-    _personal_fields[cls] = found
-    return found
-
-
-def _marked(obj: object, marker: PersonalData, value: Any, path: str) -> Personal:
-    """A field's JSON value marked as personal data of its subject."""
-    if marker.subject is None:
-        return Personal(value, None)
-    subject = _to_json(getattr(obj, marker.subject, None), f"{path}", False)
-    return Personal(value, subject_text(subject, f"{path} (its subject, {marker.subject})"))
-
-
-def _to_json(value: object, path: str, in_model: bool) -> Any:
-    """``in_model``: inside a pydantic model, which pydantic decodes, not this codec."""
-    t = type(value)
-    if t is str or t is int or t is float or t is bool or value is None:
-        return value
-    if t is Forgotten:
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return _to_json(value.value, path, in_model)
-    if isinstance(value, datetime):
-        offset = value.utcoffset()
-        if offset is None:
-            raise InvalidEvent(
-                f"{path}: a naive datetime is ambiguous; give it a timezone", field=path
-            )
-        if in_model and offset % _MINUTE:
-            return value.astimezone(UTC).isoformat()  # the same instant, in a form pydantic reads
-        return value.isoformat()
-    if isinstance(value, time):
-        offset = value.utcoffset()
-        if in_model and offset is not None and offset % _MINUTE:
-            raise InvalidEvent(
-                f"{path}: pydantic cannot read back a time whose UTC offset has seconds "
-                f"({offset}); give it an offset in whole minutes",
-                field=path,
-            )
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_to_json(item, f"{path}[{i}]", in_model) for i, item in enumerate(value)]
-    if isinstance(value, set | frozenset):
-        return _set_json(value, path, in_model)
-    if isinstance(value, dict):
-        return _dict_json(value, path, in_model)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _init_fields.get(t)
-        if names is None:
-            names = _init_fields[t] = tuple(f.name for f in dataclasses.fields(value) if f.init)
-        marked = personal_fields(t)
-        if not marked:
-            return {
-                name: _to_json(getattr(value, name), f"{path}.{name}", in_model) for name in names
-            }
-        result = {}
-        for name in names:
-            item = _to_json(getattr(value, name), f"{path}.{name}", in_model)
-            marker = marked.get(name)
-            result[name] = item if marker is None else _marked(value, marker, item, path)
-        return result
-    base = _base_model()
-    if base is not None and isinstance(value, base):
-        return _model_json(value, path)
-    raise _Unsupported(
-        f"{path}: {t.__name__} is not supported in typed events (use str, int, float, bool, "
-        "None, datetime, date, time, UUID, Decimal, enums, lists, tuples, sets, dicts, "
-        "dataclasses or pydantic models)",
-        field=path,
-    )
-
-
-def _set_json(value: AbstractSet[Any], path: str, in_model: bool) -> list[Any]:
-    items = [_to_json(item, f"{path}[{i}]", in_model) for i, item in enumerate(value)]
-    try:
-        texts = [orjson.dumps(item) for item in items]
-    except orjson.JSONEncodeError as exc:
-        raise InvalidEvent(f"{path}: cannot be encoded as JSON ({exc})", field=path) from None
-    keyed = sorted(zip(texts, items, strict=True), key=lambda pair: pair[0])  # a stable order
-    for (before, _), (after, _) in itertools.pairwise(keyed):
-        if before == after:
-            raise InvalidEvent(
-                f"{path}: two items of the set are both stored as {after.decode()}, so "
-                "it would read back smaller",
-                field=path,
-            )
-    return [item for _, item in keyed]
-
-
-def _dict_json(value: dict[Any, Any], path: str, in_model: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for k, v in value.items():
-        key = _key(k, path, in_model)
-        if key in result:
-            first = next(old for old in value if _key(old, path, in_model) == key)
-            raise InvalidEvent(
-                f"{path}: keys {first!r} and {k!r} are both stored as {key!r}", field=path
-            )
-        result[key] = _to_json(v, f"{path}[{k!r}]", in_model)
-    return result
-
-
-def _model_json(value: Any, path: str) -> dict[str, Any]:
-    """A pydantic model's fields, through this codec (not ``model_dump``, which
-    lets naive datetimes through and drops the seconds of UTC offsets)."""
-    result: dict[str, Any] = {}
-    marked = personal_fields(type(value))
-    for name, info in type(value).model_fields.items():
-        if info.exclude:
-            continue
-        item = _model_field(value, name, getattr(value, name), f"{path}.{name}")
-        marker = marked.get(name)
-        result[name] = item if marker is None else _marked(value, marker, item, path)
-    for name, item in (value.model_extra or {}).items():
-        result[name] = _model_field(value, name, item, f"{path}.{name}")
-    return result
-
-
-def _model_field(model: Any, name: str, item: object, path: str) -> Any:
-    try:
-        return _to_json(item, path, True)
-    except _Unsupported:
-        pass  # a type only pydantic knows (a URL, a secret...): its own JSON form
-    try:
-        return model.model_dump(mode="json", include={name})[name]
-    except Exception as exc:
-        raise InvalidEvent(f"{path}: pydantic cannot serialize it ({exc})", field=path) from None
-
-
-def _key(key: object, path: str, in_model: bool) -> str:
-    if isinstance(key, enum.Enum):
-        key = key.value
-    if type(key) is str:
-        return key
-    if isinstance(key, date | time):
-        text: str = _to_json(key, path, in_model)
-        return text
-    if isinstance(key, int | uuid.UUID | Decimal) and not isinstance(key, bool):
-        return str(key)
-    raise InvalidEvent(f"{path}: key {key!r} cannot be a JSON object key", field=path)
-
-
-# -- decoding ------------------------------------------------------------------
 
 _class_decoders: dict[type, Decoder] = {}
 """Decoders of the classes compiled so far: only complete ones."""
@@ -420,7 +148,7 @@ def _model_decoder(cls: type) -> Decoder:
     def decode(raw: Any) -> Any:
         try:
             return cls.model_validate(raw)  # type: ignore[attr-defined]
-        except _validation_error() as exc:
+        except validation_error() as exc:
             first = exc.errors()[0]  # type: ignore[attr-defined]
             raise Mismatch(first["msg"], tuple(first["loc"])) from None
 
