@@ -86,7 +86,7 @@ def make_store(
         url = f"sqlite:///{tmp_path / 'events.db'}"
         if engine == "sqlite-before-3.35":  # appends without RETURNING
             request.getfixturevalue("monkeypatch").setattr(
-                "conduit.backends.sqlite.RETURNING", False
+                "conduit.backends.sqlite_appends.RETURNING", False
             )
 
         def make() -> EventStore:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import urllib.parse
 import uuid
 import weakref
@@ -21,10 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conduit.backends import sqlite_sql as sql
-from conduit.backends.base import AppendRequest, EventRewrite, GroupOutcome, StreamAppend
-from conduit.backends.common import StreamIds, from_micros, resolve_retry, to_micros
+from conduit.backends.base import EventRewrite
+from conduit.backends.common import StreamIds, from_micros, to_micros
+from conduit.backends.sqlite_appends import SQLiteAppends, begin_immediate
 from conduit.backends.sqlite_keys import SQLiteSubjectKeys
-from conduit.backends.sqlite_lifecycle import SQLiteLifecycle, tombstoned
+from conduit.backends.sqlite_lifecycle import SQLiteLifecycle
 from conduit.backends.sqlite_sql import (
     CAUSATION,
     CORRELATION,
@@ -33,44 +33,18 @@ from conduit.backends.sqlite_sql import (
     SYNCHRONOUS_MODES,
 )
 from conduit.backends.sqlite_subscriptions import SQLiteSubscriptions
-from conduit.dcb import AppendCondition, Query
+from conduit.dcb import Query
 from conduit.errors import (
-    AppendConditionFailed,
     BackendError,
-    ConduitError,
     ConfigurationError,
-    DuplicateEvent,
     SchemaError,
-    StreamDeleted,
-    WrongExpectedVersion,
 )
-from conduit.events import Event, NewEvent, Snapshot, StreamInfo, StreamKey
+from conduit.events import Event, Snapshot, StreamInfo, StreamKey
 from conduit.subscriptions.partitions import Partition, partition_of
 
 __all__ = ["CAUSATION", "CORRELATION", "SCHEMA_VERSION", "SYNCHRONOUS_MODES", "SQLiteBackend"]
 
 _MIGRATIONS = MIGRATIONS  # the migrations' old name, which tests build old files with
-
-RETURNING = sqlite3.sqlite_version_info >= (3, 35)
-"""SQLite 3.35 and newer know ``RETURNING``: an append saves a statement."""
-
-
-class _Refused(Exception):
-    """An append of one stream refused inside a transaction: ``actual`` is the stream's
-    version when the expected one differed, ``None`` when an event id is recorded."""
-
-    def __init__(self, part: StreamAppend, actual: int | None) -> None:
-        super().__init__(part.stream.text)
-        self.part = part
-        self.actual = actual
-
-
-class _Deleted(Exception):
-    """An append to a hard-deleted stream, refused inside a transaction."""
-
-    def __init__(self, part: StreamAppend) -> None:
-        super().__init__(part.stream.text)
-        self.part = part
 
 
 class _Connection(sqlite3.Connection):
@@ -78,7 +52,7 @@ class _Connection(sqlite3.Connection):
     per-thread connections, so that one dies (and closes) with its thread."""
 
 
-class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
+class SQLiteBackend(SQLiteAppends, SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
     """Events in one SQLite file.
 
     Opening reads the file's schema version and writes nothing when the schema
@@ -202,13 +176,16 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction, committed when the block ends and rolled
+        back when it raises; SQLite's own errors raise as BackendError."""
         conn = self._connection()
         try:
-            _begin_immediate(conn, self._busy_timeout)
+            begin_immediate(conn, self._busy_timeout)
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -237,240 +214,11 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={version}")
 
-    def append(
-        self, stream: StreamKey, events: Sequence[NewEvent], expected_version: int | None
-    ) -> list[Event]:
-        conn = self._connection()
-        try:
-            _begin_immediate(conn, self._busy_timeout)
-            try:
-                recorded = self._write_part(
-                    conn, StreamAppend(stream, tuple(events), expected_version)
-                )
-            except _Refused as refused:
-                conn.execute("ROLLBACK")
-                return self._resolve(conn, (refused.part,), refused)[0]
-            except _Deleted:
-                conn.execute("ROLLBACK")
-                raise StreamDeleted(stream.stream_id()) from None
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise BackendError(f"SQLite failed: {exc}") from exc
-        return recorded
-
-    def append_group(self, requests: Sequence[AppendRequest]) -> list[GroupOutcome]:
-        """Several appends in one transaction, each all or nothing (group commit).
-
-        Each request runs inside a savepoint: one that is refused (a wrong
-        expected version, a duplicate id) is rolled back alone and gets its
-        error (or, for a retry, the recorded events) as its outcome; the others
-        commit together, with one fsync.
-        """
-        if len(requests) == 1 and len(requests[0]) == 1:
-            part = requests[0][0]
-            try:
-                return [[self.append(part.stream, part.events, part.expected)]]
-            except ConduitError as exc:
-                return [exc]
-        conn = self._connection()
-        outcomes: list[GroupOutcome] = []
-        try:
-            _begin_immediate(conn, self._busy_timeout)
-            try:
-                for request in requests:
-                    conn.execute("SAVEPOINT conduit_append")
-                    try:
-                        recorded = [self._write_part(conn, part) for part in request]
-                    except _Refused as refused:
-                        conn.execute("ROLLBACK TO conduit_append")
-                        conn.execute("RELEASE conduit_append")
-                        try:
-                            outcomes.append(self._resolve(conn, request, refused))
-                        except ConduitError as exc:
-                            outcomes.append(exc)
-                        continue
-                    except _Deleted as deleted:
-                        conn.execute("ROLLBACK TO conduit_append")
-                        conn.execute("RELEASE conduit_append")
-                        outcomes.append(StreamDeleted(deleted.part.stream.stream_id()))
-                        continue
-                    conn.execute("RELEASE conduit_append")
-                    outcomes.append(recorded)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise BackendError(f"SQLite failed: {exc}") from exc
-        return outcomes
-
-    def append_request(
-        self, request: AppendRequest, condition: AppendCondition | None = None
-    ) -> list[list[Event]]:
-        """One append of one or several streams, all or nothing, under ``condition``:
-        the check and the insert share one ``BEGIN IMMEDIATE`` transaction, so no
-        writer comes between them."""
-        if condition is None:
-            outcome = self.append_group([request])[0]
-            if isinstance(outcome, ConduitError):
-                raise outcome
-            return outcome
-        conn = self._connection()
-        try:
-            _begin_immediate(conn, self._busy_timeout)
-            try:
-                retried = self._retried_request(conn, request)
-                if retried is not None:
-                    conn.execute("ROLLBACK")
-                    return retried
-                check, params = sql.query_positions(
-                    condition.fail_if_events_match,
-                    after=condition.after or 0,
-                    limit=1,
-                    backwards=False,
-                )
-                found = conn.execute(check, params).fetchone()
-                if found is not None:
-                    raise AppendConditionFailed(int(found[0]), condition.after)
-                recorded = [self._write_part(conn, part) for part in request]
-            except _Refused as refused:
-                conn.execute("ROLLBACK")
-                return self._resolve(conn, request, refused)
-            except _Deleted as deleted:
-                conn.execute("ROLLBACK")
-                raise StreamDeleted(deleted.part.stream.stream_id()) from None
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise BackendError(f"SQLite failed: {exc}") from exc
-        return recorded
-
-    def _retried_request(
-        self, conn: sqlite3.Connection, request: AppendRequest
-    ) -> list[list[Event]] | None:
-        """A request whose ids are recorded: its events (a retry), or DuplicateEvent."""
-        found = [self._retried(conn, part.stream, part.events) for part in request]
-        if all(part is None for part in found):
-            return None
-        if any(part is None for part in found):
-            first = next(part for part in found if part is not None)[0]
-            raise DuplicateEvent(first.id, first.stream_id, reason="while other streams are new")
-        return [part for part in found if part is not None]
-
     def read_query(
         self, query: Query, *, after: int, limit: int, backwards: bool = False
     ) -> list[Event]:
         statement = sql.read_query(query, after=after, limit=limit, backwards=backwards)
         return sql.events(self._query(*statement))
-
-    def _write_part(self, conn: sqlite3.Connection, part: StreamAppend) -> list[Event]:
-        """Append one stream's events inside the open transaction.
-
-        Raises:
-            _Refused: the stream is at another version, or an id is recorded;
-                the caller rolls back what this wrote, then resolves it.
-        """
-        stream, events = part.stream, part.events
-        count = len(events)
-        if RETURNING:
-            try:
-                version, is_uuid, now = conn.execute(
-                    sql.ADVANCE_STREAM,
-                    (stream.text, stream.is_uuid, count, time.time_ns() // 1000),
-                ).fetchone()
-            except sqlite3.IntegrityError as exc:
-                if tombstoned(exc):
-                    raise _Deleted(part) from None
-                raise
-            version -= count
-        else:
-            version, is_uuid, now = self._stream_row(conn, stream)
-        if part.expected is not None and part.expected != version:
-            raise _Refused(part, version)
-        times = [now if new.recorded_at is None else to_micros(new.recorded_at) for new in events]
-        rows = sql.event_rows(stream, is_uuid, version, events, times)
-        try:
-            if count == 1:
-                last_position: int = conn.execute(sql.INSERT, rows[0]).lastrowid  # type: ignore[assignment]
-            else:
-                conn.executemany(sql.INSERT, rows)
-                last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        except sqlite3.IntegrityError:
-            raise _Refused(part, None) from None
-        if not RETURNING:
-            try:
-                conn.execute(sql.UPSERT_STREAM, (stream.text, is_uuid, version + count, times[-1]))
-            except sqlite3.IntegrityError as exc:
-                if tombstoned(exc):
-                    raise _Deleted(part) from None
-                raise
-        first_position = last_position - count
-        if any(new.tags for new in events):
-            conn.executemany(sql.INSERT_TAG, sql.tag_rows(first_position, events))
-        return sql.recorded(stream, is_uuid, version, first_position, events, times)
-
-    def _resolve(
-        self, conn: sqlite3.Connection, request: AppendRequest, refused: _Refused
-    ) -> list[list[Event]]:
-        """A refused append, rolled back: a retry of a request already recorded, or an
-        error naming every stream at another version."""
-        part = refused.part
-        retried = self._retried_request(conn, request)
-        if retried is not None:
-            return retried
-        if refused.actual is not None:
-            assert part.expected is not None
-            for other in request:
-                state = conn.execute(sql.STREAM_STATE, (other.stream.text,)).fetchone()
-                if state is not None and state[1] == 2:
-                    raise StreamDeleted(other.stream.stream_id())
-            conflicts: list[tuple[object, int, int]] = []
-            for other in request:
-                actual = refused.actual if other is part else self._version(conn, other.stream)
-                if other.expected is not None and other.expected != actual:
-                    conflicts.append((other.stream.stream_id(), other.expected, actual))
-            raise WrongExpectedVersion.of(conflicts)
-        raise BackendError(
-            f"an append to stream {part.stream.text!r} broke a unique constraint, "
-            "yet none of its event ids is recorded"
-        )
-
-    def _version(self, conn: sqlite3.Connection, stream: StreamKey) -> int:
-        row = conn.execute(sql.STREAM_VERSION, (stream.text,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _stream_row(self, conn: sqlite3.Connection, stream: StreamKey) -> tuple[int, bool, int]:
-        """The stream's version, id type and last time (SQLite before 3.35)."""
-        row = conn.execute(sql.STREAM_ROW, (stream.text,)).fetchone()
-        version, is_uuid, last = row if row else (0, stream.is_uuid, 0)
-        return version, is_uuid, max(time.time_ns() // 1000, last)
-
-    def _retried(
-        self, conn: sqlite3.Connection, stream: StreamKey, events: Sequence[NewEvent]
-    ) -> list[Event] | None:
-        ids = [str(new.id) for new in events]
-        rows: list[Any] = []
-        # In chunks: a batch may hold more ids than a statement may have
-        # parameters (32,766 by default since SQLite 3.32, 999 before).
-        size = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        for start in range(0, len(ids), size):
-            chunk = ids[start : start + size]
-            rows += conn.execute(sql.events_by_id(len(chunk)), chunk).fetchall()
-        return resolve_retry(stream, events, sql.events(rows))
 
     def read_stream(
         self,
@@ -587,17 +335,3 @@ class SQLiteBackend(SQLiteLifecycle, SQLiteSubscriptions, SQLiteSubjectKeys):
             count = max(cursor.rowcount, 0)
             conn.executemany(sql.REWRITE_TAG_NAMES, [(c.name, str(c.id)) for c in changes])
             return count
-
-
-def _begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
-    # sqlite3's busy handler covers BEGIN IMMEDIATE, but a WAL file being
-    # recovered by another process can still answer "locked": retry, bounded.
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
