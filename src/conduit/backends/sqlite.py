@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from conduit.backends import sqlite_rows
 from conduit.backends import sqlite_sql as sql
 from conduit.backends.base import EventRewrite
 from conduit.backends.common import StreamIds, from_micros, to_micros
@@ -218,7 +219,7 @@ class SQLiteBackend(SQLiteAppends, SQLiteLifecycle, SQLiteSubscriptions, SQLiteS
         self, query: Query, *, after: int, limit: int, backwards: bool = False
     ) -> list[Event]:
         statement = sql.read_query(query, after=after, limit=limit, backwards=backwards)
-        return sql.events(self._query(*statement))
+        return sqlite_rows.events(self._query(*statement))
 
     def read_stream(
         self,
@@ -232,7 +233,7 @@ class SQLiteBackend(SQLiteAppends, SQLiteLifecycle, SQLiteSubscriptions, SQLiteS
         statement = sql.read_stream(
             stream, start=start, backwards=backwards, since=since, limit=limit
         )
-        return sql.events(self._query(*statement))
+        return sqlite_rows.events(self._query(*statement))
 
     def read_all(
         self,
@@ -257,7 +258,7 @@ class SQLiteBackend(SQLiteAppends, SQLiteLifecycle, SQLiteSubscriptions, SQLiteS
             backwards=backwards,
             partition=partition,
         )
-        return sql.events(self._query(*statement))
+        return sqlite_rows.events(self._query(*statement))
 
     def stream_version(self, stream: StreamKey) -> int:
         rows = self._query(sql.STREAM_VERSION, (stream.text,))
@@ -295,7 +296,7 @@ class SQLiteBackend(SQLiteAppends, SQLiteLifecycle, SQLiteSubscriptions, SQLiteS
         return None if rows[0][0] is None else int(rows[0][0])
 
     def read_event(self, event_id: uuid.UUID) -> Event | None:
-        found = sql.events(self._query(sql.READ_EVENT, (str(event_id),)))
+        found = sqlite_rows.events(self._query(sql.READ_EVENT, (str(event_id),)))
         return found[0] if found else None
 
     def save_snapshot(self, stream: StreamKey, snapshot: Snapshot) -> None:

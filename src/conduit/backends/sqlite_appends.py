@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from conduit.backends import sqlite_rows
 from conduit.backends import sqlite_sql as sql
 from conduit.backends.base import AppendRequest, GroupOutcome, StreamAppend
 from conduit.backends.common import resolve_retry, to_micros
@@ -191,7 +192,7 @@ class SQLiteAppends:
         if part.expected is not None and part.expected != version:
             raise _Refused(part, version)
         times = [now if new.recorded_at is None else to_micros(new.recorded_at) for new in events]
-        rows = sql.event_rows(stream, is_uuid, version, events, times)
+        rows = sqlite_rows.event_rows(stream, is_uuid, version, events, times)
         try:
             if count == 1:
                 last_position: int = conn.execute(sql.INSERT, rows[0]).lastrowid  # type: ignore[assignment]
@@ -209,8 +210,8 @@ class SQLiteAppends:
                 raise
         first_position = last_position - count
         if any(new.tags for new in events):
-            conn.executemany(sql.INSERT_TAG, sql.tag_rows(first_position, events))
-        return sql.recorded(stream, is_uuid, version, first_position, events, times)
+            conn.executemany(sql.INSERT_TAG, sqlite_rows.tag_rows(first_position, events))
+        return sqlite_rows.recorded(stream, is_uuid, version, first_position, events, times)
 
     def _resolve(
         self, conn: sqlite3.Connection, request: AppendRequest, refused: _Refused
@@ -259,7 +260,7 @@ class SQLiteAppends:
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             rows += conn.execute(sql.events_by_id(len(chunk)), chunk).fetchall()
-        return resolve_retry(stream, events, sql.events(rows))
+        return resolve_retry(stream, events, sqlite_rows.events(rows))
 
 
 def begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:

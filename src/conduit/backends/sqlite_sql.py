@@ -1,8 +1,9 @@
-"""The SQLite engine's pure part: schema, migrations, statements and row decoding.
+"""The SQLite engine's pure part: schema, migrations and statements.
 
 Nothing here opens a file or runs a statement: :mod:`conduit.backends.sqlite`
 holds the connections and executes what these builders return, so that the
-text of every statement can be read (and tested) apart from the I/O.
+text of every statement can be read (and tested) apart from the I/O. Rows to
+and from events: :mod:`conduit.backends.sqlite_rows`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from conduit import codec
 from conduit.backends.common import (
-    StreamIds,
-    decode_tags,
-    encode_tags,
-    from_micros,
     to_micros,
 )
 from conduit.backends.sqlite_keys import SCHEMA_V7
 from conduit.backends.sqlite_subscriptions import SCHEMA_V2, SCHEMA_V8
 from conduit.dcb import Query
-from conduit.events import Event, GCPaused, NewEvent, StreamKey, make_event, uuid_from_text
+from conduit.events import StreamKey
 from conduit.subscriptions.partitions import Partition
 
 __all__ = [
@@ -40,16 +36,12 @@ __all__ = [
     "SYNCHRONOUS_MODES",
     "UPSERT_STREAM",
     "count_after",
-    "event_rows",
-    "events",
     "partition_clause",
     "query_positions",
     "read_all",
     "read_query",
     "read_stream",
-    "recorded",
     "streams",
-    "tag_rows",
 ]
 
 Statement = tuple[str, list[Any]]
@@ -381,106 +373,6 @@ def count_after(
     if limit is None:
         return f"SELECT count(*) FROM events WHERE {where}", params
     return f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)", [*params, limit]
-
-
-def event_rows(
-    stream: StreamKey, is_uuid: bool, version: int, events: Sequence[NewEvent], times: list[int]
-) -> list[tuple[Any, ...]]:
-    """The :data:`INSERT` parameters of a batch that follows ``version``."""
-    return [
-        (
-            str(new.id),
-            stream.text,
-            is_uuid,
-            version + i,
-            new.name,
-            new.data,
-            new.metadata,
-            times[i - 1],
-            encode_tags(new.tags),
-        )
-        for i, new in enumerate(events, 1)
-    ]
-
-
-def tag_rows(first_position: int, events: Sequence[NewEvent]) -> list[tuple[str, int, str]]:
-    """The :data:`INSERT_TAG` parameters of a batch whose first event is after
-    ``first_position``."""
-    return [
-        (tag, first_position + i, new.name) for i, new in enumerate(events, 1) for tag in new.tags
-    ]
-
-
-def recorded(
-    stream: StreamKey,
-    is_uuid: bool,
-    version: int,
-    first_position: int,
-    events: Sequence[NewEvent],
-    times: list[int],
-) -> list[Event]:
-    """The events a batch became, without reading them back."""
-    stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
-    with GCPaused():
-        return _recorded(stream_id, version, first_position, events, times)
-
-
-def _recorded(
-    stream_id: Any, version: int, first_position: int, events: Sequence[NewEvent], times: list[int]
-) -> list[Event]:
-    decode = codec.decode
-    return [
-        make_event(
-            new.id,
-            stream_id,
-            new.name,
-            decode(new.data if new.shown is None else new.shown[0]),
-            {}
-            if new.metadata == "{}"
-            else decode(new.metadata if new.shown is None else new.shown[1]),
-            version + i,
-            first_position + i,
-            from_micros(times[i - 1]),
-            new.tags,
-        )
-        for i, new in enumerate(events, 1)
-    ]
-
-
-def events(rows: list[Any]) -> list[Event]:
-    """Rows of :data:`COLUMNS` as events."""
-    ids = StreamIds()
-    decode = codec.decode
-    with GCPaused():
-        return _events(rows, ids, decode)
-
-
-def _events(rows: list[Any], ids: StreamIds, decode: Any) -> list[Event]:
-    return [
-        make_event(
-            uuid_from_text(event_id),
-            ids(stream_text, is_uuid),
-            name,
-            decode(data),
-            {} if metadata == "{}" else decode(metadata),
-            version,
-            position,
-            from_micros(recorded_at),
-            decode_tags(tags),
-        )
-        for (
-            event_id,
-            stream_text,
-            is_uuid,
-            name,
-            data,
-            metadata,
-            version,
-            position,
-            recorded_at,
-            tags,
-        ) in rows
-    ]
 
 
 def query_positions(query: Query, *, after: int, limit: int, backwards: bool) -> Statement:
