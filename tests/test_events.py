@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import conduit.events
-from conduit import EventStore, InvalidEvent
+from conduit import EventDecodeError, EventStore, InvalidEvent
 from conduit.events import (
     MAX_NAME_LENGTH,
     MAX_STREAM_ID_LENGTH,
@@ -275,3 +275,39 @@ def test_reading_restores_the_collector(tmp_path: Path) -> None:
         store.push_many("s", [("thing_happened", {"n": n}) for n in range(10)])
         assert len(store.get("s")) == 10
     assert gc.isenabled()
+
+
+_collector_seen: list[bool] = []
+_refused_counts: set[int] = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectorWatched:
+    """A typed event whose decoding notes whether the collector runs (and may fail)."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        _collector_seen.append(gc.isenabled())
+        if self.n in _refused_counts:
+            raise ValueError("refused")
+
+
+def test_get_keeps_the_collector_paused_until_its_whole_list_is_made(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gc.db'}"
+    with EventStore(url, types=[CollectorWatched], page_size=2) as store:
+        store.push_many("s", [CollectorWatched(n) for n in range(5)])
+        _collector_seen.clear()
+        assert [getattr(e, "payload", None) for e in store.get("s")] == [
+            CollectorWatched(n) for n in range(5)
+        ]
+        # three pages, each decoded into typed events after the engine's own pause
+        assert _collector_seen[:5] == [False] * 5
+        assert gc.isenabled()
+        _refused_counts.add(3)
+        try:
+            with pytest.raises(EventDecodeError, match="refused"):
+                store.get("s")
+        finally:
+            _refused_counts.clear()
+        assert gc.isenabled()

@@ -165,8 +165,9 @@ class GCPaused:
     metadata dicts) that live on: each 700 of them starts a collection that
     walks every young object, about a sixth of a read's time, and finds no
     cycle to free (decoded JSON has none). Engines decode a page inside this;
-    the collector runs again right after, when the page is handed out. A
-    collector the application turned off stays off.
+    the collector runs again right after, when the page is handed out; the
+    sync store's ``get`` and ``read_query`` keep it paused until their whole
+    list is made. A collector the application turned off stays off.
     """
 
     __slots__ = ("_was_enabled",)
