@@ -150,6 +150,9 @@ def _check_object(obj: dict[Any, Any], path: str, depth: int) -> None:
             if t is int and not _INT_MIN <= item <= _INT_MAX:
                 where = f"{path}[{key!r}]"
                 raise InvalidEvent(f"{where}: integers must fit in 64 bits (signed)", field=where)
+        elif t is float:
+            if not math.isfinite(item):
+                _check_value(item, f"{path}[{key!r}]", depth)
         elif t is Personal:  # the common personal value, a clean string: no path to build
             inner = item.value
             if type(inner) is not str or "\x00" in inner or not (inner.isascii() or _utf8(inner)):
@@ -186,6 +189,19 @@ def _check_array(arr: list[Any], path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidEvent(f"{path}: nested deeper than {MAX_DEPTH} levels", field=path)
     for index, item in enumerate(arr):
+        # Valid scalars need no path: it is only made for a value to look into, or at fault.
+        t = type(item)
+        if t is str:
+            if "\x00" not in item and (item.isascii() or _utf8(item)):
+                continue
+        elif t is int:
+            if _INT_MIN <= item <= _INT_MAX:
+                continue
+        elif t is float:
+            if math.isfinite(item):
+                continue
+        elif t is bool or item is None:
+            continue
         _check_value(item, f"{path}[{index}]", depth)
 
 
