@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from conduit.cli.application import app
 from conduit.relay import Relay
 from conduit.web import create_app
 from nats_cluster import free_port
-from relay_support import nats_delete, unique
+from relay_support import conduit_command, nats_delete, unique
 
 NATS = ["nats://127.0.0.1:4222"]
 
@@ -164,3 +166,62 @@ def test_the_browser_says_a_relay_is_retrying(retrying: str) -> None:
     _retrying(next(p for p in found if p["name"] == "to-nowhere"))
     assert "retrying since" in page
     assert "retrying since" in overview
+
+
+@pytest.mark.timeout(120)
+def test_a_relay_killed_while_relaying_shows_as_stopped(tmp_path: Path, jetstream: str) -> None:
+    # SIGKILL leaves it no time to say it stopped: what it last said (idle, caught up)
+    # stays in the store, and its lease lapses after its ttl.
+    url = f"sqlite:///{tmp_path}/events.db"
+    with EventStore(url) as store:
+        for i in range(5):
+            store.push("thing_happened", f"s-{i % 2}", {"i": i})
+    command = conduit_command(
+        url,
+        "relay",
+        "--to",
+        f"nats://127.0.0.1:4222/{jetstream}",
+        "--name",
+        "to-nats",
+        "--subject",
+        f"{jetstream}.{{stream_id}}",
+        "--lease-ttl",
+        "1",
+    )
+    relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while _state_of(url, "to-nats") not in ("relaying", "idle"):
+            assert relay.poll() is None, relay.stderr.read() if relay.stderr else ""
+            assert time.time() < deadline, "the relay never said it was relaying"
+            time.sleep(0.05)
+        assert _shown_state(url)[0] in ("relaying", "idle")  # alive: shown as it says
+    finally:
+        relay.send_signal(signal.SIGKILL)
+        relay.wait(30)
+    said = _state_of(url, "to-nats")
+    assert said in ("relaying", "idle")  # it had no time to say more
+    deadline = time.time() + 30
+    while _shown_state(url)[0] != "stopped":
+        assert time.time() < deadline, "a killed relay is still shown working"
+        time.sleep(0.2)
+    detail = _shown_state(url)[1]
+    assert f"it last said {said!r}" in detail
+    table = CliRunner().invoke(app, ["--store", url, "projections"], env={"COLUMNS": "250"})
+    assert "stopped since" in table.stdout
+    with EventStore(url) as store:
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+            found = client.get("/api/projections").json()["projections"]
+            page = client.get("/projections").text
+    assert next(p for p in found if p["name"] == "to-nats")["state"]["state"] == "stopped"
+    assert '<td class="state">stopped<div class="note">since' in page
+    assert "it ended without saying so" in page
+
+
+def _shown_state(url: str) -> tuple[str, str]:
+    """The relay's state and detail as ``conduit projections --json`` shows them."""
+    result = CliRunner().invoke(app, ["--store", url, "projections", "--json"])
+    assert result.exit_code == 0, result.output
+    records = {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
+    shown = records["to-nats"]["state"]
+    return str(shown["state"]), str(shown["detail"] or "")

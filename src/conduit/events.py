@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_STREAM_ID_LENGTH",
     "NO_TAGS",
+    "WORKING_STATES",
     "Event",
     "GCPaused",
     "NewEvent",
@@ -310,7 +311,9 @@ class SubscriptionState:
     Relays write it (``relaying``, ``idle``, ``retrying``, ``stopped``) so that
     ``conduit projections``, ``conduit stats`` and the browser can show a broker
     that is down; ``detail`` is the error while retrying. It is what the driver
-    *last* wrote: a driver that died says nothing more, so read it with its time.
+    *last* wrote: a driver that died says nothing more, so read it with its time
+    (subscription status shows a working state of a driver that holds no lease,
+    :data:`WORKING_STATES`, as ``stopped``).
     """
 
     name: str
@@ -322,6 +325,12 @@ class SubscriptionState:
         """As JSON: ``state``, ``detail`` and ``since`` (ISO 8601 in UTC)."""
         since = self.updated_at.astimezone(UTC).isoformat(timespec="microseconds")
         return {"state": self.state, "detail": self.detail, "since": since.replace("+00:00", "Z")}
+
+
+WORKING_STATES = frozenset({"relaying", "idle"})
+"""The states a driver keeps only while it holds its subscription's lease (renewing
+it every third of its ttl): status shows such a state without a lease held as
+``stopped``, for the driver ended without saying so."""
 
 
 _KNOWN_NAMES: dict[str, str] = {}

@@ -334,6 +334,13 @@ class Backend(Protocol):
         """Give up a lease taken with :meth:`try_lease`."""
         ...
 
+    def leases_held(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` whose lease a driver holds now, in any process (a lease
+        past its ``ttl`` or of a session that ended is not held). Status reads it
+        to tell a driver that stopped saying so from one that died; an engine
+        without it is read as holding every lease."""
+        ...
+
     # -- subjects' keys (personal data, conduit.personal) --------------------
 
     def subject_keys(self, subjects: Sequence[str]) -> dict[str, bytes | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -107,6 +108,11 @@ class MemorySubscriptions:
                 self._leases[name] = (owner, now + ttl)
                 return True
             return False
+
+    def leases_held(self, names: Sequence[str]) -> set[str]:
+        now = time.monotonic()
+        with self._sub_lock:
+            return {name for name in names if self._leases.get(name, ("", 0.0))[1] >= now}
 
     def release_lease(self, name: str, owner: str) -> None:
         with self._sub_lock:

@@ -167,6 +167,20 @@ class SQLiteSubscriptions:
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
+    def leases_held(self, names: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(names))
+        held: set[str] = set()
+        now = _now()
+        for start in range(0, len(wanted), 500):  # within any SQLite's parameter limit
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT name FROM leases WHERE expires_at >= ? AND name IN ({marks})",
+                [now, *chunk],
+            )
+            held.update(name for (name,) in rows)
+        return held
+
 
 def _which(parked_id: int | None, subscription: str | None) -> tuple[str, list[Any]]:
     where: list[str] = []

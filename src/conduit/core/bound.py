@@ -57,6 +57,7 @@ OPERATIONS = frozenset(
         # leases
         "try_lease",
         "release_lease",
+        "leases_held",
         # subjects' keys (personal data)
         "subject_keys",
         "add_subject_keys",

@@ -35,10 +35,12 @@ from conduit.core.reads import (
 from conduit.core.shredding import KeyCache, reveal
 from conduit.errors import InvalidArgument
 from conduit.events import (
+    WORKING_STATES,
     Event,
     ParkedEvent,
     StreamId,
     StreamInfo,
+    SubscriptionState,
     event_name,
     event_uuid,
     stream_key,
@@ -365,6 +367,7 @@ class StoreCore(Appending):
         head = yield from self.engine.head_position(wait=False)
         stored = yield from self.engine.checkpoints()
         states = {s.name: s for s in (yield from self.engine.subscription_states())}
+        states.update((yield from self._unsaid_stops(states)))
         found: dict[str, int] = {}
         partitions: dict[str, list[tuple[Partition, int]]] = {}
         for key, position in stored:
@@ -400,6 +403,28 @@ class StoreCore(Appending):
             else status
             for status in statuses
         ]
+
+    def _unsaid_stops(
+        self, states: dict[str, SubscriptionState]
+    ) -> Op[dict[str, SubscriptionState]]:
+        """The states of drivers that said they were working but hold no lease: they
+        ended without saying so (killed, or their machine lost), and are shown
+        ``stopped``. A working driver renews its lease every third of its ttl."""
+        claimed = [name for name, state in states.items() if state.state in WORKING_STATES]
+        if not claimed or not hasattr(self.engine, "leases_held"):
+            return {}
+        held = yield from self.engine.leases_held(claimed)
+        return {
+            name: SubscriptionState(
+                name,
+                "stopped",
+                f"no driver holds its lease: it ended without saying so (it last said "
+                f"{states[name].state!r})",
+                states[name].updated_at,
+            )
+            for name in claimed
+            if name not in held
+        }
 
     # -- entities and snapshots ----------------------------------------------------
 

@@ -16,7 +16,8 @@ tests named after the one behaviour they pin:
   (``load_checkpoint``, ``save_checkpoint`` and its compare-and-set,
   ``checkpoints``) and parked events (``park``, ``parked``,
   ``request_retry``, ``unpark``).
-- :mod:`conduit.testing.lint_leases` — ``try_lease`` and ``release_lease``.
+- :mod:`conduit.testing.lint_leases` — ``try_lease``, ``release_lease`` and
+  ``leases_held``.
 - :mod:`conduit.testing.lint_snapshots` — ``save_snapshot`` and
   ``load_snapshot``.
 - :mod:`conduit.testing.lint_personal` — subjects' keys (``subject_keys``,

@@ -15,6 +15,7 @@ from conduit import EventStore
 from conduit.testing.waits import run_together
 
 __all__ = [
+    "test_a_working_state_whose_driver_holds_no_lease_shows_as_stopped",
     "test_checkpoint_keeps_a_64_bit_position_exactly",
     "test_checkpoint_moves_from_the_expected_position",
     "test_checkpoint_of_a_subscription_that_never_ran_is_none",
@@ -163,3 +164,23 @@ def test_subscription_states_show_in_the_status_beside_the_checkpoint(store: Eve
         "BrokerError: refused",
         "retrying",
     )
+
+
+def test_a_working_state_whose_driver_holds_no_lease_shows_as_stopped(store: EventStore) -> None:
+    # A relay says relaying or idle only while it holds (and renews) its lease: one
+    # that says so without it was killed before it could say it stopped.
+    backend = store.backend
+    assert backend.try_lease("relay-b", "worker-b", 60.0) is True
+    backend.save_subscription_state("relay-a", "relaying", None)
+    backend.save_subscription_state("relay-b", "idle", None)
+    backend.save_subscription_state("relay-c", "retrying", "BrokerError: refused")
+    kept = {s.name: s for s in backend.subscription_states()}
+    a, b, c = (status.state for status in store.subscription_status())
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    assert (a.name, a.state, b.state, c.state) == ("relay-a", "stopped", "idle", "retrying")
+    assert a.detail is not None
+    assert "it last said 'relaying'" in a.detail
+    assert a.updated_at == kept["relay-a"].updated_at  # when it was last heard of
+    assert kept["relay-a"].state == "relaying"  # what it said is kept as it said it

@@ -29,10 +29,12 @@ __all__ = [
     "test_a_lease_ends_with_its_holders_store",
     "test_a_lease_is_held_by_one_owner_at_a_time",
     "test_a_lease_is_held_by_one_store_at_a_time",
+    "test_a_lease_its_holder_no_longer_has_is_not_held",
     "test_a_lease_not_renewed_expires_after_its_ttl",
     "test_a_released_lease_is_free_for_another_owner",
     "test_an_expired_lease_taken_by_another_is_not_renewed_by_its_former_owner",
     "test_concurrent_owners_take_a_free_lease_exactly_once",
+    "test_leases_held_are_those_some_driver_holds_now",
     "test_release_by_an_owner_that_does_not_hold_the_lease_changes_nothing",
     "test_renewing_a_lease_keeps_it_past_its_first_ttl",
     "test_the_owner_renews_its_lease",
@@ -148,4 +150,30 @@ def test_a_lease_ends_with_its_holders_store(make_store: Callable[[], EventStore
     eventually(
         lambda: other.backend.try_lease("ledger", "worker-b", LONG),
         "another owner takes the lease once its holder's store is closed",
+    )
+
+
+def test_leases_held_are_those_some_driver_holds_now(make_store: Callable[[], EventStore]) -> None:
+    holder, other = make_store(), make_store()
+    assert holder.backend.try_lease("ledger", "worker-a", LONG) is True
+    assert holder.backend.try_lease("mailer", "worker-a", LONG) is True
+    holder.backend.release_lease("mailer", "worker-a")
+    wanted = ["ledger", "mailer", "never-taken"]
+    assert other.backend.leases_held(wanted) == {"ledger"}  # another store sees it
+    assert holder.backend.leases_held(wanted) == {"ledger"}
+    assert other.backend.leases_held([]) == set()
+
+
+def test_a_lease_its_holder_no_longer_has_is_not_held(
+    make_store: Callable[[], EventStore],
+) -> None:
+    holder, other = make_store(), make_store()
+    expires = leases_expire(holder)
+    assert holder.backend.try_lease("ledger", "worker-a", SHORT if expires else LONG) is True
+    assert other.backend.leases_held(["ledger"]) == {"ledger"}
+    if not expires:
+        holder.close()  # a session's lease ends with it
+    eventually(
+        lambda: other.backend.leases_held(["ledger"]) == set(),
+        "a lease past its ttl, or of a closed store, is no longer held",
     )

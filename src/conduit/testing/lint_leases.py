@@ -4,7 +4,7 @@
 
     from conduit.testing.lint_leases import *  # noqa: F403
 
-For an engine's ``try_lease`` and ``release_lease``. An engine whose leases
+For an engine's ``try_lease``, ``release_lease`` and ``leases_held``. An engine whose leases
 end with the holder's session rather than after their ttl declares
 ``leases_expire = False`` on its backend class; see
 :mod:`conduit.testing.contract_leases`. Needs the ``store`` and

@@ -512,3 +512,13 @@ class SubscriptionStatements:
     @property
     def leader_unlock(self) -> str:
         return "SELECT pg_advisory_unlock(%s::bigint)"
+
+    @property
+    def held_leader_locks(self) -> str:
+        # pg_locks shows a one-key (bigint) advisory lock with the key's high half in
+        # classid, its low half in objid and objsubid 1; stream locks use two keys.
+        return (
+            "SELECT classid::bigint, objid::bigint FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from conduit.backends.postgres import rows
@@ -149,6 +150,12 @@ class SubscriptionOps:
             with self._lease_lock:
                 self._lease_holders.clear()  # the session's end released every lock
 
+    def leases_held(self, names: Sequence[str]) -> Op[set[str]]:
+        """Those of ``names`` whose session lock some session of the server holds now."""
+        rows = yield Query(self.subs.held_leader_locks, fetch="all")
+        held = {(int(high) << 32) | int(low) for high, low in rows}
+        return {name for name in names if self._lease_key(name) & _KEY_BITS in held}
+
     def lease_holders(self) -> dict[str, str]:
         """The subscriptions whose lease this engine holds, and their owners."""
         with self._lease_lock:
@@ -161,6 +168,10 @@ class SubscriptionOps:
 
     def _lease_key(self, name: str) -> int:
         return lease_key(self._lease_schema, name)
+
+
+_KEY_BITS = (1 << 64) - 1
+"""A signed lease key as pg_locks shows it: unsigned, in two 32-bit halves."""
 
 
 def lease_key(schema: str, name: str) -> int:
