@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -29,24 +28,24 @@ from conduit.core.store_ops import DEFAULT_PAGE_SIZE, StoreCore
 from conduit.core.subscribing import plan_subscription, starting, stopping
 from conduit.core.writes import PendingEvent
 from conduit.dcb import AppendCondition, Query
+from conduit.entity_faces import AsyncStoreEntities
 from conduit.errors import BackendError
 from conduit.events import Event, ParkedEvent, StreamId, StreamInfo
 from conduit.lifecycle_faces import AsyncStoreLifecycle
-from conduit.personal import SubjectKey
+from conduit.personal_faces import AsyncStorePersonalData
 from conduit.subscriptions.aio import AsyncSubscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
 from conduit.typed import TypeRegistry
 
 if TYPE_CHECKING:
-    from conduit.aggregate import Aggregate
-    from conduit.migration import MigrationReport, Progress
+    pass
 
 __all__ = ["AsyncEventStore"]
 
 T = TypeVar("T")
 
 
-class AsyncEventStore(AsyncStoreLifecycle):
+class AsyncEventStore(AsyncStoreLifecycle, AsyncStorePersonalData, AsyncStoreEntities):
     """An event store for asyncio: push events, read them back, subscribe, follow.
 
     Takes the arguments of :class:`~conduit.EventStore` (the same URLs and
@@ -282,20 +281,6 @@ class AsyncEventStore(AsyncStoreLifecycle):
         """See :meth:`EventStore.streams`: an async iterator."""
         return self._pages(self._core.streams_pages(prefix=prefix, after=after, limit=limit))
 
-    # -- personal data --------------------------------------------------------
-
-    async def forget(self, subject: str | uuid.UUID, *, by: str | None = None) -> bool:
-        """See :meth:`EventStore.forget`."""
-        return await self._runtime.run(self._core.forget(subject, by))
-
-    def subject_keys(self, *, limit: int | None = None) -> AsyncIterator[SubjectKey]:
-        """See :meth:`EventStore.subject_keys`: an async iterator."""
-        return self._pages(self._core.key_pages(limit=limit))
-
-    async def add_subject_keys(self, keys: Iterable[SubjectKey]) -> None:
-        """See :meth:`EventStore.add_subject_keys`."""
-        await self._runtime.run(self._core.add_keys(list(keys)))
-
     async def head_position(self) -> int:
         """See :meth:`EventStore.head_position`."""
         return await self._runtime.run(self._core.head_position())
@@ -476,40 +461,3 @@ class AsyncEventStore(AsyncStoreLifecycle):
     async def subscription_status(self) -> list[SubscriptionStatus]:
         """See :meth:`EventStore.subscription_status`."""
         return await self._runtime.run(self._core.subscription_status())
-
-    # -- entities and snapshots ----------------------------------------------
-
-    async def save_snapshot(self, stream_id: StreamId, state: object, version: int) -> None:
-        """See :meth:`EventStore.save_snapshot`."""
-        await self._runtime.run(self._core.save_snapshot(stream_id, state, version))
-
-    async def load(self, stream_id: StreamId, onto: type[T], *, use_snapshots: bool = True) -> T:
-        """See :meth:`EventStore.load`."""
-        return await self._runtime.run(self._core.load(stream_id, onto, use_snapshots))
-
-    async def save(self, entity: Aggregate) -> list[Event]:
-        """See :meth:`EventStore.save`."""
-        return await self._runtime.run(self._core.save(entity))
-
-    async def migrate_events(
-        self,
-        *,
-        batch_size: int = 500,
-        dry_run: bool = False,
-        after: int | None = None,
-        restart: bool = False,
-        progress: Progress | None = None,
-    ) -> MigrationReport:
-        """See :meth:`EventStore.migrate_events`."""
-        from conduit.migration import migration
-
-        return await self._runtime.run(
-            migration(
-                self._core,
-                batch_size=batch_size,
-                dry_run=dry_run,
-                after=after,
-                restart=restart,
-                progress=progress,
-            )
-        )

@@ -8,7 +8,6 @@ operations as coroutines.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -24,18 +23,18 @@ from conduit.core.store_ops import DEFAULT_PAGE_SIZE, RESERVED_PREFIX, StoreCore
 from conduit.core.subscribing import plan_subscription, starting, stopping
 from conduit.core.writes import MAX_BATCH, PendingEvent
 from conduit.dcb import AppendCondition, Query
+from conduit.entity_faces import StoreEntities
 from conduit.errors import BackendError
 from conduit.events import Event, GCPaused, ParkedEvent, StreamId, StreamInfo
 from conduit.lifecycle_faces import StoreLifecycle
-from conduit.personal import SubjectKey
+from conduit.personal_faces import StorePersonalData
 from conduit.subscriptions.drivers import Subscription
 from conduit.subscriptions.driving import Mode, SubscriptionStatus
 from conduit.subscriptions.projector import Projector
 from conduit.typed import TypeRegistry
 
 if TYPE_CHECKING:
-    from conduit.aggregate import Aggregate
-    from conduit.migration import MigrationReport, Progress
+    pass
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_BATCH", "RESERVED_PREFIX", "EventStore", "PendingEvent"]
 
@@ -43,7 +42,7 @@ T = TypeVar("T")
 L = TypeVar("L")
 
 
-class EventStore(StoreLifecycle):
+class EventStore(StoreLifecycle, StorePersonalData, StoreEntities):
     """An event store: push events to streams, read them back, subscribe.
 
     Args:
@@ -385,41 +384,6 @@ class EventStore(StoreLifecycle):
         """
         return self._pages(self._core.streams_pages(prefix=prefix, after=after, limit=limit))
 
-    # -- personal data --------------------------------------------------------
-
-    def forget(self, subject: str | uuid.UUID, *, by: str | None = None) -> bool:
-        """Forget a subject's personal data: destroy its key (crypto-shredding).
-
-        From then on every read, on this store and any other on the same
-        database, gives :data:`conduit.FORGOTTEN` in place of the subject's
-        personal values, and snapshots holding them are ignored; pushing new
-        personal data of the subject raises :class:`~conduit.SubjectForgotten`.
-        A ``subject_forgotten`` event (``by`` in its metadata) is recorded in the
-        audit stream ``conduit.audit``. Returns True when a key was destroyed
-        (False: the subject had none, or was forgotten already).
-
-        Raises:
-            InvalidArgument: a subject that is not a non-empty string or UUID.
-        """
-        return self._runtime.run(self._core.forget(subject, by))
-
-    def subject_keys(self, *, limit: int | None = None) -> Iterator[SubjectKey]:
-        """Every subject's key, and the tombstones of forgotten ones, by subject.
-
-        For ``conduit export --with-keys`` and ``conduit copy``: whoever holds
-        the keys can read the personal data.
-        """
-        return self._pages(self._core.key_pages(limit=limit))
-
-    def add_subject_keys(self, keys: Iterable[SubjectKey]) -> None:
-        """Keep another store's keys (those of subjects this store has no key for) and
-        tombstones (which also destroy a key this store holds).
-
-        Raises:
-            InvalidArgument: not :class:`~conduit.SubjectKey` values, or keys not of 32 bytes.
-        """
-        self._runtime.run(self._core.add_keys(list(keys)))
-
     def head_position(self) -> int:
         """The position of the newest event in the global log (0 when empty)."""
         return self._runtime.run(self._core.head_position())
@@ -691,82 +655,3 @@ class EventStore(StoreLifecycle):
         only looks: it never waits for this store's own last push to be readable.
         """
         return self._runtime.run(self._core.subscription_status())
-
-    # -- entities and snapshots ----------------------------------------------
-
-    def save_snapshot(self, stream_id: StreamId, state: object, version: int) -> None:
-        """Keep ``state`` (an entity) as its stream's snapshot at ``version``.
-
-        The entity's attributes go through the typed codec (see
-        :mod:`conduit.snapshots`); a newer snapshot of the same class is kept
-        rather than replaced by an older one.
-
-        Raises:
-            InvalidEvent: a value in the state cannot be stored.
-            ValueError: the state would not read back equal.
-            BackendError: the engine failed.
-        """
-        self._runtime.run(self._core.save_snapshot(stream_id, state, version))
-
-    def load(self, stream_id: StreamId, onto: type[T], *, use_snapshots: bool = True) -> T:
-        """An entity rebuilt from its latest snapshot and the events after it.
-
-        ``onto`` is the entity class (constructible without arguments). A
-        snapshot taken under another ``snapshot_version`` of the class is
-        ignored; one that cannot be decoded is ignored with a
-        :class:`~conduit.snapshots.SnapshotWarning`. Events are applied as by
-        :func:`conduit.replay` (for an :class:`~conduit.Aggregate`, its
-        ``apply_<name>`` methods get the typed payloads). Under a snapshot
-        policy (``snapshot_every``), a snapshot is taken when enough events
-        were replayed. A stream with no events gives a new entity.
-
-        Raises:
-            EventDecodeError: an event does not fit its registered class.
-            BackendError: the engine failed.
-        """
-        return self._runtime.run(self._core.load(stream_id, onto, use_snapshots))
-
-    def save(self, entity: Aggregate) -> list[Event]:
-        """Push the events an :class:`~conduit.Aggregate` recorded, atomically.
-
-        Uses the version the entity was loaded (or last saved) at as the
-        expected version, so that a concurrent save raises and writes nothing.
-
-        Raises:
-            WrongExpectedVersion: another save came first; reload and retry.
-            InvalidEvent, BackendError: as :meth:`push_many`.
-        """
-        return self._runtime.run(self._core.save(entity))
-
-    def migrate_events(
-        self,
-        *,
-        batch_size: int = 500,
-        dry_run: bool = False,
-        after: int | None = None,
-        restart: bool = False,
-        progress: Progress | None = None,
-    ) -> MigrationReport:
-        """Rewrite stored events to today's schema versions with this store's upcasters.
-
-        In batches of ``batch_size`` events, one transaction each, resuming
-        where an interrupted run stopped (``restart``: from the beginning;
-        ``after``: right after that position); ``dry_run`` writes nothing and
-        reports what would change. See :func:`conduit.migration.migrate_events`.
-
-        Raises:
-            EventDecodeError: an upcaster failed on an event; its batch is not written.
-            BackendError: the engine failed.
-        """
-        from conduit.migration import migration
-
-        return self._runtime.run(
-            migration(
-                self._core,
-                batch_size=batch_size,
-                dry_run=dry_run,
-                after=after,
-                restart=restart,
-                progress=progress,
-            )
-        )
