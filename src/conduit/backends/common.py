@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from conduit import codec
 from conduit.errors import DuplicateEvent
-from conduit.events import Event, NewEvent, StreamId, StreamKey
+from conduit.events import Event, NewEvent, StreamId, StreamKey, make_event
 
 __all__ = [
     "EPOCH",
@@ -17,6 +18,7 @@ __all__ = [
     "decode_tags",
     "encode_tags",
     "from_micros",
+    "pushed_events",
     "resolve_retry",
     "to_micros",
 ]
@@ -127,3 +129,33 @@ def encode_tags(tags: frozenset[str]) -> str:
 def decode_tags(text: str) -> frozenset[str]:
     """The inverse of :func:`encode_tags`."""
     return _NO_TAGS if text == "[]" else frozenset(orjson.loads(text))
+
+
+def pushed_events(
+    batch: Sequence[NewEvent],
+    stream_id: StreamId,
+    first_version: int,
+    first_position: int,
+    times: Sequence[datetime],
+) -> list[Event]:
+    """The events an append of ``batch`` became, without reading them back: event ``i``
+    (from 0) at ``first_version + i`` and ``first_position + i``, recorded at
+    ``times[i]``; its data and metadata as the push returns them
+    (:attr:`~conduit.events.NewEvent.shown` when sealed)."""
+    decode = codec.decode
+    return [
+        make_event(
+            new.id,
+            stream_id,
+            new.name,
+            decode(new.data if new.shown is None else new.shown[0]),
+            {}
+            if new.metadata == "{}"
+            else decode(new.metadata if new.shown is None else new.shown[1]),
+            first_version + i,
+            first_position + i,
+            times[i],
+            new.tags,
+        )
+        for i, new in enumerate(batch)
+    ]

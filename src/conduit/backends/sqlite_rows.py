@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from conduit import codec
-from conduit.backends.common import StreamIds, decode_tags, encode_tags, from_micros
+from conduit.backends.common import StreamIds, decode_tags, encode_tags, from_micros, pushed_events
 from conduit.events import Event, GCPaused, NewEvent, StreamKey, make_event, uuid_from_text
 
 __all__ = ["event_rows", "events", "recorded", "tag_rows"]
@@ -54,29 +54,8 @@ def recorded(
     """The events a batch became, without reading them back."""
     stream_id = uuid_from_text(stream.text) if is_uuid else stream.text
     with GCPaused():
-        return _recorded(stream_id, version, first_position, events, times)
-
-
-def _recorded(
-    stream_id: Any, version: int, first_position: int, events: Sequence[NewEvent], times: list[int]
-) -> list[Event]:
-    decode = codec.decode
-    return [
-        make_event(
-            new.id,
-            stream_id,
-            new.name,
-            decode(new.data if new.shown is None else new.shown[0]),
-            {}
-            if new.metadata == "{}"
-            else decode(new.metadata if new.shown is None else new.shown[1]),
-            version + i,
-            first_position + i,
-            from_micros(times[i - 1]),
-            new.tags,
-        )
-        for i, new in enumerate(events, 1)
-    ]
+        moments = [from_micros(micros) for micros in times]
+        return pushed_events(events, stream_id, version + 1, first_position + 1, moments)
 
 
 def events(rows: list[Any]) -> list[Event]:

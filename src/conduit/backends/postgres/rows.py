@@ -7,7 +7,7 @@ from typing import Any
 
 from conduit import codec
 from conduit.backends.base import AppendRequest
-from conduit.backends.common import StreamIds
+from conduit.backends.common import StreamIds, pushed_events
 from conduit.backends.postgres.keys import event_keys
 from conduit.backends.postgres.sql import MAX_KEYS
 from conduit.events import (
@@ -182,23 +182,8 @@ def conflicts(
 def _built(
     batch: Sequence[NewEvent], stream_id: Any, first_version: int, first_position: int, now: Any
 ) -> list[Event]:
-    decode = codec.decode
-    return [
-        make_event(
-            new.id,
-            stream_id,
-            new.name,
-            decode(new.data if new.shown is None else new.shown[0]),
-            {}
-            if new.metadata == "{}"
-            else decode(new.metadata if new.shown is None else new.shown[1]),
-            first_version + i,
-            first_position + i,
-            now if new.recorded_at is None else new.recorded_at,
-            new.tags,
-        )
-        for i, new in enumerate(batch)
-    ]
+    times = [now if new.recorded_at is None else new.recorded_at for new in batch]
+    return pushed_events(batch, stream_id, first_version, first_position, times)
 
 
 def stream_infos(rows: Iterable[Sequence[Any]]) -> list[StreamInfo]:
