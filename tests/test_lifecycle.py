@@ -107,6 +107,30 @@ def test_a_projection_learns_of_a_deletion_from_the_log() -> None:
     assert people == {"person-2": "Bob"}
 
 
+def test_a_scavenge_pass_ends_at_the_head_it_started_from(
+    make_store: Callable[[], EventStore],
+) -> None:
+    store, writer = make_store(), make_store()
+    for n in range(6):
+        store.push("noted", "capped", {"n": n})
+    store.set_stream_metadata("capped", max_count=1)
+    head = store.head_position()
+
+    def keep_writing(batch: object, seen_head: int) -> None:
+        assert seen_head == head
+        for n in range(3):  # more than a batch examines: the log grows faster than it
+            writer.push("noted", "busy", {"n": n})
+
+    # Bounded: a pass that chased the writers would stop at max_batches, unfinished.
+    report = store.scavenge(batch_size=2, max_batches=50, progress=keep_writing)
+    assert report.finished
+    assert report.last_position >= head
+    assert report.examined <= 8  # what the log held when the pass started
+    assert report.removed == 5
+    assert [e.version for e in store.get("capped")] == [6]
+    assert store.scavenge().finished  # the next pass takes what was written meanwhile
+
+
 def test_a_scavenge_may_leave_writers_a_share_of_the_time(tmp_path: Path) -> None:
     with EventStore(f"sqlite:///{tmp_path / 'share.db'}") as store:
         for n in range(6):

@@ -186,8 +186,10 @@ def scavenge(
     Each batch is a short transaction of its own; between batches the pass
     keeps its place in the checkpoint :data:`~conduit.lifecycle.SCAVENGE_CHECKPOINT`,
     so that a pass interrupted (a crash, ``max_batches``) resumes where it
-    stopped. A finished pass sets it back to 0 and records an
-    ``events_scavenged`` audit event.
+    stopped. A pass ends at the log's head as it was when the pass started (or
+    resumed): what writers append meanwhile is left to the next. A finished
+    pass sets the checkpoint back to 0 and records an ``events_scavenged``
+    audit event.
     """
     if type(batch_size) is not int or batch_size < 1:
         raise InvalidArgument("batch_size must be at least 1", field="batch_size")
@@ -223,7 +225,9 @@ def scavenge(
         examined += batch.examined
         removed += batch.removed
         batches += 1
-        finished = batch.examined < batch_size
+        # The pass ends at the head it started from: events appended since are left
+        # to the next pass (writers faster than the scavenge would keep it going).
+        finished = batch.examined < batch_size or batch.last_position >= head
         moved = yield from engine.save_checkpoint(
             SCAVENGE_CHECKPOINT, 0 if finished else batch.last_position, expected=stored
         )
