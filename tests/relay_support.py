@@ -63,15 +63,19 @@ def conduit_command(url: str, *args: str) -> list[str]:
 # -- writers --------------------------------------------------------------------
 
 
-def write(url: str, writer: int, count: int, pause: float = 0.0) -> None:
+def write(url: str, writer: int, count: int, pause: float = 0.0, gate: str = "") -> None:
     """Push ``count`` events, in batches of 1 to 4, to this writer's streams, waiting
-    ``pause`` seconds after each batch."""
+    ``pause`` seconds after each batch; with a ``gate`` file, push half of them, then
+    wait (a minute at most) until the file exists before pushing the rest."""
     from conduit import EventStore
 
     rng = random.Random(writer)
     with EventStore(url) as store:
         done = 0
         while done < count:
+            if gate and done >= count // 2:
+                _wait_for_file(Path(gate), time.monotonic() + 60)
+                gate = ""
             size = min(count - done, rng.randint(1, 4))
             stream = f"w{writer}-{rng.randrange(STREAMS_PER_WRITER)}"
             store.push_many(
@@ -83,13 +87,23 @@ def write(url: str, writer: int, count: int, pause: float = 0.0) -> None:
                 time.sleep(pause)
 
 
+def _wait_for_file(path: Path, deadline: float) -> None:
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {path}")
+        time.sleep(0.05)
+
+
 def start_writers(
-    url: str, writers: int, per_writer: int, pause: float = 0.0
+    url: str, writers: int, per_writer: int, pause: float = 0.0, gate: Path | None = None
 ) -> list[subprocess.Popen[bytes]]:
+    """Writer processes; with ``gate``, each pushes half its events and waits for the
+    file ``gate`` to exist before the rest (see :func:`write`)."""
     script = str(Path(__file__).resolve())
+    held = [] if gate is None else [str(gate)]
     return [
         subprocess.Popen(
-            [sys.executable, script, "write", url, str(w), str(per_writer), str(pause)],
+            [sys.executable, script, "write", url, str(w), str(per_writer), str(pause), *held],
             env=child_env(),
         )
         for w in range(writers)
@@ -389,7 +403,7 @@ def ledger_of(events: Iterable[tuple[str, int]]) -> dict[str, tuple[int, int]]:
 
 if __name__ == "__main__":
     if sys.argv[1] == "write":
-        write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), *sys.argv[6:])
     elif sys.argv[1] == "consume":
         consume_ledger(sys.argv[2], sys.argv[3])
     else:

@@ -72,7 +72,10 @@ def test_a_nats_node_then_the_streams_leader_killed_while_relaying(tmp_path: Pat
             ),
             env=child_env(),
         )
-        writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02)
+        # the writers stop half-way until the gate opens, just before the leader is
+        # killed: the relay is still short of the store's events when it loses its leader
+        gate = tmp_path / "gate"
+        writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02, gate=gate)
         try:
             leader = asyncio.run(cluster.stream_leader(stream))
             follower = (leader + 1) % 3
@@ -83,6 +86,7 @@ def test_a_nats_node_then_the_streams_leader_killed_while_relaying(tmp_path: Pat
             asyncio.run(cluster.wait_for_jetstream())
             leader = asyncio.run(cluster.stream_leader(stream))
             held_before = _nats_count(cluster, stream)
+            gate.touch()
             cluster.kill(leader)  # then the stream's leader
             time.sleep(2.0)
             cluster.start(leader)
