@@ -30,7 +30,7 @@ LOCK_CLASS = 0x436F6E64
 """The class id of Conduit's two-key advisory locks ('Cond'), so that they never
 collide with the application's own advisory locks."""
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 """The schema version this release creates and uses (no migration 008: a number kept
 for partitions, which needed none)."""
 
