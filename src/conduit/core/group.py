@@ -2,19 +2,20 @@
 
 Under concurrency an append's cost is its commit. When several callers (threads
 of an ``EventStore``, tasks of an ``AsyncEventStore``) append at the same moment,
-the first becomes the *leader* of a batch: it takes every request waiting,
-runs them as one transaction (the engine's ``append_group`` operation), and
-hands each caller its own outcome — its recorded events, or its own error
-(``WrongExpectedVersion`` fails that caller only; nothing of it is written).
-While a batch is in flight, new requests queue and form the next one, so
-batches grow with the load and a lone caller never waits for company.
+a batch takes every request waiting, runs them as one transaction (the engine's
+``append_group`` operation), and hands each caller its own outcome — its
+recorded events, or its own error (``WrongExpectedVersion`` fails that caller
+only; nothing of it is written). While a batch is in flight, new requests queue
+and form the next one, so batches grow with the load and a lone caller never
+waits for company.
 
 :class:`Group` is the batching state, free of I/O; the two faces differ only
 in how a caller waits for its outcome, which is this module's
-:class:`Join` effect, performed by :func:`sync_join_handler` (threads) or
-:func:`async_join_handler` (tasks). A batch of several callers runs on its own
-(a thread's own, or a task of its own under asyncio), so that cancelling one
-caller never cancels the others' appends.
+:class:`Join` effect, performed by :func:`sync_join_handler` (threads: the
+first caller leads the batch in its own thread) or :func:`async_join_handler`
+(tasks: a batch forms once the loop's turn is over, from every task that pushed
+in it, and runs in a task of its own). Cancelling one caller never cancels the
+others' appends.
 """
 
 from __future__ import annotations
@@ -83,11 +84,12 @@ class Group(Generic[R]):
         self.pending.append(ticket)
         return ticket
 
-    def claim(self) -> list[Ticket[R]] | None:
-        """Take the next batch to lead, or ``None`` when enough batches are in flight."""
+    def claim(self, limit: int | None = None) -> list[Ticket[R]] | None:
+        """Take the next batch to lead (at most ``limit`` requests), or ``None`` when
+        enough batches are in flight."""
         if not self.pending or self.inflight >= self.max_inflight:
             return None
-        size = min(len(self.pending), self.max_batch)
+        size = min(len(self.pending), self.max_batch, limit or self.max_batch)
         batch = [self.pending.popleft() for _ in range(size)]
         self.inflight += 1
         self.batches += 1
@@ -179,13 +181,36 @@ def sync_join_handler(runtime: SyncRuntime) -> Callable[[Join], Any]:
 
 
 def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]]:
-    """The :class:`Join` handler of an async runtime: callers are tasks of one loop."""
-    running: set[asyncio.Task[None]] = set()
+    """The :class:`Join` handler of an async runtime: callers are tasks of one loop.
 
-    def start(group: Group[Any], batch: list[Ticket[Any]]) -> None:
-        task = asyncio.get_running_loop().create_task(lead(group, batch))
-        running.add(task)
-        task.add_done_callback(running.discard)
+    A caller queues its request and waits; batches are claimed by a callback the
+    first caller of a loop iteration schedules, so every task that pushes in that
+    iteration (the callers of a batch just done, pushing again) joins one batch
+    instead of the first of them leading a batch of one into the free slot. With
+    two batches allowed in flight and none in flight, the waiting requests go as
+    two halves: the callers then form two cohorts whose batches alternate, one
+    with the engine while the loop hands out the other's results (64 tasks on a
+    pool of 8: docs/benchmarks.md). Every batch runs in a task of its own, which
+    cancelling a caller does not cancel."""
+    running: set[asyncio.Task[None]] = set()
+    scheduled: set[Group[Any]] = set()
+
+    def start_all(group: Group[Any]) -> None:
+        """Start every batch the group lets run now."""
+        while True:
+            limit = None
+            if group.inflight == 0 and group.max_inflight > 1 and len(group.pending) > 1:
+                limit = (len(group.pending) + 1) // 2  # two cohorts (see above)
+            batch = group.claim(limit)
+            if batch is None:
+                return
+            task = asyncio.get_running_loop().create_task(lead(group, batch))
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+    def flush(group: Group[Any]) -> None:
+        scheduled.discard(group)
+        start_all(group)
 
     async def lead(group: Group[Any], batch: list[Ticket[Any]]) -> None:
         outcomes: list[Any] | None = None
@@ -196,43 +221,29 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
             failure = exc
             raise
         finally:
-            successor = group.finish(batch, outcomes, failure)
+            group.finish(batch, outcomes, failure)
             # The requests that came while this batch ran go to the engine at once,
             # before its callers take their results (and push again): the engine
             # works on the next batch while this loop hands those out.
-            cancelled = isinstance(failure, asyncio.CancelledError)  # the loop ends, maybe
-            following = group.claim() if successor is not None and not cancelled else None
-            if following is not None:
-                start(group, following)
+            if not isinstance(failure, asyncio.CancelledError):
+                start_all(group)
+            else:  # the loop ends, maybe: the waiting requests go after this turn, if any
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    asyncio.get_running_loop().call_soon(flush, group)
             for done in batch:
                 done.wake.set()
-            if successor is not None and following is None:
-                successor.wake.set()
 
     async def join(effect: Join) -> Any:
         group = effect.group
         ticket = group.submit(effect.request)
         ticket.wake = asyncio.Event()
+        if group not in scheduled:
+            scheduled.add(group)
+            asyncio.get_running_loop().call_soon(flush, group)
         try:
-            while True:
-                if ticket.done:
-                    return _outcome(ticket)
-                batch = group.claim()
-                if batch is None:
-                    ticket.wake.clear()
-                    await ticket.wake.wait()
-                    continue
-                mine = ticket in batch  # identity: a ticket equals only itself
-                if mine and len(batch) == 1:
-                    # Alone: lead in this task; a cancellation concerns no one else.
-                    await lead(group, batch)
-                    continue
-                # Others' appends ride in this batch: it runs in a task of its
-                # own, which cancelling this caller does not cancel.
-                start(group, batch)
-                while mine and not ticket.done:
-                    ticket.wake.clear()
-                    await ticket.wake.wait()
+            while not ticket.done:
+                await ticket.wake.wait()
+            return _outcome(ticket)
         except asyncio.CancelledError:
             _abandon(group, ticket)
             raise
@@ -241,9 +252,6 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
 
 
 def _abandon(group: Group[Any], ticket: Ticket[Any]) -> None:
-    """A cancelled caller: a request not yet in a batch is withdrawn (nothing written);
-    and if it was the one woken to lead next, the next waiting caller is woken instead."""
+    """A cancelled caller: a request not yet in a batch is withdrawn (nothing written)."""
     with contextlib.suppress(ValueError):  # already in a batch: it commits or fails whole
         group.pending.remove(ticket)
-    if group.pending and group.inflight < group.max_inflight:
-        group.pending[0].wake.set()
