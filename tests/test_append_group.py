@@ -228,3 +228,40 @@ def test_async_the_pushes_that_queued_go_to_the_engine_before_a_batch_s_callers_
     assert log.index("start c,d") < log.index("a done")
     assert log.index("start c,d") < log.index("b done")
     assert group.batches == 3
+
+
+def test_async_tasks_pushing_in_one_turn_share_batches_split_in_two_cohorts() -> None:
+    """Tasks that push in the same turn of the loop join one batch, not a first one
+    of the first caller alone; with two batches allowed and none in flight it goes
+    as two halves, and each half's callers, pushing again, form the next batch of
+    their own while the other half is with the engine."""
+    import asyncio
+
+    from conduit.core.effects import AsyncRuntime
+    from conduit.core.group import Group, Join, async_join_handler
+
+    sizes: list[int] = []
+
+    def run(requests: Any) -> Op[list[Any]]:
+        sizes.append(len(requests))
+        yield Sleep(0.01)
+        return list(requests)
+
+    group: Group[str] = Group(run, max_inflight=2)
+    runtime = AsyncRuntime()
+    runtime = runtime.extended({Join: async_join_handler(runtime)})
+
+    async def pusher(name: str) -> None:
+        for turn in range(3):
+
+            def op(request: str) -> Op[str]:
+                result: str = yield Join(group, request)
+                return result
+
+            assert await runtime.run(op(f"{name}.{turn}")) == f"{name}.{turn}"
+
+    async def scenario() -> None:
+        await asyncio.gather(*(pusher(f"t{n}") for n in range(8)))
+
+    asyncio.run(scenario())
+    assert sizes == [4, 4, 4, 4, 4, 4]
