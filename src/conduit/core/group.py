@@ -197,11 +197,12 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
 
     def start_all(group: Group[Any]) -> None:
         """Start every batch the group lets run now."""
+        share = None
+        free = group.max_inflight - group.inflight
+        if group.inflight == 0 and free > 1 and len(group.pending) > 1:
+            share = -(-len(group.pending) // free)  # cohorts, one per batch (see above)
         while True:
-            limit = None
-            if group.inflight == 0 and group.max_inflight > 1 and len(group.pending) > 1:
-                limit = (len(group.pending) + 1) // 2  # two cohorts (see above)
-            batch = group.claim(limit)
+            batch = group.claim(share)
             if batch is None:
                 return
             task = asyncio.get_running_loop().create_task(lead(group, batch))
