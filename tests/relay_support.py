@@ -66,7 +66,7 @@ def conduit_command(url: str, *args: str) -> list[str]:
 def write(url: str, writer: int, count: int, pause: float = 0.0, gate: str = "") -> None:
     """Push ``count`` events, in batches of 1 to 4, to this writer's streams, waiting
     ``pause`` seconds after each batch; with a ``gate`` file, push half of them, then
-    wait (a minute at most) until the file exists before pushing the rest."""
+    wait (three minutes at most) until the file exists before pushing the rest."""
     from conduit import EventStore
 
     rng = random.Random(writer)
@@ -74,7 +74,7 @@ def write(url: str, writer: int, count: int, pause: float = 0.0, gate: str = "")
         done = 0
         while done < count:
             if gate and done >= count // 2:
-                _wait_for_file(Path(gate), time.monotonic() + 60)
+                _wait_for_file(Path(gate), time.monotonic() + 180)
                 gate = ""
             size = min(count - done, rng.randint(1, 4))
             stream = f"w{writer}-{rng.randrange(STREAMS_PER_WRITER)}"

@@ -144,7 +144,10 @@ def test_a_redis_server_killed_and_started_again_while_relaying(tmp_path: Path) 
     relay = subprocess.Popen(
         conduit_command(url, "relay", "--to", target, "--batch-size", "100"), env=child_env()
     )
-    writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02)
+    # the writers stop half-way until the gate opens, once the server is back: the
+    # relay has the other half to publish after the restart
+    gate = tmp_path / "gate"
+    writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02, gate=gate)
     try:
         time.sleep(1.0)
         redis_server.send_signal(signal.SIGKILL)
@@ -152,6 +155,7 @@ def test_a_redis_server_killed_and_started_again_while_relaying(tmp_path: Path) 
         held_before = _xlen(port, key)
         time.sleep(2.0)  # the relay retries meanwhile
         redis_server = start_redis()
+        gate.touch()
         for writer in writers:
             assert writer.wait(max(1.0, deadline - time.time())) == 0
         _wait(lambda: (_xlen(port, key) or 0) >= EVENTS, "the relay catching up", deadline)
@@ -188,13 +192,17 @@ def test_a_rabbitmq_node_restarted_while_relaying(tmp_path: Path) -> None:
             ),
             env=child_env(),
         )
-        writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02)
+        # the writers stop half-way until the gate opens, once the node is back: the
+        # relay has the other half to publish after the restart, however long it took
+        gate = tmp_path / "gate"
+        writers = start_writers(url, writers=WRITERS, per_writer=PER_WRITER, pause=0.02, gate=gate)
         try:
             _wait(lambda: _rabbit_last(stream, port) > 0, "the first confirms", deadline)
             node.stop()  # SIGTERM: RabbitMQ shuts down; writers and the relay go on
             time.sleep(2.0)  # the relay retries meanwhile
             node.start()
             held_before = _rabbit_last(stream, port)
+            gate.touch()
             for writer in writers:
                 assert writer.wait(max(1.0, deadline - time.time())) == 0
             _wait(
