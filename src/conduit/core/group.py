@@ -45,7 +45,7 @@ class Ticket(Generic[R]):
         self.result: Any = None
         self.error: BaseException | None = None
         self.wake: Any = None
-        """The face's primitive the caller waits on (``threading.Event``, ``asyncio.Event``)."""
+        """What the caller waits on: a ``threading.Event``, or a future of the loop."""
 
 
 class Group(Generic[R]):
@@ -232,18 +232,19 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
                 with contextlib.suppress(RuntimeError):  # the loop is closed
                     asyncio.get_running_loop().call_soon(flush, group)
             for done in batch:
-                done.wake.set()
+                if not done.wake.done():  # a cancelled caller's future is done
+                    done.wake.set_result(None)
 
     async def join(effect: Join) -> Any:
         group = effect.group
         ticket = group.submit(effect.request)
-        ticket.wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ticket.wake = loop.create_future()  # its outcome is there once it is set
         if group not in scheduled:
             scheduled.add(group)
-            asyncio.get_running_loop().call_soon(flush, group)
+            loop.call_soon(flush, group)
         try:
-            while not ticket.done:
-                await ticket.wake.wait()
+            await ticket.wake
             return _outcome(ticket)
         except asyncio.CancelledError:
             _abandon(group, ticket)
