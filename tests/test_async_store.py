@@ -149,6 +149,36 @@ def test_follow_ends_on_aclose_and_on_cancellation(make_url: Callable[[], Any]) 
     run(scenario())
 
 
+def test_a_follower_cancelled_as_it_is_woken_ends(make_url: Callable[[], Any]) -> None:
+    """A follower waiting for events, woken and cancelled in the same turn of the loop,
+    ends with its cancellation (asyncio.wait_for, on 3.11, returned the wake-up and
+    lost the cancellation: the follower went on for ever; the docs' sample hung so)."""
+
+    async def scenario() -> None:
+        store = await opened(make_url)
+        seen: list[Event] = []
+
+        async def tail() -> None:
+            async for event in store.follow(max_poll_interval=0.2):
+                seen.append(event)
+
+        task = asyncio.create_task(tail())
+        for _ in range(20):  # caught up (nothing to read) and waiting
+            await asyncio.sleep(0.01)
+        assert store._core.followers
+        for wake in store._core.followers:
+            wake.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(10):
+                await task
+        assert task.cancelled()
+        assert store._core.followers == set()
+        await store.close()
+
+    run(scenario())
+
+
 def test_follow_filters_by_name_and_stream_prefix(make_url: Callable[[], Any]) -> None:
     async def scenario() -> None:
         store = await opened(make_url)

@@ -375,7 +375,11 @@ class AsyncEventStore(AsyncStoreLifecycle, AsyncStorePersonalData, AsyncStoreEnt
                 if not follow.caught_up:
                     continue
                 try:
-                    await asyncio.wait_for(wake.wait(), follow.wait())
+                    # asyncio.timeout, not wait_for: on 3.11, wait_for loses a
+                    # cancellation that comes as the event is set, and the
+                    # follower would go on after its task was cancelled
+                    async with asyncio.timeout(follow.wait()):
+                        await wake.wait()
                 except TimeoutError:
                     follow.quiet()
                 else:

@@ -304,7 +304,8 @@ async def _asleep(effect: Sleep) -> bool:
     if signal.is_set():
         return True
     try:
-        await asyncio.wait_for(signal.wait(), effect.seconds)
+        async with asyncio.timeout(effect.seconds):  # not wait_for: it can lose a cancellation
+            await signal.wait()
     except TimeoutError:
         return False
     return True

@@ -424,7 +424,8 @@ class Relay:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can lose a cancellation
+                await self._stopped.wait()
 
 
 async def _first_failure(tasks: list[asyncio.Task[Any]], *, wait_for: asyncio.Task[Any]) -> None:
