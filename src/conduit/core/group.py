@@ -193,7 +193,9 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
     pool of 8: docs/benchmarks.md). Every batch runs in a task of its own, which
     cancelling a caller does not cancel."""
     running: set[asyncio.Task[None]] = set()
-    scheduled: set[Group[Any]] = set()
+    scheduled: dict[Group[Any], asyncio.AbstractEventLoop] = {}
+    """The groups whose flush is scheduled, and in which loop (a loop that closed
+    before running it leaves its entry: a push in another loop schedules anew)."""
 
     def start_all(group: Group[Any]) -> None:
         """Start every batch the group lets run now."""
@@ -210,7 +212,7 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
             task.add_done_callback(running.discard)
 
     def flush(group: Group[Any]) -> None:
-        scheduled.discard(group)
+        scheduled.pop(group, None)
         start_all(group)
 
     async def lead(group: Group[Any], batch: list[Ticket[Any]]) -> None:
@@ -240,8 +242,8 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
         ticket = group.submit(effect.request)
         loop = asyncio.get_running_loop()
         ticket.wake = loop.create_future()  # its outcome is there once it is set
-        if group not in scheduled:
-            scheduled.add(group)
+        if scheduled.get(group) is not loop:
+            scheduled[group] = loop
             loop.call_soon(flush, group)
         try:
             await ticket.wake
