@@ -100,10 +100,10 @@ def start_writers(
     """Writer processes; with ``gate``, each pushes half its events and waits for the
     file ``gate`` to exist before the rest (see :func:`write`)."""
     script = str(Path(__file__).resolve())
-    held = [] if gate is None else [str(gate)]
+    gated = [] if gate is None else [str(gate)]
     return [
         subprocess.Popen(
-            [sys.executable, script, "write", url, str(w), str(per_writer), str(pause), *held],
+            [sys.executable, script, "write", url, str(w), str(per_writer), str(pause), *gated],
             env=child_env(),
         )
         for w in range(writers)

@@ -231,8 +231,7 @@ def async_join_handler(runtime: AsyncRuntime) -> Callable[[Join], Awaitable[Any]
             if not isinstance(failure, asyncio.CancelledError):
                 start_all(group)
             else:  # the loop ends, maybe: the waiting requests go after this turn, if any
-                with contextlib.suppress(RuntimeError):  # the loop is closed
-                    asyncio.get_running_loop().call_soon(flush, group)
+                asyncio.get_running_loop().call_soon(flush, group)
             for done in batch:
                 if not done.wake.done():  # a cancelled caller's future is done
                     done.wake.set_result(None)
